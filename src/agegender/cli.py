@@ -1,0 +1,129 @@
+"""Command-line interface (Typer): a thin shell over the Python API.
+
+User errors (:class:`AgeGenderError`) print one line to stderr and exit with status 2, without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+from agegender.errors import AgeGenderError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Estimate age, gender and ethnicity from faces and pedestrian images; train and evaluate models.")
+
+
+def user_errors(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AgeGenderError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def train(
+    config: Path = typer.Argument(..., help="experiment YAML (see configs/)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (overrides data.root)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder (default runs/<config name>)"),
+    set_: List[str] = typer.Option([], "--set", help="override a config key: --set optim.lr=0.001 (repeatable)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from <output>/checkpoints/last.ckpt"),
+) -> None:
+    """Train a model from a config; writes checkpoints, CSV logs and results.json."""
+    import agegender  # noqa: F401
+    from agegender.training.config import load_config
+    from agegender.training.train import run_training
+
+    extra: dict[str, Any] = {}
+    if data is not None:
+        if not data.exists():
+            raise AgeGenderError(f"data folder {data} does not exist", code="missing_path")
+        extra = {"data": {"root": str(data)}}
+    cfg = load_config(config, set_, **extra)
+    out = output or Path("runs") / str(cfg.get("name") or config.stem)
+    result = run_training(cfg, out, resume=resume)
+    if result:
+        test = result.get("test", {})
+        keys = ("age_mae", "age_cs5", "age_group_accuracy", "age_group_one_off", "gender_accuracy", "ethnicity_accuracy")
+        summary = {k: round(test[k], 4) for k in keys if k in test}
+        typer.echo(json.dumps({"output": str(out), "best_checkpoint": result["best_checkpoint"],
+                               "train_seconds": result["train_seconds"], "test": summary}, indent=2))
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: str = typer.Option(..., "--model", "-m", help="checkpoint/package path or bundled model name"),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset reader name (see `agegender datasets`)"),
+    data: Path = typer.Option(..., "--data", help="dataset folder"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the JSON report here"),
+    split: str = typer.Option("all", "--split", help="all (independent test set) or the model's own train/val/test split"),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the dataset's)"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    tta_flip: Optional[bool] = typer.Option(None, "--tta-flip/--no-tta-flip", help="average with mirrored images"),
+) -> None:
+    """Score a model on a dataset folder and print (or write) every metric its labels allow."""
+    from agegender.evaluation.evaluate import evaluate as run
+
+    rep = run(model, dataset, data, split=split, scheme=scheme, output=output, batch_size=batch_size,
+              tta_flip=tta_flip, progress=sys.stderr.isatty())
+    brief = {k: v for k, v in rep.items() if not k.endswith("_confusion")}
+    typer.echo(json.dumps(brief, indent=2))
+
+
+@app.command()
+@user_errors
+def datasets() -> None:
+    """List the supported datasets and the folder layout each expects."""
+    from agegender.data.readers import describe_datasets
+
+    for d in describe_datasets():
+        typer.echo(f"{d['name']}")
+        typer.echo(f"  tasks: {', '.join(d.get('tasks') or [])}")
+        typer.echo(f"  layout: {d['layout']}\n")
+
+
+@app.command()
+@user_errors
+def models() -> None:
+    """List every registered trunk (with parameter count), head, loss, weighting and bundled model."""
+    import agegender.models  # noqa: F401  (registration)
+    from agegender.inference.registry import BUNDLED, bundled_models
+    from agegender.models.registry import COMPOSITIONS, HEADS, LOSSES, WEIGHTINGS
+    from agegender.models.trunks import trunk_info
+
+    typer.echo("trunks:")
+    for t in trunk_info():
+        typer.echo(f"  {t['name']:<24} {t['parameters'] / 1e6:8.2f} M params  input {t['input_size']:<4} "
+                   f"{t.get('paper') or ''}")
+    typer.echo("heads:        " + ", ".join(HEADS.names()))
+    typer.echo("losses:       " + ", ".join(LOSSES.names()))
+    typer.echo("weightings:   " + ", ".join(WEIGHTINGS.names()))
+    typer.echo("compositions: " + ", ".join(COMPOSITIONS.names()))
+    present = bundled_models()
+    typer.echo("bundled:      " + ", ".join(f"{n}{'' if n in present else ' (missing)'}" for n in BUNDLED))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, protocols, reports, fairness and calibration, paper tables."""

@@ -1,0 +1,165 @@
+"""Metrics for every task, computed from decoded predictions and (possibly partial) targets.
+
+Uses scikit-learn for the standard ones (accuracy, macro precision/recall/F1, balanced accuracy —
+the mAcc of chatzitzisi —, confusion matrices); age MAE, CS@5 (share of errors ≤ 5 years), exact
+and 1-off age-group accuracy and the under-18 false-adult rate are one-liners on top.
+Missing labels (-1 / NaN) are left out per task, so partial datasets score what they can.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+from agegender.labels import AgeScheme, get_scheme
+
+ADULT_AGE = 18
+
+
+def group_probs_in_scheme(preds: Mapping[str, np.ndarray], scheme: AgeScheme, model_scheme: str | None) -> np.ndarray | None:
+    """Predicted probabilities over ``scheme``'s groups from whatever the model outputs."""
+    if "age_probs" in preds:
+        return scheme.probs_from_years(preds["age_probs"])
+    if "age" in preds:
+        g = scheme.groups_of(preds["age"])
+        return np.eye(scheme.num_groups, dtype=np.float32)[g]
+    for key in ("age_group_probs", "pedestrian_probs"):
+        if key in preds and model_scheme is not None:
+            p = preds[key] if key == "age_group_probs" else preds[key][:, 1:]
+            src = get_scheme(model_scheme)
+            if src.name == scheme.name:
+                return p
+            # Different scheme: move each source group's mass to the group of its typical age.
+            m = np.zeros((src.num_groups, scheme.num_groups), dtype=np.float32)
+            m[np.arange(src.num_groups), scheme.groups_of(src.representative_age())] = 1
+            return p @ m
+    return None
+
+
+def gender_probs(preds: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    if "gender_probs" in preds:
+        return preds["gender_probs"]
+    if "pedestrian_probs" in preds:
+        p = preds["pedestrian_probs"][:, 0]
+        return np.stack([1 - p, p], axis=1)
+    return None
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, prefix: str) -> dict[str, Any]:
+    labels = list(range(num_classes))
+    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    out = {
+        f"{prefix}_accuracy": float(accuracy_score(y_true, y_pred)),
+        f"{prefix}_macro_precision": float(p),
+        f"{prefix}_macro_recall": float(r),
+        f"{prefix}_macro_f1": float(f),
+        f"{prefix}_balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        f"{prefix}_confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        f"{prefix}_n": int(len(y_true)),
+    }
+    if num_classes == 2:
+        # Binary figures with "female" (1) as the positive class, as chatzitzisi reports them.
+        bp, br, bf, _ = precision_recall_fscore_support(y_true, y_pred, labels=[1], average=None, zero_division=0)
+        out.update({f"{prefix}_precision": float(bp[0]), f"{prefix}_recall": float(br[0]), f"{prefix}_f1": float(bf[0])})
+    return out
+
+
+def compute_metrics(
+    preds: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    scheme: str | AgeScheme = "adience8",
+    model_scheme: str | None = None,
+) -> dict[str, Any]:
+    """Every metric the targets allow. ``targets`` may hold age (NaN = missing), age_group (in
+    ``targets_scheme``= ``scheme`` unless given as exact ages), gender, ethnicity (-1 = missing)."""
+    sch = get_scheme(scheme)
+    out: dict[str, Any] = {"age_scheme": sch.name, "age_group_labels": list(sch.labels)}
+    age_t = np.asarray(targets.get("age", []), dtype=np.float64)
+    # --- age in years
+    if "age" in preds and age_t.size:
+        m = ~np.isnan(age_t)
+        if m.any():
+            err = np.abs(np.asarray(preds["age"], dtype=np.float64)[m] - age_t[m])
+            out["age_mae"] = float(err.mean())
+            out["age_cs5"] = float((err <= 5).mean())
+            out["age_n"] = int(m.sum())
+            minors = m & (age_t < ADULT_AGE)
+            if minors.any():
+                out["under18_false_adult_rate"] = float((np.asarray(preds["age"])[minors] >= ADULT_AGE).mean())
+                out["under18_n"] = int(minors.sum())
+    # --- age group in the evaluation scheme
+    gp = group_probs_in_scheme(preds, sch, model_scheme)
+    if gp is not None:
+        g_true = np.full(len(gp), -1, dtype=np.int64)
+        if age_t.size:
+            g_true = np.where(np.isnan(age_t), -1, sch.groups_of(np.nan_to_num(age_t)))
+        if "age_group" in targets and targets.get("age_group_scheme", sch.name) == sch.name:
+            ag = np.asarray(targets["age_group"], dtype=np.int64)
+            g_true = np.where(g_true >= 0, g_true, ag)
+        m = g_true >= 0
+        if m.any():
+            g_pred = gp[m].argmax(1)
+            out.update(classification_metrics(g_true[m], g_pred, sch.num_groups, "age_group"))
+            out["age_group_one_off"] = float((np.abs(g_pred - g_true[m]) <= 1).mean())
+            if "age_mae" not in out and "under18_false_adult_rate" not in out and age_t.size:
+                pass
+    # --- gender
+    gpr = gender_probs(preds)
+    if gpr is not None and "gender" in targets:
+        t = np.asarray(targets["gender"], dtype=np.int64)
+        m = t >= 0
+        if m.any():
+            out.update(classification_metrics(t[m], gpr[m].argmax(1), 2, "gender"))
+    # --- ethnicity
+    if "ethnicity_probs" in preds and "ethnicity" in targets:
+        t = np.asarray(targets["ethnicity"], dtype=np.int64)
+        m = t >= 0
+        if m.any():
+            k = preds["ethnicity_probs"].shape[1]
+            out.update(classification_metrics(t[m], preds["ethnicity_probs"][m].argmax(1), k, "ethnicity"))
+    # --- attributes (label-based mA and example-based metrics)
+    if "attributes_probs" in preds and "attributes" in targets:
+        out.update(multilabel_metrics(preds["attributes_probs"], targets["attributes"], prefix="attributes"))
+    if "pedestrian_probs" in preds and "pedestrian" in targets:
+        out.update(multilabel_metrics(preds["pedestrian_probs"], targets["pedestrian"], prefix="pedestrian"))
+    return out
+
+
+def multilabel_metrics(probs: np.ndarray, target: np.ndarray, prefix: str, threshold: float = 0.5) -> dict[str, Any]:
+    """Label-based mean accuracy (mA: mean over labels of (TPR + TNR) / 2) and example-based
+    accuracy / precision / recall / F1 (Li et al., used across pedestrian-attribute work).
+    NaN targets are ignored; labels without positives or negatives are left out of mA."""
+    t = np.asarray(target, dtype=np.float64)
+    valid = ~np.isnan(t)
+    pred = (np.asarray(probs) >= threshold) & valid
+    pos = (t == 1) & valid
+    neg = (t == 0) & valid
+    tpr_terms = []
+    for j in range(t.shape[1]):
+        if pos[:, j].any() and neg[:, j].any():
+            tpr = (pred[:, j] & pos[:, j]).sum() / pos[:, j].sum()
+            tnr = (~pred[:, j] & neg[:, j]).sum() / neg[:, j].sum()
+            tpr_terms.append((tpr + tnr) / 2)
+    inter = (pred & pos).sum(1).astype(np.float64)
+    union = (pred | pos).sum(1).astype(np.float64)
+    npred = pred.sum(1).astype(np.float64)
+    npos = pos.sum(1).astype(np.float64)
+    rows = valid.any(1)
+    acc = np.where(union > 0, inter / np.maximum(union, 1), 1.0)[rows]
+    prec = np.where(npred > 0, inter / np.maximum(npred, 1), 0.0)[rows]
+    rec = np.where(npos > 0, inter / np.maximum(npos, 1), 0.0)[rows]
+    p_mean, r_mean = float(prec.mean()) if len(prec) else 0.0, float(rec.mean()) if len(rec) else 0.0
+    return {
+        f"{prefix}_mA": float(np.mean(tpr_terms)) if tpr_terms else float("nan"),
+        f"{prefix}_example_accuracy": float(acc.mean()) if len(acc) else float("nan"),
+        f"{prefix}_example_precision": p_mean,
+        f"{prefix}_example_recall": r_mean,
+        f"{prefix}_example_f1": 2 * p_mean * r_mean / (p_mean + r_mean) if p_mean + r_mean > 0 else 0.0,
+    }

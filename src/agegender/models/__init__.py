@@ -1,0 +1,10 @@
+"""Models: trunks, heads, losses, task weightings and compositions, all built by name from registries."""
+
+from __future__ import annotations
+
+import agegender  # noqa: F401  (torchvision compat before any torchvision import)
+from agegender.models import heads, losses, multitask, trunks, weighting  # noqa: F401  (registration)
+from agegender.models.multitask import MultiTaskNet, build_model
+from agegender.models.registry import COMPOSITIONS, HEADS, LOSSES, TRUNKS, WEIGHTINGS
+
+__all__ = ["build_model", "MultiTaskNet", "TRUNKS", "HEADS", "LOSSES", "WEIGHTINGS", "COMPOSITIONS"]

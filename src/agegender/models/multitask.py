@@ -1,0 +1,153 @@
+"""Multi-task composition: one shared trunk, one head per task, masked per-task losses and a task weighting.
+
+The default composition of every config. Rows whose label is missing for a task are removed from that
+task's loss (missing = -1 for class labels, NaN for years and multi-hot entries), so datasets with
+partial labels train together. Task weighting: fixed, kang2019 eq. 5 trainable p, q, or homoscedastic
+uncertainty (``models/weighting.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from agegender.errors import AgeGenderError
+from agegender.models.registry import COMPOSITIONS, HEADS, LOSSES, TRUNKS, WEIGHTINGS
+
+#: head types whose target is a class index (long, -1 = missing)
+_INDEX_KINDS = {"multiclass", "binary"}
+
+
+def valid_mask(target: torch.Tensor) -> torch.Tensor:
+    """Rows of ``target`` that carry a label for this task."""
+    if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        return target >= 0
+    if target.dim() > 1:
+        return ~torch.isnan(target).all(dim=-1)
+    return ~torch.isnan(target)
+
+
+def build_trunk(cfg: Mapping[str, Any]) -> nn.Module:
+    cfg = dict(cfg)
+    name = cfg.pop("name")
+    return TRUNKS.build(name, **cfg)
+
+
+def build_head(name: str, cfg: Mapping[str, Any], in_features: int, dims: Mapping[str, int]) -> nn.Module:
+    cfg = dict(cfg)
+    kind = cfg.pop("type")
+    task = cfg.pop("task", name)
+    cfg.pop("loss", None)
+    cfg.pop("loss_args", None)
+    cfg.pop("scheme", None)
+    if kind == "classification":
+        cfg.setdefault("num_classes", _dim(dims, task))
+    elif kind == "multilabel":
+        cfg.setdefault("num_labels", _dim(dims, task))
+    return HEADS.build(kind, task, in_features, **cfg)
+
+
+def build_loss(cfg: Mapping[str, Any], head: nn.Module, stats: Mapping[str, Any] | None) -> nn.Module:
+    name = cfg.get("loss") or _DEFAULT_LOSS[head.kind]
+    meta = LOSSES.meta(name)
+    if meta.get("kind") and meta["kind"] != head.kind:
+        raise AgeGenderError(
+            f"loss {name!r} is for {meta['kind']} outputs but head {head.task!r} is {head.kind}; "
+            f"pick a {head.kind} loss (see `agegender models`)",
+            code="bad_config",
+        )
+    task_stats = (stats or {}).get(head.task)
+    return LOSSES.build(name, stats=task_stats, **dict(cfg.get("loss_args") or {}))
+
+
+def _dim(dims: Mapping[str, int], task: str) -> int:
+    if task not in dims:
+        raise AgeGenderError(f"the dataset gives no size for task {task!r} (known: {sorted(dims)})", code="bad_config")
+    return int(dims[task])
+
+
+_DEFAULT_LOSS = {
+    "multiclass": "ce",
+    "binary": "bce",
+    "multilabel": "ml_bce",
+    "regression": "mse",
+    "age_distribution": "dldl",
+    "ordinal": "coral",
+}
+
+
+class MultiTaskNet(nn.Module):
+    """Shared trunk + named heads. ``forward`` returns ``{head_name: raw output}``."""
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        heads: Mapping[str, nn.Module],
+        losses: Mapping[str, nn.Module] | None = None,
+        weighting: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.heads = nn.ModuleDict(dict(heads))
+        self.losses = nn.ModuleDict(dict(losses or {}))
+        self.weighting = weighting
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.features(x)
+        return {name: head(f) for name, head in self.heads.items()}
+
+    def compute_loss(
+        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Masked per-task losses combined by the weighting; tasks with no label in the batch are skipped."""
+        parts: dict[str, torch.Tensor] = {}
+        for name, head in self.heads.items():
+            if name not in self.losses or head.task not in targets:
+                continue
+            t = targets[head.task]
+            m = valid_mask(t)
+            if not bool(m.any()):
+                continue
+            out = outputs[name][m]
+            tt = t[m]
+            parts[name] = self.losses[name](out, tt)
+        if not parts:
+            # Keep the graph connected so optimisers/DDP see every parameter.
+            zero = sum(o.sum() for o in outputs.values()) * 0.0
+            return zero, {}
+        total = self.weighting(parts) if self.weighting is not None else sum(parts.values())
+        return total, parts
+
+    @torch.no_grad()
+    def decode(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, head in self.heads.items():
+            out.update(head.decode(outputs[name]))
+        return out
+
+
+@COMPOSITIONS.register("multitask")
+def build_multitask(
+    cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None, with_losses: bool = True
+) -> MultiTaskNet:
+    trunk = build_trunk(cfg["trunk"])
+    heads_cfg = cfg.get("heads") or {}
+    if not heads_cfg:
+        raise AgeGenderError("model.heads is empty: name at least one head (e.g. gender)", code="bad_config")
+    heads = {n: build_head(n, h, trunk.out_features, dims) for n, h in heads_cfg.items()}
+    losses = {n: build_loss(heads_cfg[n], h, stats) for n, h in heads.items()} if with_losses else {}
+    wcfg = dict(cfg.get("weighting") or {"name": "fixed"})
+    weighting = WEIGHTINGS.build(wcfg.pop("name"), list(heads), **wcfg) if with_losses else None
+    return MultiTaskNet(trunk, heads, losses, weighting)
+
+
+def build_model(
+    cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None, with_losses: bool = True
+) -> nn.Module:
+    """Build the composition named by ``cfg['composition']`` (default ``multitask``)."""
+    return COMPOSITIONS.build(cfg.get("composition", "multitask"), cfg, dims, stats, with_losses)

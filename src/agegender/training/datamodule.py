@@ -1,0 +1,272 @@
+"""Lightning data module: reads a dataset, filters and splits it, builds per-task targets and the
+class statistics weighted losses need (always from the training split), and serves cached images.
+
+Images are decoded once and resized to the model's input (or ``data.resize``) in RAM when
+``data.cache`` is on: on a 2-core machine JPEG decoding otherwise dominates an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from agegender.data.images import load_image
+from agegender.data.readers import read_dataset
+from agegender.data.splits import make_split
+from agegender.data.transforms import eval_transform, train_transform
+from agegender.errors import AgeGenderError
+from agegender.labels import ETHNICITIES, GENDERS, Sample, SampleSet, get_scheme
+
+log = logging.getLogger(__name__)
+
+
+def as_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def build_targets(samples: Sequence[Sample], scheme_name: str, num_attributes: int) -> dict[str, np.ndarray]:
+    """Per-task target arrays: NaN / -1 where a sample lacks that label."""
+    sch = get_scheme(scheme_name)
+    n = len(samples)
+    age = np.full(n, np.nan, dtype=np.float32)
+    group = np.full(n, -1, dtype=np.int64)
+    gender = np.full(n, -1, dtype=np.int64)
+    eth = np.full(n, -1, dtype=np.int64)
+    attrs = np.full((n, num_attributes), np.nan, dtype=np.float32)
+    for i, s in enumerate(samples):
+        if s.age is not None:
+            age[i] = s.age
+        g = s.group_in(sch)
+        if g is not None:
+            group[i] = g
+        if s.gender is not None:
+            gender[i] = s.gender
+        if s.ethnicity is not None:
+            eth[i] = s.ethnicity
+        if s.attributes is not None and num_attributes:
+            attrs[i] = np.asarray(s.attributes, dtype=np.float32)
+    # chatzitzisi §2.3: gender and the M age groups as M+1 sigmoid units.
+    ped = np.full((n, 1 + sch.num_groups), np.nan, dtype=np.float32)
+    ped[gender >= 0, 0] = gender[gender >= 0]
+    has_g = group >= 0
+    ped[has_g, 1:] = np.eye(sch.num_groups, dtype=np.float32)[group[has_g]]
+    return {"age": age, "age_group": group, "gender": gender, "ethnicity": eth, "attributes": attrs, "pedestrian": ped}
+
+
+def task_stats(targets: Mapping[str, np.ndarray], idx: np.ndarray, dims: Mapping[str, int]) -> dict[str, Any]:
+    """Class counts / positive rates of the training split, for weighted losses."""
+    out: dict[str, Any] = {}
+    for task in ("age_group", "gender", "ethnicity"):
+        t = targets[task][idx]
+        t = t[t >= 0]
+        out[task] = {"counts": np.bincount(t, minlength=dims[task]).astype(np.float64)}
+    for task in ("attributes", "pedestrian"):
+        t = targets[task][idx]
+        if t.shape[1] == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rate = np.nanmean(t, axis=0)
+        out[task] = {"pos_rate": np.nan_to_num(rate, nan=0.5)}
+    a = targets["age"][idx]
+    a = a[~np.isnan(a)]
+    out["age"] = {"counts": np.bincount(np.clip(a.round().astype(int), 0, 100), minlength=101).astype(np.float64)}
+    return out
+
+
+def read_resized(sample: Sample, size_hw: tuple[int, int], margin: float = 0.0) -> np.ndarray:
+    """Decode one sample's image (cropping its box, if any, with a margin) and resize to ``size_hw``."""
+    img = load_image(sample.path)
+    if sample.box is not None:
+        x1, y1, x2, y2 = sample.box
+        bw, bh = x2 - x1, y2 - y1
+        x1, y1 = max(0, int(x1 - margin * bw)), max(0, int(y1 - margin * bh))
+        x2, y2 = min(img.shape[1], int(x2 + margin * bw)), min(img.shape[0], int(y2 + margin * bh))
+        if x2 > x1 and y2 > y1:
+            img = img[y1:y2, x1:x2]
+    h, w = size_hw
+    if img.shape[0] != h or img.shape[1] != w:
+        img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+    return img
+
+
+class ImageTable:
+    """Images of a list of samples, decoded on demand or all at once into one uint8 array."""
+
+    def __init__(self, samples: Sequence[Sample], size_hw: tuple[int, int], cache: bool, margin: float = 0.0,
+                 threads: int = 4) -> None:
+        self.samples = list(samples)
+        self.size = size_hw
+        self.margin = margin
+        self.array: np.ndarray | None = None
+        self.bad: list[int] = []
+        if cache:
+            self.array = np.zeros((len(self.samples), size_hw[0], size_hw[1], 3), dtype=np.uint8)
+
+            def work(i: int) -> None:
+                try:
+                    self.array[i] = read_resized(self.samples[i], self.size, self.margin)
+                except AgeGenderError as e:
+                    self.bad.append(i)
+                    log.debug("skipping %s: %s", self.samples[i].path, e)
+
+            with ThreadPoolExecutor(threads) as ex:
+                list(ex.map(work, range(len(self.samples))))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, i: int) -> np.ndarray:
+        if self.array is not None:
+            return self.array[i]
+        return read_resized(self.samples[i], self.size, self.margin)
+
+
+class TaskDataset(Dataset):
+    """(image tensor, {task: target}) pairs over a subset of an :class:`ImageTable`."""
+
+    def __init__(self, table: ImageTable, indices: np.ndarray, targets: Mapping[str, np.ndarray], transform) -> None:
+        self.table = table
+        self.indices = np.asarray(indices)
+        self.targets = targets
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        i = int(self.indices[k])
+        try:
+            img = self.table.get(i)
+        except AgeGenderError:
+            # Unreadable without a cache: substitute a blank image with every label masked out.
+            img = np.zeros((*self.table.size, 3), dtype=np.uint8)
+            return self.transform(img), _masked(self.targets, i)
+        return self.transform(img), {t: torch.as_tensor(v[i]) for t, v in self.targets.items()}
+
+
+def _masked(targets: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for t, v in targets.items():
+        x = torch.as_tensor(v[i]).clone()
+        out[t] = x.fill_(-1) if x.dtype == torch.int64 else x.fill_(float("nan"))
+    return out
+
+
+class AgeGenderDataModule(L.LightningDataModule):
+    """Builds everything data-related from the ``data`` section of a config."""
+
+    def __init__(self, cfg: Mapping[str, Any], trunk_meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        meta = dict(trunk_meta or {})
+        self.input_hw = as_hw(self.cfg.get("input_size") or meta.get("input_size", 224))
+        self.resize_hw = as_hw(self.cfg.get("resize") or self.input_hw)
+        from agegender.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+        self.mean = tuple(self.cfg.get("mean") or meta.get("mean") or IMAGENET_MEAN)
+        self.std = tuple(self.cfg.get("std") or meta.get("std") or IMAGENET_STD)
+        self.scheme = get_scheme(self.cfg.get("age_scheme") or "adience8").name
+        self._prepared = False
+
+    # -- reading, splitting, statistics (cheap; no image decoding)
+    def prepare_samples(self) -> None:
+        if self._prepared:
+            return
+        cfg = self.cfg
+        if not cfg.get("root"):
+            raise AgeGenderError("no data folder given: pass --data DIR (or set data.root)", code="missing_path")
+        ss: SampleSet = read_dataset(cfg["dataset"], cfg["root"], **dict(cfg.get("options") or {}))
+        log.info(ss.summary())
+        self.read_summary = ss.summary()
+        samples = ss.samples
+        flt = dict(cfg.get("filter") or {})
+        if flt:
+            lo, hi = flt.get("min_age"), flt.get("max_age")
+            samples = [s for s in samples if s.age is None or ((lo is None or s.age >= lo) and (hi is None or s.age <= hi))]
+        if cfg.get("limit"):
+            rng = np.random.default_rng(int((cfg.get("split") or {}).get("seed", 42)))
+            keep = np.sort(rng.permutation(len(samples))[: int(cfg["limit"])])
+            samples = [samples[i] for i in keep]
+        if not samples:
+            raise AgeGenderError(f"no usable samples in {cfg['root']} ({ss.summary()})", code="empty_dataset")
+        self.samples = samples
+        self.attribute_names = tuple(ss.attribute_names)
+        self.dims = {
+            "age_group": get_scheme(self.scheme).num_groups,
+            "gender": len(GENDERS),
+            "ethnicity": len(ETHNICITIES),
+            "attributes": len(self.attribute_names),
+            "pedestrian": 1 + get_scheme(self.scheme).num_groups,
+        }
+        self.targets = build_targets(samples, self.scheme, len(self.attribute_names))
+        split_cfg = dict(cfg.get("split") or {"kind": "stratified"})
+        kind = split_cfg.pop("kind", "stratified")
+        if kind == "stratified":
+            split_cfg.setdefault("scheme", "adience8")
+        self.split = {k: np.asarray(v, dtype=np.int64) for k, v in make_split(kind, samples, **split_cfg).items()}
+        for part in ("train", "val"):
+            self.split.setdefault(part, np.zeros(0, dtype=np.int64))
+        if len(self.split["train"]) == 0:
+            raise AgeGenderError("the split left no training samples", code="bad_config")
+        self.stats = task_stats(self.targets, self.split["train"], self.dims)
+        self._prepared = True
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_samples()
+        if getattr(self, "table", None) is None:
+            self.table = ImageTable(self.samples, self.resize_hw, bool(self.cfg.get("cache", True)),
+                                    float(self.cfg.get("crop_margin") or 0.0))
+            if self.table.bad:
+                bad = set(self.table.bad)
+                warnings.warn(f"{len(bad)} image(s) could not be decoded and are left out", stacklevel=2)
+                for part, idx in self.split.items():
+                    self.split[part] = np.asarray([i for i in idx if i not in bad], dtype=np.int64)
+
+    def preprocess(self) -> dict[str, Any]:
+        """What inference needs to feed the model exactly as in training."""
+        return {
+            "input_size": list(self.input_hw),
+            "resize": list(self.resize_hw),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channel_order": "RGB",
+            "crop_margin": float(self.cfg.get("crop_margin") or 0.0),
+        }
+
+    def _loader(self, part: str, train: bool) -> DataLoader:
+        tf = (
+            train_transform(self.input_hw, self.mean, self.std, self.cfg.get("augment", "standard"))
+            if train
+            else eval_transform(self.input_hw, self.mean, self.std)
+        )
+        ds = TaskDataset(self.table, self.split[part], self.targets, tf)
+        nw = int(self.cfg.get("num_workers", 0))
+        return DataLoader(
+            ds,
+            batch_size=int(self.cfg["batch_size"] if train else self.cfg.get("eval_batch_size", 128)),
+            shuffle=train,
+            drop_last=train and len(ds) > int(self.cfg["batch_size"]),
+            num_workers=nw,
+            persistent_workers=nw > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

@@ -1,0 +1,119 @@
+"""The train entry point: config → data module + Lightning module → Trainer.fit → test metrics.
+
+Writes into the output folder: ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
+``logs/`` (CSV metrics per step/epoch), and ``results.json`` (test metrics of the best checkpoint,
+parameter count, training time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from agegender.errors import AgeGenderError
+from agegender.labels import ETHNICITIES, GENDERS, get_scheme
+from agegender.models.registry import TRUNKS
+from agegender.training.config import dump_config
+from agegender.training.datamodule import AgeGenderDataModule
+from agegender.training.module import AgeGenderModule
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: Mapping[str, Any]) -> tuple[AgeGenderDataModule, AgeGenderModule]:
+    """Data module (samples read and split, no images decoded yet) and the Lightning module."""
+    trunk_name = cfg["model"]["trunk"]["name"]
+    dm = AgeGenderDataModule(cfg["data"], TRUNKS.meta(trunk_name))
+    dm.prepare_samples()
+    labels = {
+        "gender": list(GENDERS),
+        "ethnicity": list(ETHNICITIES),
+        "age_scheme": dm.scheme,
+        "age_groups": list(get_scheme(dm.scheme).labels),
+        "attributes": list(dm.attribute_names),
+    }
+    module = AgeGenderModule(cfg, dm.dims, dm.stats, dm.preprocess(), labels)
+    if cfg["trainer"].get("channels_last"):
+        module.model.to(memory_format=torch.channels_last)
+    return dm, module
+
+
+def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = False) -> dict[str, Any]:
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    t = cfg["trainer"]
+    if t.get("threads"):
+        torch.set_num_threads(int(t["threads"]))
+    L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    dm, module = build(cfg)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    has_val = len(dm.split.get("val", [])) > 0
+    monitor = t.get("checkpoint_monitor") if has_val else None
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor,
+                           mode=t.get("checkpoint_mode", "min"), save_last=True, save_top_k=1)
+    callbacks: list[Any] = [ckpt, LearningRateMonitor(logging_interval="epoch")]
+    es = t.get("early_stopping")
+    if es and has_val:
+        callbacks.append(EarlyStopping(monitor=es.get("monitor", "val/loss"), patience=int(es.get("patience", 5)),
+                                       mode=es.get("mode", "min")))
+    if t.get("progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    trainer = L.Trainer(
+        max_epochs=int(t["max_epochs"]),
+        max_steps=int(t.get("max_steps", -1)),
+        accelerator=t.get("accelerator", "cpu"),
+        devices=t.get("devices", 1),
+        strategy=t.get("strategy", "auto"),
+        num_nodes=int(t.get("num_nodes", 1)),
+        precision=t.get("precision", "32-true"),
+        limit_train_batches=t.get("limit_train_batches"),
+        limit_val_batches=t.get("limit_val_batches") if has_val else 0,
+        log_every_n_steps=int(t.get("log_every_n_steps", 20)),
+        gradient_clip_val=t.get("gradient_clip_val"),
+        deterministic=bool(t.get("deterministic", False)),
+        callbacks=callbacks,
+        logger=CSVLogger(str(out), name="logs", version=0),
+        default_root_dir=str(out),
+        enable_progress_bar=bool(t.get("progress_bar", True)),
+        enable_model_summary=False,
+    )
+    ckpt_path = None
+    if resume:
+        last = out / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise AgeGenderError(f"--resume: no checkpoint at {last}; train once without --resume first",
+                                 code="missing_file")
+        ckpt_path = str(last)
+    t0 = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    train_seconds = time.time() - t0
+    if trainer.global_rank != 0:
+        return {}
+    best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
+    n_params = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
+    result: dict[str, Any] = {
+        "name": cfg.get("name"),
+        "best_checkpoint": best,
+        "epochs_run": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "train_seconds": round(train_seconds, 1),
+        "parameters": int(n_params),
+        "read_summary": dm.read_summary,
+        "split_sizes": {k: int(len(v)) for k, v in dm.split.items()},
+    }
+    if len(dm.split.get("test", [])):
+        from agegender.evaluation.evaluate import evaluate
+
+        rep = evaluate(best, cfg["data"]["dataset"], cfg["data"]["root"], split="test",
+                       scheme=cfg["data"].get("age_scheme"), options=dict(cfg["data"].get("options") or {}))
+        result["test"] = rep
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

@@ -1,0 +1,59 @@
+"""Metrics against values computed by hand."""
+
+import numpy as np
+import pytest
+
+from agegender.evaluation.metrics import compute_metrics, multilabel_metrics
+
+
+def test_age_metrics_by_hand():
+    # errors 1, 10, 0, 10 → MAE 21/4, CS@5 = 2/4; minors (age<18): 10 (pred 11), 17 (pred 27) → 1 of 2 adult
+    preds = {"age": np.array([11.0, 27.0, 40.0, 70.0])}
+    targets = {"age": np.array([10.0, 17.0, 40.0, 60.0])}
+    m = compute_metrics(preds, targets, "adience8")
+    assert m["age_mae"] == pytest.approx(21 / 4)
+    assert m["age_cs5"] == pytest.approx(0.5)
+    assert m["under18_false_adult_rate"] == pytest.approx(0.5)
+    # groups: true 10→2, 17→3, 40→5, 60→7 ; pred 11→2, 27→4, 40→5, 70→7 → 3/4 exact, 4/4 one-off
+    assert m["age_group_accuracy"] == pytest.approx(0.75)
+    assert m["age_group_one_off"] == pytest.approx(1.0)
+
+
+def test_missing_labels_are_ignored():
+    preds = {"gender_probs": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])}
+    targets = {"gender": np.array([0, -1, 1])}
+    m = compute_metrics(preds, targets)
+    assert m["gender_n"] == 2 and m["gender_accuracy"] == pytest.approx(0.5)
+    # female = positive class: one female, predicted male → recall 0
+    assert m["gender_recall"] == 0.0
+    assert m["gender_balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_age_group_in_other_scheme_from_distribution():
+    p = np.zeros((2, 101))
+    p[0, 25] = 1
+    p[1, 50] = 1
+    m = compute_metrics({"age_probs": p, "age": np.array([25.0, 50.0])}, {"age": np.array([29.0, 47.0])}, "kang4")
+    assert m["age_group_accuracy"] == 1.0 and m["age_scheme"] == "kang4"
+
+
+def test_multilabel_by_hand():
+    probs = np.array([[0.9, 0.2, 0.7], [0.1, 0.8, 0.6]])
+    target = np.array([[1, 0, 0], [1, 1, np.nan]])
+    m = multilabel_metrics(probs, target, "a")
+    # label 0: pos rows 0,1 → TPR 1/2; no negatives → excluded. label 1: pos row1 (pred 1) TPR 1, neg row0 (pred 0) TNR 1 → 1
+    # label 2: only row0 valid (neg, pred 1) → no positives → excluded.   mA = 1.0
+    assert m["a_mA"] == pytest.approx(1.0)
+    # example-based: row0 pred {0,2} true {0} → acc 1/2, prec 1/2, rec 1 ; row1 pred {1} (label2 masked) true {0,1}
+    # → acc 1/2, prec 1, rec 1/2.  means: acc .5, prec .75, rec .75, F1 .75
+    assert m["a_example_accuracy"] == pytest.approx(0.5)
+    assert m["a_example_precision"] == pytest.approx(0.75)
+    assert m["a_example_recall"] == pytest.approx(0.75)
+    assert m["a_example_f1"] == pytest.approx(0.75)
+
+
+def test_confusion_and_macro():
+    preds = {"ethnicity_probs": np.eye(5)[[0, 1, 1, 3]]}
+    m = compute_metrics(preds, {"ethnicity": np.array([0, 1, 2, 3])})
+    assert m["ethnicity_accuracy"] == 0.75
+    assert m["ethnicity_confusion"][2][1] == 1

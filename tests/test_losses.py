@@ -32,7 +32,7 @@ def build(name: str, stats: dict | None = None, **kw) -> torch.nn.Module:
 
 
 def value(loss: torch.nn.Module, output, target) -> float:
-    return float(loss(torch.tensor(output, dtype=torch.float32), torch.as_tensor(target)))
+    return float(loss(torch.tensor(output, dtype=torch.float32), torch.as_tensor(target)).detach())
 
 
 # ---------------------------------------------------------------- binary (chatzitzisi2020 eqs. 1–5)
@@ -202,15 +202,15 @@ def test_multilabel_nan_masking() -> None:
     # the masked entry's logit does not change the value
     out2 = torch.tensor(ML_X)
     out2[1, 1] = 50.0
-    assert float(loss(out2, tgt)) == pytest.approx(float(v), rel=1e-6)
+    assert float(loss(out2, tgt)) == pytest.approx(float(v.detach()), rel=1e-6)
     # a row with no observed label is left out of the batch mean
     tgt3 = torch.cat([tgt, torch.full((1, 3), float("nan"))])
     out3 = torch.cat([torch.tensor(ML_X), torch.zeros(1, 3)])
-    assert float(loss(out3, tgt3)) == pytest.approx(float(v), rel=1e-6)
+    assert float(loss(out3, tgt3)) == pytest.approx(float(v.detach()), rel=1e-6)
     # all missing: zero, finite, still differentiable
     allnan = loss(out, torch.full((2, 3), float("nan")))
     allnan.backward()
-    assert float(allnan) == 0.0
+    assert float(allnan.detach()) == 0.0
 
 
 def test_multilabel_mean_reduction() -> None:

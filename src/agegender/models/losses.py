@@ -207,7 +207,7 @@ class CategoricalLoss(nn.Module):
                 f"the training split has {self.weights.numel()} classes but the head outputs {c}",
                 code="bad_config",
             )
-        idx = _years_to_index(target, c) if self.years_target else _flat(target).long()
+        idx = _years_to_index(_flat(target), c) if self.years_target else _flat(target).long()
         q = F.one_hot(idx, c).to(x.dtype)
         if self.label_smoothing:
             q = q * (1.0 - self.label_smoothing) + self.label_smoothing / c

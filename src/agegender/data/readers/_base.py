@@ -7,9 +7,11 @@ import csv
 import logging
 import math
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from agegender.errors import AgeGenderError
@@ -88,7 +90,7 @@ def image_problem(path: Path, verify: bool) -> tuple[str, str] | None:
             return None
         with Image.open(path) as im:
             im.verify()
-    except Exception as exc:  # PIL raises many types (UnidentifiedImageError, SyntaxError, OSError, ...)
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, struct.error, ... on bad files
         return ("unreadable_image", f"{path.name}: {type(exc).__name__}")
     return None
 
@@ -124,8 +126,7 @@ def parse_gender(value: Any) -> int | None:
     if is_missing(value):
         return None
     text = str(value).strip().lower()
-    if text.endswith(".0"):  # "1.0" from spreadsheets
-        text = text[:-2]
+    text = text.removesuffix(".0")  # "1.0" from spreadsheets
     if text not in _GENDER_WORDS:
         raise ValueError(f"gender {value!r} is not 0/1, m/f or male/female")
     return _GENDER_WORDS[text]
@@ -145,6 +146,16 @@ def parse_ethnicity(value: Any) -> int | None:
     if not 0 <= idx < len(ETHNICITIES) or idx != float(text):
         raise ValueError(f"ethnicity {value!r} outside 0-{len(ETHNICITIES) - 1}")
     return idx
+
+
+def mat_text(cell: Any) -> str:
+    """Text of one Matlab cell from ``scipy.io.loadmat``: strings come nested in 1-element arrays,
+    an empty cell is an empty array."""
+    while isinstance(cell, np.ndarray):
+        if cell.size == 0:
+            return ""
+        cell = cell.reshape(-1)[0]
+    return str(cell).strip()
 
 
 def reason_code(msg: str) -> str:

@@ -4,8 +4,8 @@ age labels mapped onto the adience8 groups, the fold number kept for the 5-fold 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from agegender.data.readers._base import (
     DATASETS,
@@ -117,8 +117,8 @@ def age_group_of(label: str) -> int | None:
     scheme = get_scheme("adience8")
     try:
         return scheme.parse(label)
-    except Exception:
-        pass
+    except AgeGenderError:
+        pass  # not one of the 8 canonical groups: map a stray range or an exact age below
     nums = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", label)]
     if len(nums) == 1:
         return scheme.group_of(nums[0])

@@ -15,6 +15,7 @@ from agegender.data.readers._base import (
     SkipLog,
     bad_layout,
     image_problem,
+    mat_text,
     require_root,
 )
 from agegender.errors import AgeGenderError
@@ -103,22 +104,13 @@ def _field(struct: Any, name: str, n: int) -> np.ndarray | None:
     return arr.reshape(-1)
 
 
-def _text(cell: Any) -> str:
-    """Text of one Matlab cell: loadmat nests strings in 1-element arrays; an empty cell is ''."""
-    while isinstance(cell, np.ndarray):
-        if cell.size == 0:
-            return ""
-        cell = cell.reshape(-1)[0]
-    return str(cell).strip()
-
-
 def _read_mat(kind: str, mat: Path, is_crop: bool, min_face_score: float, skip_second_face: bool,
               verify: bool, skip: SkipLog) -> list[Sample]:
     from scipy.io import loadmat
 
     try:
         data = loadmat(str(mat))
-    except Exception as exc:  # v7.3 (HDF5) files, truncated downloads, ...
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:  # v7.3 (HDF5) files, truncated downloads
         raise AgeGenderError(f"imdb_wiki: cannot read {mat}: {exc}", code="bad_labels") from None
     if kind not in data:
         keys = [k for k in data if not k.startswith("__")]
@@ -138,7 +130,7 @@ def _read_mat(kind: str, mat: Path, is_crop: bool, min_face_score: float, skip_s
     celeb_id = _field(struct, "celeb_id", n)
     samples = []
     for i in range(n):
-        rel = _text(full_path[i])
+        rel = mat_text(full_path[i])
         entry = f"{kind}:{rel or i}"
         try:
             age = dex_age(float(dob[i]), float(taken[i]))
@@ -170,7 +162,7 @@ def _read_mat(kind: str, mat: Path, is_crop: bool, min_face_score: float, skip_s
             if loc.size == 4 and np.all(np.isfinite(loc)):
                 # Matlab's img(y1:y2, x1:x2) is 1-based and inclusive → 0-based, end-exclusive
                 box = (float(loc[0] - 1), float(loc[1] - 1), float(loc[2]), float(loc[3]))
-        name = _text(names[i]) if names is not None else ""
+        name = mat_text(names[i]) if names is not None else ""
         cid = int(celeb_id[i]) if celeb_id is not None else None
         if cid is not None:
             extra["celeb_id"] = cid

@@ -16,6 +16,7 @@ from agegender.data.readers._base import (
     require_columns,
     require_root,
 )
+from agegender.errors import AgeGenderError
 from agegender.labels import Sample, SampleSet, get_scheme
 
 GENDER_TAGS: dict[str, int] = {"personalMale": 0, "personalFemale": 1}
@@ -126,7 +127,7 @@ def _rows_from_csv(csv_path: Path, base: Path, skip: SkipLog) -> list[dict]:
         else:
             try:
                 age_group = scheme.parse(row["age_group"])
-            except Exception:
+            except AgeGenderError:
                 skip.add(name, "bad_age_group", f"{row['age_group']!r} is not a peta5 group")
                 continue
         rows.append(

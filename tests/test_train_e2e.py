@@ -1,0 +1,57 @@
+"""End to end on real UTKFace images: train one short epoch, checkpoint, resume, evaluate via the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agegender.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "jamoliddin2022" / "table2_small_cnn.yaml"
+FAST = ["--set", "data.limit=320", "--set", "data.num_workers=0", "--set", "trainer.progress_bar=false",
+        "--set", "data.batch_size=32"]
+
+
+def test_train_checkpoint_resume_evaluate(utkface_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    base = ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(out), *FAST]
+    r = runner.invoke(app, [*base, "--set", "trainer.max_epochs=1"])
+    assert r.exit_code == 0, r.output
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    res = json.loads((out / "results.json").read_text())
+    assert res["split_sizes"]["test"] == 64 and res["parameters"] > 11_000_000
+    assert 0.0 <= res["test"]["age_group_accuracy"] <= 1.0
+
+    r = runner.invoke(app, [*base, "--set", "trainer.max_epochs=2", "--resume"])
+    assert r.exit_code == 0, r.output
+    metrics = (out / "logs" / "version_0" / "metrics.csv").read_text()
+    epochs = {line.split(",")[0] for line in metrics.splitlines()[1:]}
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 2, epochs
+
+    report = tmp_path / "report.json"
+    r = runner.invoke(app, ["evaluate", "--model", str(out / "checkpoints" / "last.ckpt"), "--dataset", "utkface",
+                            "--data", str(utkface_dir), "--split", "test", "--output", str(report)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(report.read_text())
+    assert rep["n_images"] == 64 and rep["age_scheme"] == "adience8"
+    for key in ("age_group_accuracy", "age_group_one_off", "gender_accuracy"):
+        assert 0.0 <= rep[key] <= 1.0
+    assert "age_mae" not in rep  # a group classifier gives no years
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "nope.yaml"], "not found"),
+        (["train", str(CONFIG), "--data", "/does/not/exist"], "does not exist"),
+        (["train", str(CONFIG), "--set", "optim.lrr=3"], "unknown config key"),
+        (["evaluate", "--model", "nope", "--dataset", "utkface", "--data", "."], "unknown model"),
+    ],
+)
+def test_user_errors_are_one_line(args, needle):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2
+    assert needle in r.output and "Traceback" not in r.output

@@ -114,3 +114,61 @@ def write_image_folder(folder: Path, good: int, broken: int, size: tuple[int, in
             (folder / name).write_text("this is not an image\n")
         kinds[name] = "broken"
     return kinds
+
+
+def png_with_header_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width``×``height`` pixels (a decompression-bomb stand-in)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+#: bad-input case → expected image status; "face" means the image must decode and the face be found
+BAD_INPUT_CASES: dict[str, str] = {
+    "zero_byte.jpg": "empty_file",
+    "truncated.jpg": "unreadable",
+    "text.jpg": "not_an_image",
+    "bomb.png": "too_large",
+    "grayscale.png": "face",
+    "rgba.png": "face",
+    "palette.png": "face",
+    "cmyk.jpg": "face",
+    "gray16.png": "face",
+    "exif_rotated.jpg": "face",
+    "animated.gif": "face",
+}
+
+
+def write_bad_inputs(folder: Path) -> dict[str, Path]:
+    """Write one file per :data:`BAD_INPUT_CASES` entry (all derived from grace_hopper)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = grace_rgb()
+    im = Image.fromarray(rgb)
+    full = jpeg_bytes(rgb)
+    paths = {name: folder / name for name in BAD_INPUT_CASES}
+    paths["zero_byte.jpg"].write_bytes(b"")
+    paths["truncated.jpg"].write_bytes(full[: len(full) // 2])
+    paths["text.jpg"].write_text("hello, I am not a JPEG\n")
+    paths["bomb.png"].write_bytes(png_with_header_size(100_000, 100_000))
+    im.convert("L").save(paths["grayscale.png"])
+    rgba = im.convert("RGBA")
+    rgba.putalpha(255)
+    rgba.save(paths["rgba.png"])
+    im.convert("P", palette=Image.ADAPTIVE, colors=256).save(paths["palette.png"])
+    im.convert("CMYK").save(paths["cmyk.jpg"], quality=90)
+    gray16 = (np.asarray(im.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(gray16).save(paths["gray16.png"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored rotated, viewers turn it 90° clockwise
+    im.transpose(Image.Transpose.ROTATE_90).save(paths["exif_rotated.jpg"], exif=exif, quality=90)
+    blank = Image.new("RGB", im.size, (128, 128, 128))
+    im.save(paths["animated.gif"], save_all=True, append_images=[blank], duration=100, loop=0)
+    return paths

@@ -27,7 +27,7 @@ def test_train_checkpoint_resume_evaluate(utkface_dir, tmp_path):
 
     r = runner.invoke(app, [*base, "--set", "trainer.max_epochs=2", "--resume"])
     assert r.exit_code == 0, r.output
-    metrics = (out / "logs" / "version_0" / "metrics.csv").read_text()
+    metrics = (out / "logs" / "version_1" / "metrics.csv").read_text()
     epochs = {line.split(",")[0] for line in metrics.splitlines()[1:]}
     assert json.loads((out / "results.json").read_text())["epochs_run"] == 2, epochs
 

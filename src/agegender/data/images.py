@@ -29,8 +29,9 @@ import contextlib
 import io
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Union
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,7 +54,7 @@ ERROR_CODES: tuple[str, ...] = (
     "unsupported",  # an input of the wrong type, array shape/dtype, colour mode or option value
 )
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray, IO[bytes]]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray | IO[bytes]
 
 _BOMB_LOCK = threading.Lock()
 _FORMATS_HINT = "JPEG, PNG, BMP, GIF, WebP or TIFF"
@@ -94,12 +95,23 @@ def load_image(
         return _from_array(source, channel_order=channel_order, max_pixels=max_pixels)
     if isinstance(source, Image.Image):
         _check_pixels(source.size, max_pixels, "the image")
+        try:
+            source.load()  # an image from Image.open is decoded lazily; a corrupt one fails here
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise AgeGenderError(f"the image cannot be decoded ({exc})", code="unreadable") from None
         return _pil_to_rgb(source, "the image")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         _check_path(path)
-        with _open_file(path) as fp:
-            return _decode(fp, str(path), max_pixels)
+        try:
+            with open(path, "rb") as fp:
+                return _decode(fp, str(path), max_pixels)
+        except PermissionError:
+            raise AgeGenderError(
+                f"{path}: permission denied; check the file's permissions", code="unreadable"
+            ) from None
+        except OSError as exc:
+            raise AgeGenderError(f"{path}: cannot read the file ({exc})", code="unreadable") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise AgeGenderError(
@@ -149,7 +161,9 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return _round_to_uint8((values - lo) * (255.0 / max(hi - lo, 1e-12)))
 
 
-def iter_image_files(paths: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:
+def iter_image_files(
+    paths: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True
+) -> list[Path]:
     """Expand files and folders into a sorted, de-duplicated list of image files.
 
     Folders contribute the files whose extension (any case) is in :data:`IMAGE_EXTENSIONS`, descending
@@ -210,18 +224,6 @@ def _check_path(path: Path) -> None:
             f"{path}: the file is empty (0 bytes); it was probably not fully downloaded or copied",
             code="empty_file",
         )
-
-
-@contextlib.contextmanager
-def _open_file(path: Path) -> Iterator[IO[bytes]]:
-    try:
-        fp = open(path, "rb")
-    except PermissionError:
-        raise AgeGenderError(f"{path}: permission denied; check the file's permissions", code="unreadable") from None
-    except OSError as exc:
-        raise AgeGenderError(f"{path}: cannot open the file ({exc.strerror})", code="unreadable") from None
-    with fp:
-        yield fp
 
 
 @contextlib.contextmanager
@@ -300,10 +302,8 @@ def _is_truncation(exc: BaseException) -> bool:
 
 
 def _pil_to_rgb(im: Image.Image, name: str) -> np.ndarray:
-    try:
+    with contextlib.suppress(Exception):  # a malformed EXIF block should not cost the user the photo
         im = ImageOps.exif_transpose(im)
-    except Exception:  # noqa: BLE001 - a malformed EXIF block should not cost the user the photo
-        pass
     mode = im.mode
     if mode == "RGB":
         return np.array(im, dtype=np.uint8)
@@ -339,7 +339,11 @@ def _from_array(array: np.ndarray, *, channel_order: str, max_pixels: int | None
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        hint = " (channels first? use array.transpose(1, 2, 0))" if array.ndim == 3 and array.shape[0] in (1, 3, 4) else ""
+        hint = (
+            " (channels first? use array.transpose(1, 2, 0))"
+            if array.ndim == 3 and array.shape[0] in (1, 3, 4)
+            else ""
+        )
         raise AgeGenderError(
             f"an image array must be H×W, H×W×3 or H×W×4, not shape {array.shape}{hint}", code="unsupported"
         )
@@ -355,4 +359,3 @@ def _from_array(array: np.ndarray, *, channel_order: str, max_pixels: int | None
         return _composite_on_white(pixels)
     # Always a fresh contiguous copy: callers may modify the result, and views of BGR slices are strided.
     return np.array(pixels, dtype=np.uint8, order="C", copy=True)
-

@@ -80,7 +80,7 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
         gradient_clip_val=t.get("gradient_clip_val"),
         deterministic=bool(t.get("deterministic", False)),
         callbacks=callbacks,
-        logger=CSVLogger(str(out), name="logs", version=0),
+        logger=CSVLogger(str(out), name="logs"),
         default_root_dir=str(out),
         enable_progress_bar=bool(t.get("progress_bar", True)),
         enable_model_summary=False,

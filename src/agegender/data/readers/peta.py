@@ -148,7 +148,7 @@ def _find_release_subsets(path: Path) -> list[Path]:
     for base in (path, path / "PETA dataset", path / "PETA_dataset", path / "PETA"):
         if (base / "archive" / "Label.txt").is_file():  # root is one subset folder
             return [base]
-        found = sorted(p.parent for p in base.glob("*/archive/Label.txt"))
+        found = sorted(p.parent.parent for p in base.glob("*/archive/Label.txt"))
         if found:
             return found
     return []

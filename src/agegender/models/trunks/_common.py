@@ -66,7 +66,7 @@ class GlobalPool(nn.Module):
 
 
 class Grayscale(nn.Module):
-    """(B, 3, H, W) -> (B, 1, H, W) with ITU-R BT.601 luma weights, so grayscale nets keep the RGB contract."""
+    """(B, 3, H, W) -> (B, 1, H, W) by BT.601 luma weights, so grayscale nets keep the RGB contract."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +103,9 @@ def fc_block(in_features: int, out_features: int, dropout: float) -> nn.Sequenti
 
 def no_pretrained(name: str) -> AgeGenderError:
     """The error for ``pretrained=True`` on a trunk that is only ever trained from scratch."""
-    return AgeGenderError(f"trunk {name!r} has no pretrained weights; set pretrained: false", code="bad_config")
+    return AgeGenderError(
+        f"trunk {name!r} has no pretrained weights; set pretrained: false", code="bad_config"
+    )
 
 
 class ConvFCNet(nn.Module):

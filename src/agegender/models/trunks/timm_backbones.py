@@ -4,7 +4,7 @@ wrapper the EfficientNet-Lite0 trunk reuses.
 dey_aggarwal used Keras' ``Xception`` (Chollet 2017); timm's ``legacy_xception`` is that exact network (its
 weights are the Keras/TF ImageNet ones, preprocessed with mean = std = 0.5), so we use it rather than the
 aligned ``xception41/65`` variants. Input 299 (Keras' default); global max pooling as in §3.4.4.
-``pretrained=True`` downloads through timm; offline that raises ``AgeGenderError(code="weights_unavailable")``.
+``pretrained=True`` downloads through timm; offline it raises ``AgeGenderError(code="weights_unavailable")``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ class TimmTrunk(nn.Module):
         return self.model(x)
 
 
-def create_timm_model(arch: str, pretrained: bool = False, pool: str = "avg", name: str | None = None,
-                      **kwargs: object) -> nn.Module:
-    """``timm.create_model(arch, num_classes=0, global_pool=pool)``; a download failure -> weights_unavailable."""
+def create_timm_model(
+    arch: str, pretrained: bool = False, pool: str = "avg", name: str | None = None, **kwargs: object
+) -> nn.Module:
+    """``timm.create_model(arch, num_classes=0, global_pool=pool)``; download failure: weights_unavailable."""
     import timm
 
     kwargs = {"num_classes": 0, "global_pool": check_pool(pool), **kwargs}
@@ -44,8 +45,15 @@ def create_timm_model(arch: str, pretrained: bool = False, pool: str = "avg", na
         return timm.create_model(arch, pretrained=True, **kwargs)
 
 
-@TRUNKS.register("xception", input_size=299, mean=XCEPTION_MEAN, std=XCEPTION_STD, paper="dey_aggarwal",
-                 pretrained=True, pool="max")
+@TRUNKS.register(
+    "xception",
+    input_size=299,
+    mean=XCEPTION_MEAN,
+    std=XCEPTION_STD,
+    paper="dey_aggarwal",
+    pretrained=True,
+    pool="max",
+)
 def xception(pretrained: bool = False, pool: str = "max") -> TimmTrunk:
     """Xception (timm ``legacy_xception``), 2048 features, global max pooling by default (§3.4.4)."""
     return TimmTrunk(create_timm_model("legacy_xception", pretrained, pool, name="xception"))

@@ -5,7 +5,7 @@ Each trunk is the torchvision model without its classifier, followed by global p
 - ``pool="max"`` is dey_aggarwal's "global max pooling layer added after the base model" (§3.4.1–3.4.5), so
   it is the default of the backbones only that paper uses (vgg19, inception_v3, mobilenet_v2).
 - ``pool="avg"`` is torchvision's own pooling and chatzitzisi2020's ("global average pooling", §3.1), the
-  default of resnet50 and of the jamoliddin baselines (set ``pool: max`` to reproduce dey_aggarwal's ResNet50).
+  default of resnet50 and of the jamoliddin baselines (``pool: max`` reproduces dey_aggarwal's ResNet50).
 - ``keep_fc=True`` (default for alexnet and vgg11) keeps the two 4096-unit FC layers and drops only the last
   1000-way layer: jamoliddin_yoo2022 Table 2 counts 61 M / 133 M parameters for them, i.e. with the FC layers.
   vgg19 defaults to ``keep_fc=False``, dey_aggarwal's Keras ``include_top=False``.
@@ -30,9 +30,24 @@ from agegender.models.registry import TRUNKS
 from agegender.models.trunks._common import IMAGENET_MEAN, IMAGENET_STD, GlobalPool, weights_download
 
 _INCEPTION_LAYERS = (
-    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-    "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-    "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
 )  # Inception3's layers up to its pool, without the auxiliary classifier
 
 
@@ -90,14 +105,20 @@ SPECS: tuple[BackboneSpec, ...] = (
     BackboneSpec("densenet161", _densenet, "jamoliddin_yoo2022"),
     BackboneSpec("vgg19", _features(512), "dey_aggarwal", pool="max", keep_fc=False),
     BackboneSpec("resnet50", _resnet, "chatzitzisi2020"),
-    BackboneSpec("inception_v3", _inception, "dey_aggarwal", input_size=299, pool="max",
-                 scratch_kwargs={"aux_logits": False, "init_weights": True}),
+    BackboneSpec(
+        "inception_v3",
+        _inception,
+        "dey_aggarwal",
+        input_size=299,
+        pool="max",
+        scratch_kwargs={"aux_logits": False, "init_weights": True},
+    ),
     BackboneSpec("mobilenet_v2", _features(1280), "dey_aggarwal", pool="max"),
 )
 
 
 class TorchvisionTrunk(nn.Module):
-    """``body`` (convolutions) then ``neck`` (global pooling, or the kept FC layers); ``out_features`` wide."""
+    """``body`` (convolutions) then ``neck`` (global pooling, or the kept FC layers) -> out_features."""
 
     def __init__(self, body: nn.Module, neck: nn.Module, out_features: int) -> None:
         super().__init__()
@@ -109,23 +130,33 @@ class TorchvisionTrunk(nn.Module):
         return self.neck(self.body(x))
 
 
-def load_torchvision_model(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
-    """``torchvision.models.<name>`` with the DEFAULT ImageNet weights, or randomly initialised."""
+def load_torchvision_model(name: str, pretrained: bool, trunk: str | None = None, **kwargs: Any) -> nn.Module:
+    """``torchvision.models.<name>`` with the DEFAULT ImageNet weights, or randomly initialised.
+
+    ``trunk`` names the trunk in the offline error message (default: ``name``).
+    """
     import torchvision
 
     builder = getattr(torchvision.models, name)
     if not pretrained:
         return builder(weights=None, **kwargs)
-    with weights_download(name):
+    with weights_download(trunk or name):
         return builder(weights="DEFAULT", **kwargs)
 
 
-def build_torchvision_trunk(spec: BackboneSpec, pretrained: bool = False, pool: str | None = None,
-                            keep_fc: bool | None = None) -> TorchvisionTrunk:
-    """Build the trunk ``spec`` describes; ``pool`` and ``keep_fc`` override the spec's defaults."""
+def build_torchvision_trunk(
+    spec: BackboneSpec, pretrained: bool = False, pool: str | None = None, keep_fc: bool | None = None
+) -> TorchvisionTrunk:
+    """Build the trunk ``spec`` describes; ``pool`` and ``keep_fc`` override the spec's defaults.
+
+    ``keep_fc=True`` (alexnet/vgg only) keeps torchvision's adaptive pool and hidden FC layers instead of
+    global pooling, so ``pool`` must then be left unset.
+    """
     keep_fc = spec.keep_fc if keep_fc is None else keep_fc
     if keep_fc and spec.keep_fc is None:
         raise AgeGenderError(f"{spec.name} has no hidden FC layers to keep; drop keep_fc", code="bad_config")
+    if keep_fc and pool:
+        raise AgeGenderError(f"{spec.name}: pool applies only with keep_fc: false", code="bad_config")
     model = load_torchvision_model(spec.name, pretrained, **({} if pretrained else spec.scratch_kwargs))
     body, channels = spec.body(model)
     if keep_fc:
@@ -138,14 +169,25 @@ def build_torchvision_trunk(spec: BackboneSpec, pretrained: bool = False, pool: 
 
 
 def _register(spec: BackboneSpec) -> None:
-    def builder(pretrained: bool = False, pool: str | None = None, keep_fc: bool | None = None) -> TorchvisionTrunk:
+    def builder(
+        pretrained: bool = False, pool: str | None = None, keep_fc: bool | None = None
+    ) -> TorchvisionTrunk:
         return build_torchvision_trunk(spec, pretrained=pretrained, pool=pool, keep_fc=keep_fc)
 
     builder.__name__ = spec.name
-    builder.__doc__ = (f"torchvision {spec.name} trunk ({spec.paper}); kwargs: pool='avg'|'max' "
-                       f"(default {spec.pool!r}), keep_fc (default {spec.keep_fc}).")
-    TRUNKS.register(spec.name, input_size=spec.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    paper=spec.paper, pretrained=True, pool=spec.pool)(builder)
+    builder.__doc__ = (
+        f"torchvision {spec.name} trunk ({spec.paper}); kwargs: pool='avg'|'max' "
+        f"(default {spec.pool!r}), keep_fc (default {spec.keep_fc})."
+    )
+    TRUNKS.register(
+        spec.name,
+        input_size=spec.input_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        paper=spec.paper,
+        pretrained=True,
+        pool=spec.pool,
+    )(builder)
 
 
 for _spec in SPECS:

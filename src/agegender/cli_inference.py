@@ -1,0 +1,208 @@
+"""CLI commands ``predict``, ``video`` and ``export``: thin shells over :mod:`agegender.inference`.
+
+Registered on the main Typer app by importing this module (``agegender.cli`` does at its end).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator, List, Optional
+
+import typer
+
+from agegender.cli import app, user_errors
+from agegender.errors import AgeGenderError
+
+FORMATS = ("json", "jsonl", "csv")
+
+
+class RecordWriter:
+    """Streams flat records as a JSON array, JSON Lines or CSV (fixed columns) to a text stream."""
+
+    def __init__(self, stream: IO[str], fmt: str, columns: list[str]) -> None:
+        self.stream, self.fmt, self.columns = stream, fmt, columns
+        self.count = 0
+        self._csv: csv.DictWriter | None = None
+        if fmt == "csv":
+            self._csv = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+            self._csv.writeheader()
+        elif fmt == "json":
+            stream.write("[")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow({k: ("" if v is None else v) for k, v in record.items()})
+        elif self.fmt == "json":
+            self.stream.write(("," if self.count else "") + "\n" + json.dumps(record))
+        else:
+            self.stream.write(json.dumps(record) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n")
+        self.stream.flush()
+
+
+def _annotated_path(out_dir: Path, rel: str) -> Path:
+    return out_dir / rel
+
+
+@app.command()
+@user_errors
+def predict(
+    paths: List[str] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
+    model: str = typer.Option("default", "--model", "-m", help="bundled model name, checkpoint/package or .onnx"),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d",
+                                           help="haar | dlib | none | path/to/detector.onnx (default: haar, "
+                                                "none for body models)"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="face | body (default: the model's)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write annotated copies of the images here"),
+    fmt: str = typer.Option("json", "--format", "-f", help="json | jsonl | csv"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="write records to this file (default stdout); with --ray: the "
+                                               "Parquet folder"),
+    batch_size: int = typer.Option(64, "--batch-size", help="crops per model call"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="decode/detect threads (default min(4, CPUs))"),
+    min_confidence: float = typer.Option(0.0, "--min-confidence",
+                                         help="below this top probability a label is reported as 'uncertain'"),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the model's)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch | onnx (default: from the file)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="model threads"),
+    min_face_size: Optional[float] = typer.Option(None, "--min-face-size", help="ignore smaller faces (pixels)"),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="descend into sub-folders"),
+    fail_on_error: bool = typer.Option(False, "--fail-on-error", help="exit 1 if any file could not be read"),
+    ray: bool = typer.Option(False, "--ray", help="run as a Ray Data job writing Parquet (see --output)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Ray cluster address (default: a local instance)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="progress bar on stderr (default: on a terminal, 10+ files)"),
+) -> None:
+    """Age, gender and ethnicity of every person in images: one record per person plus one per image.
+
+    Every image gets a record with its status (ok, no_face, or an error such as unreadable); broken files
+    never stop the run. Examples:
+
+      agegender predict photos/ --out annotated/ --format csv --output people.csv
+
+      agegender predict crops/ --detector none --format jsonl
+
+      agegender predict /data/images --ray --output predictions/
+    """
+    if fmt not in FORMATS:
+        raise AgeGenderError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="bad_option")
+    det_opts: dict[str, Any] = {} if min_face_size is None else {"min_face_size": min_face_size}
+    options: dict[str, Any] = {"detector": detector, "mode": mode, "min_confidence": min_confidence, "scheme": scheme,
+                               "backend": backend}
+    if det_opts:
+        options["detector_options"] = det_opts
+    if ray:
+        _predict_ray(paths, model, options, out, output, ray_address, batch_size, fail_on_error, recursive, progress)
+        return
+
+    from agegender.inference.draw import save_annotated
+    from agegender.inference.predictor import STATUS_NO_FACE, STATUS_OK, list_inputs, load
+    from agegender.inference.records import to_records
+
+    predictor = load(model, batch_size=batch_size, threads=threads, workers=workers, **options)
+    inputs = list_inputs(paths, recursive)
+    if not inputs:
+        raise AgeGenderError("no image files found in the given paths", code="missing_file")
+    columns = predictor.record_schema()
+    stream: IO[str] = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    writer = RecordWriter(stream, fmt, [c for c, _ in columns])
+    counts: dict[str, int] = {}
+    people = 0
+    show = progress if progress is not None else (len(inputs) >= 10 and sys.stderr.isatty())
+    t0 = time.perf_counter()
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=not show, desc="predict")
+        results: Iterator[Any] = predictor.iter_predict([f for f, _ in inputs], sources=[f for f, _ in inputs],
+                                                        return_images=out is not None)
+        for i, item in enumerate(results):
+            res, rgb = item if out is not None else (item, None)
+            counts[res.status] = counts.get(res.status, 0) + 1
+            people += len(res.people)
+            for rec in to_records(res, columns):
+                writer.write(rec)
+            if out is not None and rgb is not None and res.status in (STATUS_OK, STATUS_NO_FACE):
+                save_annotated(_annotated_path(out, inputs[i][1]), rgb, res.people)
+            bar.update(1)
+        bar.close()
+    finally:
+        writer.close()
+        if output:
+            stream.close()
+    seconds = time.perf_counter() - t0
+    errors = sum(v for k, v in counts.items() if k not in (STATUS_OK, STATUS_NO_FACE))
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    typer.echo(f"{len(inputs)} images ({detail}), {people} people, {len(inputs) / max(seconds, 1e-9):.1f} images/s"
+               + (f"; records in {output}" if output else "") + (f"; annotated copies in {out}" if out else ""),
+               err=True)
+    if fail_on_error and errors:
+        raise typer.Exit(1)
+
+
+def _predict_ray(paths: list[str], model: str, options: dict[str, Any], out: Optional[Path], output: Optional[Path],
+                 address: Optional[str], batch_size: int, fail_on_error: bool, recursive: bool,
+                 progress: Optional[bool]) -> None:
+    from agegender.inference.distributed import predict_directory_ray
+
+    if out is not None:
+        raise AgeGenderError("--out (annotated copies) is not available with --ray; drop one of them",
+                             code="bad_option")
+    summary = predict_directory_ray(paths, output or Path("predictions"), model=model, address=address,
+                                    batch_size=batch_size, recursive=recursive, progress=bool(progress),
+                                    **{k: v for k, v in options.items() if v is not None})
+    typer.echo(json.dumps(summary, indent=2))
+    errors = sum(v for k, v in summary["status"].items() if k not in ("ok", "no_face"))
+    if fail_on_error and errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def video(
+    source: str = typer.Argument(..., help="video file, or a camera index such as 0"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write an annotated MP4 here"),
+    every: int = typer.Option(3, "--every", help="run detection + model every N frames; track in between"),
+    model: str = typer.Option("default", "--model", "-m", help="bundled model name, checkpoint/package or .onnx"),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="haar | dlib | none | detector.onnx"),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="stop after N frames (cameras never end)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write per-frame results (JSON) here"),
+    smoothing: float = typer.Option(0.4, "--smoothing",
+                                    help="weight of the newest prediction in each face's moving average (1 = off)"),
+    min_confidence: float = typer.Option(0.0, "--min-confidence", help="report 'uncertain' below this"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch | onnx"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="model threads"),
+) -> None:
+    """Track and label faces in a video or camera stream; prints a summary with frames per second."""
+    from agegender.inference.predictor import load
+    from agegender.inference.video import process_video
+
+    predictor = load(model, detector=detector, min_confidence=min_confidence, backend=backend, threads=threads)
+    summary = process_video(predictor, source, out=out, every=every, max_frames=max_frames, json_path=json_path,
+                            smoothing=smoothing)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: str = typer.Argument(..., help="checkpoint/package path or bundled model name"),
+    onnx: Path = typer.Option(..., "--onnx", help="output .onnx file"),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="compare ONNX Runtime with torch on random input"),
+) -> None:
+    """Export a model to ONNX (dynamic batch, decoded outputs, preprocessing in the file's metadata)."""
+    from agegender.inference.onnx_export import export_onnx
+
+    if onnx.suffix.lower() != ".onnx":
+        raise AgeGenderError(f"--onnx must name a .onnx file, not {onnx}", code="bad_option")
+    typer.echo(json.dumps(export_onnx(checkpoint, onnx, opset=opset, verify=verify), indent=2))

@@ -1,0 +1,1 @@
+"""Inference: face/person detectors → crops → batched model → typed results (ONNX, video and batch jobs)."""

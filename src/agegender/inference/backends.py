@@ -1,0 +1,112 @@
+"""Model runtimes behind the predictor: eager PyTorch or ONNX Runtime, both turning a normalised
+NCHW float batch into the same dict of decoded numpy arrays (``age``, ``age_probs``, ``gender_probs``, ...)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agegender.errors import AgeGenderError
+
+#: key of the JSON blob inside an exported ONNX model's ``metadata_props``
+ONNX_META_KEY = "agegender"
+
+
+class TorchBackend:
+    """A :class:`~agegender.models.package.ModelBundle` run in eager PyTorch (``channels_last``, no grad)."""
+
+    name = "torch"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        from agegender.models.package import load_bundle
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.bundle = load_bundle(path)
+        self.device = torch.device(device)
+        self.bundle.model.to(self.device).to(memory_format=torch.channels_last)
+        self.config = self.bundle.config
+        self.dims = self.bundle.dims
+        self.preprocess = self.bundle.preprocess
+        self.labels = self.bundle.labels
+        self.meta = self.bundle.meta
+        self.source = str(path)
+        self.model_name = self.bundle.name
+
+    def run(self, x: torch.Tensor, tta_flip: bool = False) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            return self.bundle.predict_tensor(x.to(self.device), tta_flip=tta_flip)
+
+
+class OnnxBackend:
+    """An ONNX file written by :func:`agegender.inference.onnx_export.export_onnx`, run by ONNX Runtime.
+
+    Everything the predictor needs (config, preprocessing, labels) comes from the file's metadata, so the
+    ``.onnx`` file alone is a complete model.
+    """
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AgeGenderError("the ONNX backend needs onnxruntime: pip install 'agegender[onnx]'",
+                                 code="missing_dependency") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise AgeGenderError(f"{path} is not a loadable ONNX model ({e})", code="bad_model") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+        if not raw:
+            raise AgeGenderError(
+                f"{path} has no agegender metadata; export it with `agegender export CHECKPOINT --onnx OUT.onnx`",
+                code="bad_model")
+        meta: dict[str, Any] = json.loads(raw)
+        self.config = meta["config"]
+        self.dims = meta["dims"]
+        self.preprocess = meta["preprocess"]
+        self.labels = meta.get("labels") or {}
+        self.meta = meta.get("meta") or {}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_name = self.session.get_inputs()[0].name
+        self.source = str(path)
+        self.model_name = str(self.meta.get("name") or self.config.get("name") or Path(path).stem)
+
+    def run(self, x: torch.Tensor | np.ndarray, tta_flip: bool = False) -> dict[str, np.ndarray]:
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {self.input_name: arr})))
+        if tta_flip:
+            flipped = np.ascontiguousarray(arr[:, :, :, ::-1])
+            out2 = self.session.run(self.outputs, {self.input_name: flipped})
+            out = {k: (v + v2) / 2 for (k, v), v2 in zip(out.items(), out2)}
+        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def open_backend(path: str | Path, backend: str | None = None, device: str = "cpu",
+                 threads: int | None = None) -> TorchBackend | OnnxBackend:
+    """The runtime for a model file: ``backend`` ``torch``/``onnx``, or chosen by the file extension."""
+    kind = backend or ("onnx" if str(path).lower().endswith(".onnx") else "torch")
+    if kind == "onnx":
+        if not str(path).lower().endswith(".onnx"):
+            raise AgeGenderError(
+                f"backend 'onnx' needs an exported .onnx file, not {path}; run `agegender export {path} "
+                "--onnx model.onnx` first", code="bad_model")
+        return OnnxBackend(path, device, threads)
+    if kind == "torch":
+        if str(path).lower().endswith(".onnx"):
+            raise AgeGenderError(f"{path} is an ONNX file: load it with backend='onnx'", code="bad_model")
+        return TorchBackend(path, device, threads)
+    raise AgeGenderError(f"unknown backend {kind!r}; choose 'torch' or 'onnx'", code="bad_option")

@@ -1,0 +1,89 @@
+"""Face-detector backends behind one interface: "haar" (default), "dlib", "none" and user-supplied "onnx".
+
+>>> from agegender.inference.detectors import build_detector
+>>> detector = build_detector("none")
+>>> detector.detect(np.zeros((4, 6, 3), dtype=np.uint8))[0].box
+(0.0, 0.0, 6.0, 4.0)
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import numpy as np  # noqa: F401 - used by the doctest above
+
+from agegender.errors import AgeGenderError
+from agegender.inference.detectors import dlib_hog, haar, none, onnx  # noqa: F401 - registers the backends
+from agegender.inference.detectors.base import (
+    DETECTORS,
+    Detection,
+    Detector,
+    check_rgb,
+    crop,
+    downscale,
+    expand_box,
+    margin_score,
+    nms,
+)
+from agegender.inference.detectors.dlib_hog import DlibHogDetector
+from agegender.inference.detectors.haar import HaarDetector
+from agegender.inference.detectors.none import NoneDetector
+from agegender.inference.detectors.onnx import OnnxDetector
+
+#: The detector used when none is named (kang2019's Viola–Jones cascade).
+DEFAULT_DETECTOR = "haar"
+
+__all__ = [
+    "DEFAULT_DETECTOR",
+    "DETECTORS",
+    "Detection",
+    "Detector",
+    "DlibHogDetector",
+    "HaarDetector",
+    "NoneDetector",
+    "OnnxDetector",
+    "build_detector",
+    "check_rgb",
+    "crop",
+    "downscale",
+    "expand_box",
+    "margin_score",
+    "nms",
+]
+
+
+def build_detector(name_or_path: str | os.PathLike | Detector = DEFAULT_DETECTOR, **opts: Any) -> Detector:
+    """Build a detector by registered name (``DETECTORS.names()``), or from a ``.onnx`` file path.
+
+    ``opts`` go to the backend's constructor (e.g. ``min_face_size=40``, ``score_threshold=0.6``).
+    A :class:`Detector` instance is returned unchanged, so callers can accept either.
+
+    Raises:
+        AgeGenderError: ``unknown_detector`` (message lists the known names), ``bad_config`` (an option
+            the backend does not take), or the backend's own errors (``missing_file``, ``bad_model``,
+            ``missing_dependency``).
+    """
+    if isinstance(name_or_path, Detector):
+        if opts:
+            raise AgeGenderError("options cannot be applied to an already built detector", code="bad_config")
+        return name_or_path
+    name = os.fspath(name_or_path)
+    if name.lower().endswith(".onnx"):
+        opts = {"model_path": name, **opts}
+        name = "onnx"
+    builder = DETECTORS.get(name)
+    if name == "onnx" and "model_path" not in opts:
+        raise AgeGenderError(
+            "the 'onnx' detector needs a model file: build_detector('path/to/detector.onnx') "
+            "or build_detector('onnx', model_path=...)",
+            code="bad_config",
+        )
+    try:
+        # Checked against the signature (not by catching TypeError from the call, which would hide bugs):
+        # a misspelt option is the user's configuration error, not a crash.
+        inspect.signature(builder).bind(**opts)
+    except TypeError as exc:
+        raise AgeGenderError(f"detector {name!r}: {exc}", code="bad_config") from None
+    return builder(**opts)

@@ -1,0 +1,258 @@
+"""The face-detector interface shared by every backend: ``Detection``, ``Detector``, box and crop helpers.
+
+A backend implements ``_detect`` on an RGB uint8 array; :meth:`Detector.detect` validates the input and
+applies the common options (``min_face_size``, ``score_threshold``, ``max_faces``) in one place, so
+every backend filters, clips and orders its results the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from agegender.errors import AgeGenderError
+from agegender.registry import Registry
+
+Box = tuple[float, float, float, float]
+
+#: name → builder(**options) -> Detector. ``build_detector`` in the package ``__init__`` is the door in.
+DETECTORS: Registry = Registry("detector")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected face (or person) in pixel coordinates of the image passed to ``detect``.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)``, corners in pixels, ``x2``/``y2`` exclusive (a box covering a whole
+            ``W×H`` image is ``(0, 0, W, H)``). A face cut off by the border may have a box reaching past
+            it: boxes are not clipped, so the box keeps the face's true centre and size and
+            :func:`crop` pads the missing part.
+        score: confidence mapped to [0, 1] by the backend (higher is more certain). It orders and filters
+            detections; it is not a calibrated probability (see each backend for its mapping).
+        landmarks: optional ``((x, y), ...)`` facial points (five for YuNet: right eye, left eye,
+            nose tip, right and left mouth corners), else ``None``.
+    """
+
+    box: Box
+    score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2.0, (self.box[1] + self.box[3]) / 2.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form (for batch records and the HTTP service)."""
+        out: dict[str, Any] = {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4)}
+        if self.landmarks is not None:
+            out["landmarks"] = [[round(x, 2), round(y, 2)] for x, y in self.landmarks]
+        return out
+
+
+class Detector(ABC):
+    """Finds faces in an RGB image. Subclasses implement :meth:`_detect`.
+
+    Args:
+        min_face_size: drop detections whose shorter side is under this many pixels (of the input image).
+        score_threshold: drop detections scoring below this (scores are in [0, 1]).
+        max_faces: keep at most this many (the highest-scoring); ``None`` keeps all.
+
+    Results are filtered (boxes must overlap the image) and sorted by score (highest first), ties by
+    larger area.
+    """
+
+    name: ClassVar[str] = "detector"
+
+    def __init__(
+        self, *, min_face_size: float = 30, score_threshold: float = 0.0, max_faces: int | None = None
+    ) -> None:
+        if min_face_size < 0:
+            raise AgeGenderError(f"min_face_size must be >= 0, not {min_face_size}", code="bad_config")
+        if max_faces is not None and max_faces < 1:
+            raise AgeGenderError(f"max_faces must be >= 1 or None, not {max_faces}", code="bad_config")
+        self.min_face_size = float(min_face_size)
+        self.score_threshold = float(score_threshold)
+        self.max_faces = max_faces
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """Detect faces in an ``H×W×3`` ``uint8`` RGB array (use ``agegender.data.images.load_image``)."""
+        image = check_rgb(image_rgb)
+        height, width = image.shape[:2]
+        kept = []
+        for det in self._detect(image):
+            x1, y1, x2, y2 = det.box
+            if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height or x2 <= x1 or y2 <= y1:
+                continue
+            if min(det.width, det.height) < self.min_face_size or det.score < self.score_threshold:
+                continue
+            kept.append(det)
+        kept.sort(key=lambda d: (-d.score, -d.area))
+        return kept[: self.max_faces] if self.max_faces is not None else kept
+
+    __call__ = detect
+
+    @abstractmethod
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        """Return raw detections for a validated RGB uint8 image (filtering happens in ``detect``)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(min_face_size={self.min_face_size:g}, "
+            f"score_threshold={self.score_threshold:g}, max_faces={self.max_faces})"
+        )
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """Return ``image`` as a C-contiguous ``H×W×3`` uint8 array, or raise ``unsupported``."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = (
+            f"{image.dtype} array of shape {image.shape}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        raise AgeGenderError(
+            f"detectors take an H×W×3 uint8 RGB array, not a {got}; load it with "
+            "agegender.data.images.load_image",
+            code="unsupported",
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise AgeGenderError(f"the image is empty (shape {image.shape})", code="unsupported")
+    return np.ascontiguousarray(image)
+
+
+def expand_box(box: Sequence[float], margin: float = 0.0, square: bool = True) -> Box:
+    """Grow ``box`` by ``margin`` × its width (height) on the left and right (top and bottom) sides.
+
+    With ``square`` the shorter side is then grown to the longer one about the same centre. The result
+    may extend past the image; :func:`crop` pads it. ``margin`` may be negative to shrink the box.
+
+    >>> expand_box((10, 10, 30, 50), margin=0.5, square=False)  # 20×40 box → 40×80
+    (0.0, -10.0, 40.0, 70.0)
+    >>> expand_box((10, 10, 30, 50), margin=0.5)  # then squared about its centre (20, 30)
+    (-20.0, -10.0, 60.0, 70.0)
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    if w <= 0 or h <= 0:
+        raise AgeGenderError(f"cannot expand an empty box {tuple(box)}", code="unsupported")
+    if margin <= -0.5:
+        raise AgeGenderError(
+            f"margin must be > -0.5 (it is a fraction per side), not {margin}", code="bad_config"
+        )
+    x1, x2 = x1 - margin * w, x2 + margin * w
+    y1, y2 = y1 - margin * h, y2 + margin * h
+    if square:
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        half = max(x2 - x1, y2 - y1) / 2.0
+        x1, y1, x2, y2 = cx - half, cy - half, cx + half, cy + half
+    return (x1, y1, x2, y2)
+
+
+def crop(
+    image: np.ndarray,
+    detection: Detection | Sequence[float],
+    margin: float = 0.0,
+    square: bool = True,
+    pad: str = "constant",
+) -> np.ndarray:
+    """Cut the (expanded) box out of ``image``; parts outside the image are padded.
+
+    Args:
+        image: ``H×W×C`` (or ``H×W``) array.
+        detection: a :class:`Detection` or an ``(x1, y1, x2, y2)`` box.
+        margin: fraction of the box size added on each side (see :func:`expand_box`); 0.4 is a common
+            choice for age models trained on loosely cropped faces.
+        square: make the crop square about the box centre, so resizing to the model's square input
+            keeps the face's aspect ratio.
+        pad: ``"constant"`` (zeros, i.e. black: the convention of aligned-face pipelines, and it adds no
+            fake texture) or ``"edge"`` (repeat the border pixels).
+
+    Returns:
+        a new array of about the expanded box's size (corners rounded to whole pixels, at least 1×1).
+    """
+    if pad not in ("constant", "edge"):
+        raise AgeGenderError(f"pad must be 'constant' or 'edge', not {pad!r}", code="bad_config")
+    box = detection.box if isinstance(detection, Detection) else detection
+    x1f, y1f, x2f, y2f = expand_box(box, margin, square)
+    # Round half up (not Python's half-to-even) so a box shifted by whole pixels keeps its crop size.
+    x1, y1 = math.floor(x1f + 0.5), math.floor(y1f + 0.5)
+    x2, y2 = max(math.floor(x2f + 0.5), x1 + 1), max(math.floor(y2f + 0.5), y1 + 1)
+    height, width = image.shape[:2]
+    # Slice the part that lies inside the image, then pad the rest: no full-size padded copy needed.
+    ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    if ix1 >= ix2 or iy1 >= iy2:  # box entirely outside: nothing to repeat at the edge
+        return np.zeros((y2 - y1, x2 - x1) + image.shape[2:], dtype=image.dtype)
+    inside = image[iy1:iy2, ix1:ix2]
+    widths = [(iy1 - y1, y2 - iy2), (ix1 - x1, x2 - ix2)] + [(0, 0)] * (image.ndim - 2)
+    if any(before or after for before, after in widths):
+        return np.pad(inside, widths, mode=pad)
+    return inside.copy()
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns indices of the kept boxes, highest score first.
+
+    Plain numpy so the detector layer never imports torch (a few hundred boxes take well under a ms).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    keep: list[int] = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        w = np.clip(
+            np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None
+        )
+        h = np.clip(
+            np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None
+        )
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Shrink ``image`` so its longer side is at most ``max_side``; return it and the factor used (≤ 1).
+
+    Detectors search at many scales, so their cost grows with the pixel count; large photos are searched
+    at a reduced size and boxes are divided by the factor afterwards.
+    """
+    longer = max(image.shape[:2])
+    if not max_side or longer <= max_side:
+        return image, 1.0
+    import cv2  # core dependency; imported here so `base` stays importable without loading OpenCV
+
+    scale = max_side / longer
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
+def margin_score(margin: float, typical_face_margin: float) -> float:
+    """Map a classifier margin (0 = the backend's own decision threshold) to (0, 1).
+
+    A logistic scaled so that 0 → 0.5 and ``typical_face_margin`` (the median margin of true faces,
+    measured per backend) → 0.9. Monotone, so ordering is preserved; not a calibrated probability.
+    """
+    z = math.log(9.0) * margin / typical_face_margin
+    return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))

@@ -1,0 +1,516 @@
+"""The predictor: image → detector → crops → batched model → typed results, with preprocessing taken
+strictly from the model's own metadata. ``agegender.load(...)`` returns one.
+
+>>> import agegender
+>>> p = agegender.load("default")                        # doctest: +SKIP
+>>> [(r.gender, r.age.years) for r in p.predict("photo.jpg")]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
+from agegender.data.transforms import eval_transform
+from agegender.errors import AgeGenderError
+from agegender.inference.backends import OnnxBackend, TorchBackend, open_backend
+from agegender.inference.registry import resolve_model_path
+from agegender.inference.results import (
+    STATUS_NO_FACE,
+    STATUS_OK,
+    UNCERTAIN,
+    AgeEstimate,
+    ImageResult,
+    PersonResult,
+)
+from agegender.labels import ETHNICITIES, GENDERS, AgeScheme, get_scheme
+
+log = logging.getLogger(__name__)
+
+#: datasets whose models take whole-person (pedestrian) crops rather than faces
+BODY_DATASETS: tuple[str, ...] = ("peta", "rap")
+#: margin (fraction of the box per side) added around a detected face when the model does not name one.
+#: Haar/dlib boxes span brows to chin; 0.3 per side gives about the framing of UTKFace's aligned crops.
+DEFAULT_FACE_MARGIN: float = 0.3
+#: status of an image whose processing failed for a reason that is not a known user error (a bug)
+STATUS_ERROR = "error"
+
+
+def _hw(size: Any) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def source_name(image: Any) -> str:
+    """How an input is named in results: its path, or a placeholder for in-memory images."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(image, Image.Image):
+        return "<PIL image>"
+    if isinstance(image, np.ndarray):
+        return "<array>"
+    return f"<{type(image).__name__}>"
+
+
+@dataclass
+class Prepared:
+    """One image after decoding and detection: its (partial) result and the model-ready crops."""
+
+    result: ImageResult
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)  # uint8 RGB at the model's resize size
+    image: np.ndarray | None = None
+
+
+class Predictor:
+    """Age, gender and ethnicity for every person in images. Build it with :func:`load`.
+
+    The model's metadata fixes the preprocessing (input size, resize, mean/std, channel order, crop
+    margin) and the label names; the detector finds faces (or, in body mode / with detector ``none``,
+    the whole image is the crop). See :func:`load` for the options.
+    """
+
+    def __init__(
+        self,
+        backend: TorchBackend | OnnxBackend,
+        detector: str | None = None,
+        detector_options: dict[str, Any] | None = None,
+        mode: str | None = None,
+        scheme: str | AgeScheme | None = None,
+        interval: float = 0.8,
+        min_confidence: float = 0.0,
+        tta_flip: bool | None = None,
+        batch_size: int = 64,
+        workers: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        from agegender.inference.detectors import build_detector
+
+        self.backend = backend
+        pp = backend.preprocess or {}
+        if "input_size" not in pp:
+            raise AgeGenderError(f"model {backend.source} carries no preprocessing metadata (input_size); "
+                                 "re-save it with agegender.models.package.save_package", code="bad_model")
+        self.input_hw = _hw(pp["input_size"])
+        self.resize_hw = _hw(pp.get("resize") or pp["input_size"])
+        self.mean = [float(v) for v in pp.get("mean") or (0.485, 0.456, 0.406)]
+        self.std = [float(v) for v in pp.get("std") or (0.229, 0.224, 0.225)]
+        self.channel_order = str(pp.get("channel_order", "RGB")).upper()
+        tf = eval_transform(self.input_hw, self.mean, self.std)
+        # Everything after ToImage works on a batched uint8 tensor, so a batch is normalised in one call
+        # with exactly the steps (and parameters) of the training/evaluation transform.
+        self._batch_tf = type(tf)(tf.transforms[1:])
+        self.model_mode = self._model_mode()
+        self.mode = mode or self.model_mode
+        if self.mode not in ("face", "body"):
+            raise AgeGenderError(f"mode must be 'face' or 'body', not {self.mode!r}", code="bad_option")
+        opts = dict(detector_options or {})
+        margin = opts.pop("margin", None)
+        self.detector_name = str(detector or ("none" if self.mode == "body" else "haar"))
+        self.detector = build_detector(self.detector_name, **opts)
+        self.crop_margin = float(margin if margin is not None else pp.get("detector_margin") or pp.get("crop_margin")
+                                 or (DEFAULT_FACE_MARGIN if self.mode == "face" else 0.0))
+        labels = backend.labels or {}
+        self.gender_names = list(labels.get("gender") or GENDERS)
+        self.ethnicity_names = list(labels.get("ethnicity") or ETHNICITIES)
+        self.attribute_names = list(labels.get("attributes") or [])
+        self.model_scheme = get_scheme(labels.get("age_scheme") or backend.config.get("data", {}).get("age_scheme")
+                                       or "adience8")
+        self.scheme = get_scheme(scheme) if scheme is not None else self.model_scheme
+        if not 0.0 < float(interval) < 1.0:
+            raise AgeGenderError(f"interval must be in (0, 1), e.g. 0.8, not {interval}", code="bad_option")
+        self.interval = float(interval)
+        self.min_confidence = float(min_confidence)
+        default_tta = bool((backend.config.get("eval") or {}).get("tta_flip", False))
+        self.tta_flip = default_tta if tta_flip is None else bool(tta_flip)
+        self.batch_size = max(1, int(batch_size))
+        self.workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
+        self.max_pixels = max_pixels
+        self._group_map = self._scheme_map(self.model_scheme, self.scheme)
+
+    # ------------------------------------------------------------------------------------------- public API
+
+    @property
+    def name(self) -> str:
+        return self.backend.model_name
+
+    def info(self) -> dict[str, Any]:
+        """What this predictor runs: model name/version/source, tasks, preprocessing, detector, scheme."""
+        import agegender
+
+        meta = self.backend.meta or {}
+        return {
+            "name": self.name,
+            "version": str(meta.get("version") or agegender.__version__),
+            "source": self.backend.source,
+            "backend": self.backend.name,
+            "mode": self.mode,
+            "tasks": self.tasks(),
+            "preprocess": dict(self.backend.preprocess),
+            "labels": dict(self.backend.labels or {}),
+            "age_scheme": self.scheme.name,
+            "age_groups": list(self.scheme.labels),
+            "detector": {"name": self.detector_name, "repr": repr(self.detector), "crop_margin": self.crop_margin},
+            "interval": self.interval,
+            "min_confidence": self.min_confidence,
+            "tta_flip": self.tta_flip,
+            "meta": {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        }
+
+    def tasks(self) -> list[str]:
+        """Tasks the model answers: among age, age_group, gender, ethnicity, attributes."""
+        heads = (self.backend.config.get("model") or {}).get("heads") or {}
+        kinds = {str(h.get("task", n)) for n, h in heads.items()}
+        out = []
+        if "age" in kinds or "pedestrian" in kinds or "age_group" in kinds:
+            out += (["age"] if "age" in kinds else []) + ["age_group"]
+        if "gender" in kinds or "pedestrian" in kinds:
+            out.append("gender")
+        if "ethnicity" in kinds:
+            out.append("ethnicity")
+        if "attributes" in kinds:
+            out.append("attributes")
+        return out
+
+    def record_schema(self) -> list[tuple[str, str]]:
+        """Columns of the flat records (:mod:`agegender.inference.records`) this predictor produces."""
+        from agegender.inference.records import record_schema
+
+        tasks = self.tasks()
+        return record_schema(self.gender_names if "gender" in tasks else (),
+                             self.scheme.labels if "age_group" in tasks else (),
+                             self.ethnicity_names if "ethnicity" in tasks else (),
+                             self.attribute_names if "attributes" in tasks else ())
+
+    def predict(self, image: Any, channel_order: str = "RGB") -> list[PersonResult]:
+        """Everyone in one image (path, bytes, PIL image or H×W×3 array in ``channel_order`` RGB/BGR).
+
+        Raises :class:`AgeGenderError` for input that is not a readable image; returns ``[]`` when the
+        detector finds nobody.
+        """
+        prep = self._prepare(image, source_name(image), channel_order, keep_image=False, catch=False)
+        return self._run([prep])[0].result.people
+
+    def predict_image(self, image: Any, source: str | None = None, channel_order: str = "RGB") -> ImageResult:
+        """Like :meth:`predict` but never raises for bad input: the result's ``status`` says what happened."""
+        return next(self.iter_predict([image], sources=[source] if source else None, channel_order=channel_order,
+                                      workers=1))
+
+    def predict_batch(self, images: Iterable[Any], workers: int | None = None, channel_order: str = "RGB",
+                      sources: Sequence[str] | None = None) -> list[ImageResult]:
+        """One :class:`ImageResult` per input, in order; decoding and detection run in a thread pool and the
+        crops of all images share model batches. Bad inputs get an error status, never an exception."""
+        return list(self.iter_predict(images, workers=workers, channel_order=channel_order, sources=sources))
+
+    def iter_predict(
+        self,
+        images: Iterable[Any],
+        workers: int | None = None,
+        channel_order: str = "RGB",
+        sources: Sequence[str] | None = None,
+        return_images: bool = False,
+    ) -> Iterator[Any]:
+        """Stream :meth:`predict_batch`: yields results in input order as soon as their batch is done
+        (``(ImageResult, rgb array or None)`` pairs with ``return_images``), decoding the next chunk
+        while the model runs on the current one."""
+        n_workers = max(1, int(workers or self.workers))
+        chunk = max(self.batch_size, 4 * n_workers)
+        names = iter(sources) if sources is not None else None
+        it = iter(images)
+
+        def submit(ex: ThreadPoolExecutor) -> list[Future]:
+            futs = []
+            for img in islice(it, chunk):
+                name = next(names) if names is not None else source_name(img)
+                futs.append(ex.submit(self._prepare, img, name, channel_order, return_images, True))
+            return futs
+
+        with ThreadPoolExecutor(n_workers, thread_name_prefix="agegender-decode") as ex:
+            pending = submit(ex)
+            while pending:
+                following = submit(ex)  # decode ahead while the model runs on `pending`
+                preps = self._run([f.result() for f in pending])
+                for p in preps:
+                    yield (p.result, p.image) if return_images else p.result
+                pending = following
+
+    def predict_crops(self, crops: Sequence[Any], channel_order: str = "RGB") -> list[PersonResult]:
+        """Results for ready-made crops (faces, or persons in body mode): no detection, box = whole crop."""
+        preps = []
+        for c in crops:
+            rgb = load_image(c, channel_order=channel_order, max_pixels=self.max_pixels)
+            h, w = rgb.shape[:2]
+            res = ImageResult(source=source_name(c), status=STATUS_OK, width=w, height=h)
+            preps.append(Prepared(res, [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)]))
+        return [p for prep in self._run(preps) for p in prep.result.people]
+
+    def detect_crops(self, rgb: np.ndarray) -> tuple[list[tuple[float, float, float, float]], list[float],
+                                                     list[np.ndarray]]:
+        """Boxes, detector scores and model-ready crops (uint8, resized) of everyone in an RGB image."""
+        from agegender.inference.detectors import crop
+
+        h, w = rgb.shape[:2]
+        if self.detector_name == "none":  # the input is the crop: keep its aspect (pedestrians), no padding
+            return [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)]
+        boxes, scores, crops = [], [], []
+        for det in self.detector.detect(rgb):
+            boxes.append(tuple(float(v) for v in det.box))
+            scores.append(float(det.score))
+            crops.append(self._resize(crop(rgb, det, self.crop_margin, square=True)))
+        return boxes, scores, crops  # type: ignore[return-value]
+
+    def predict_arrays(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw decoded model outputs (``age``, ``age_probs``, ``gender_probs``, ...) for RGB uint8 crops."""
+        return self.infer_crops([self._resize(np.asarray(c)) for c in crops])
+
+    def people_from_arrays(self, arrays: dict[str, np.ndarray], boxes: Sequence[Sequence[float]],
+                           scores: Sequence[float]) -> list[PersonResult]:
+        """Typed results from raw model outputs (one row per box) — shared by images, video smoothing and Ray."""
+        n = len(boxes)
+        if n == 0:
+            return []
+        fem = self._female_probs(arrays)
+        eth = arrays.get("ethnicity_probs")
+        attrs = arrays.get("attributes_probs")
+        years, years_lo, years_hi = self._years(arrays)
+        group = self._group_probs(arrays, years)
+        out = []
+        for i in range(n):
+            age = None
+            if group is not None or years is not None:
+                gp = group[i] if group is not None else None
+                age = AgeEstimate(
+                    years=None if years is None else round(float(years[i]), 2),
+                    interval=None if years_lo is None else (round(float(years_lo[i]), 1), round(float(years_hi[i]), 1)),
+                    interval_mass=None if years_lo is None else self.interval,
+                    group=self._pick(gp, self.scheme.labels) if gp is not None else "",
+                    group_probs={} if gp is None else {lab: round(float(v), 5) for lab, v in zip(self.scheme.labels, gp)},
+                    scheme=self.scheme.name,
+                )
+            gender = gender_probs = ethnicity = ethnicity_probs = attributes = None
+            if fem is not None:
+                gvec = np.asarray([1.0 - fem[i], fem[i]])
+                gender_probs = {n_: round(float(v), 5) for n_, v in zip(self.gender_names, gvec)}
+                gender = self._pick(gvec, self.gender_names)
+            if eth is not None:
+                ethnicity_probs = {n_: round(float(v), 5) for n_, v in zip(self.ethnicity_names, eth[i])}
+                ethnicity = self._pick(eth[i], self.ethnicity_names)
+            if attrs is not None:
+                names = self.attribute_names or [f"attr_{j}" for j in range(attrs.shape[1])]
+                attributes = {n_: round(float(v), 5) for n_, v in zip(names, attrs[i])}
+            b = tuple(float(v) for v in boxes[i])
+            out.append(PersonResult(box=b, detector_score=float(scores[i]), age=age, gender=gender,  # type: ignore[arg-type]
+                                    gender_probs=gender_probs, ethnicity=ethnicity, ethnicity_probs=ethnicity_probs,
+                                    attributes=attributes))
+        return out
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _model_mode(self) -> str:
+        pp, meta, cfg = self.backend.preprocess or {}, self.backend.meta or {}, self.backend.config or {}
+        for src in (pp, meta):
+            if src.get("mode") in ("face", "body"):
+                return str(src["mode"])
+        return "body" if str((cfg.get("data") or {}).get("dataset", "")).lower() in BODY_DATASETS else "face"
+
+    def _prepare(self, image: Any, name: str, channel_order: str, keep_image: bool, catch: bool) -> Prepared:
+        res = ImageResult(source=name, status=STATUS_OK)
+        try:
+            rgb = load_image(image, channel_order=channel_order, max_pixels=self.max_pixels)
+            res.height, res.width = int(rgb.shape[0]), int(rgb.shape[1])
+            boxes, scores, crops = self.detect_crops(rgb)
+            prep = Prepared(res, boxes, scores, crops, image=rgb if keep_image else None)
+            if not prep.crops:
+                res.status = STATUS_NO_FACE
+                res.message = "no face found" if self.mode == "face" else "no person found"
+            return prep
+        except AgeGenderError as e:
+            if not catch:
+                raise
+            res.status, res.message = e.code, str(e)
+        except Exception as e:  # noqa: BLE001 - in batch mode one odd file must not sink the others
+            if not catch:
+                raise
+            log.warning("unexpected error on %s", name, exc_info=True)
+            res.status, res.message = STATUS_ERROR, f"{type(e).__name__}: {e}"
+        return Prepared(res)
+
+    def _resize(self, rgb: np.ndarray) -> np.ndarray:
+        # Same as training (datamodule.read_resized): Pillow bilinear to the model's resize size.
+        h, w = self.resize_hw
+        if rgb.shape[0] != h or rgb.shape[1] != w:
+            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+        return rgb
+
+    def _to_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2)
+        if len(self.mean) == 1:
+            from torchvision.transforms.v2 import functional as F
+
+            x = F.rgb_to_grayscale(x, num_output_channels=1)
+        elif self.channel_order == "BGR":
+            x = x.flip(1)
+        return self._batch_tf(x.contiguous())
+
+    def infer_crops(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw model outputs for crops already resized by :meth:`detect_crops` (batched by ``batch_size``)."""
+        parts = []
+        for s in range(0, len(crops), self.batch_size):
+            parts.append(self.backend.run(self._to_batch(crops[s:s + self.batch_size]), tta_flip=self.tta_flip))
+        if not parts:
+            return {}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _run(self, preps: list[Prepared]) -> list[Prepared]:
+        crops = [c for p in preps for c in p.crops]
+        if not crops:
+            return preps
+        arrays = self.infer_crops(crops)
+        start = 0
+        for p in preps:
+            n = len(p.crops)
+            if n:
+                sub = {k: v[start:start + n] for k, v in arrays.items()}
+                p.result.people = self.people_from_arrays(sub, p.boxes, p.scores)
+                p.crops = []
+            start += n
+        return preps
+
+    def _pick(self, probs: np.ndarray, names: Sequence[str]) -> str:
+        i = int(np.argmax(probs))
+        return UNCERTAIN if float(probs[i]) < self.min_confidence else str(names[i])
+
+    def _female_probs(self, arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+        if "gender_probs" in arrays:
+            return arrays["gender_probs"][:, 1]
+        if "pedestrian_probs" in arrays:  # chatzitzisi §2.3: unit 0 is gender (1 = female)
+            return arrays["pedestrian_probs"][:, 0]
+        return None
+
+    def _years(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        years = arrays.get("age")
+        probs = arrays.get("age_probs")
+        if probs is None:
+            return years, None, None
+        if years is None:
+            years = probs @ np.arange(probs.shape[1], dtype=np.float32)
+        lo, hi = age_interval(probs, self.interval)
+        return years, lo, hi
+
+    def _group_probs(self, arrays: dict[str, np.ndarray], years: np.ndarray | None) -> np.ndarray | None:
+        if "age_probs" in arrays:
+            return self.scheme.probs_from_years(arrays["age_probs"])
+        model_groups = arrays.get("age_group_probs")
+        if model_groups is None and "pedestrian_probs" in arrays:
+            sig = arrays["pedestrian_probs"][:, 1:]
+            model_groups = sig / np.clip(sig.sum(axis=1, keepdims=True), 1e-8, None)
+        if model_groups is not None and model_groups.shape[1] == self.model_scheme.num_groups:
+            return model_groups @ self._group_map
+        if years is not None:  # regression only: the group the estimate falls in
+            return np.eye(self.scheme.num_groups, dtype=np.float32)[self.scheme.groups_of(years)]
+        return None
+
+    @staticmethod
+    def _scheme_map(src: AgeScheme, dst: AgeScheme) -> np.ndarray:
+        """(src groups × dst groups): spread each source group evenly over its years, regroup in ``dst``."""
+        if src.name == dst.name:
+            return np.eye(src.num_groups, dtype=np.float32)
+        y2s = src.year_to_group_matrix()
+        spread = (y2s / np.clip(y2s.sum(axis=0, keepdims=True), 1, None)).T
+        return (spread @ dst.year_to_group_matrix()).astype(np.float32)
+
+
+def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> list[tuple[str, str]]:
+    """Expand files and folders into ``(path, name relative to the argument it came from)`` pairs.
+
+    Folders give their image files (see :func:`~agegender.data.images.iter_image_files`); a path that
+    does not exist is kept, so it gets a ``missing_file`` record instead of vanishing or aborting the run.
+    """
+    from agegender.data.images import iter_image_files
+
+    out: list[tuple[str, str]] = []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir():
+            out += [(str(f), str(f.relative_to(p))) for f in iter_image_files([p], recursive)]
+        else:
+            out.append((str(p), p.name))
+    return out
+
+
+def age_interval(probs: np.ndarray, mass: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``mass`` interval (years) of distributions over ages 0..K-1 (one per row).
+
+    Year ``k`` is taken to cover [k − 0.5, k + 0.5]; quantiles are interpolated in the CDF.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    cdf = np.cumsum(probs, axis=1)
+    cdf /= np.clip(cdf[:, -1:], 1e-12, None)
+    edges = np.arange(k + 1, dtype=np.float64) - 0.5
+    q = (1.0 - mass) / 2.0
+    lo = np.empty(len(probs))
+    hi = np.empty(len(probs))
+    for i, row in enumerate(cdf):
+        f = np.concatenate([[0.0], np.maximum.accumulate(row)])
+        lo[i] = np.interp(q, f, edges)
+        hi[i] = np.interp(1.0 - q, f, edges)
+    return np.clip(lo, 0, k - 1), np.clip(hi, 0, k - 1)
+
+
+def load(
+    name_or_path: str | Path = "default",
+    device: str = "cpu",
+    backend: str | None = None,
+    detector: str | None = None,
+    detector_options: dict[str, Any] | None = None,
+    mode: str | None = None,
+    scheme: str | None = None,
+    interval: float = 0.8,
+    min_confidence: float = 0.0,
+    tta_flip: bool | None = None,
+    batch_size: int = 64,
+    threads: int | None = None,
+    workers: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Predictor:
+    """Load a model and wrap it in a :class:`Predictor`.
+
+    Args:
+        name_or_path: bundled name (``default``, ``default-body``), a ``.ckpt``/``.pt`` file, or an
+            exported ``.onnx`` file.
+        device: ``cpu`` or ``cuda[:N]``.
+        backend: ``torch`` or ``onnx`` (default: ``onnx`` for ``.onnx`` files, else ``torch``).
+        detector: ``haar`` (default for face models), ``dlib``, ``none`` (inputs are crops; default for
+            body models), ``onnx`` or a path to an ONNX face detector.
+        detector_options: e.g. ``{"min_face_size": 40, "score_threshold": 0.5, "margin": 0.3}``
+            (``margin``: fraction of the box added per side before cropping).
+        mode: ``face`` or ``body`` (default: from the model — PETA/RAP models are body models).
+        scheme: age-group scheme of the output (``adience8``, ``kang4``, ``peta5``, ``fairface9``;
+            default: the model's).
+        interval: probability mass of the reported age interval (0.8 → 10th–90th percentile).
+        min_confidence: below this top probability, gender/ethnicity/age group are ``"uncertain"``.
+        tta_flip: average with the mirrored crop (default: the model config's ``eval.tta_flip``).
+        batch_size: crops per model call; threads: torch/ORT intra-op threads; workers: decode threads.
+        max_pixels: larger images get status ``too_large`` (decompression-bomb guard).
+    """
+    path = resolve_model_path(name_or_path)
+    be = open_backend(path, backend, device, threads)
+    return Predictor(be, detector=detector, detector_options=detector_options, mode=mode, scheme=scheme,
+                     interval=interval, min_confidence=min_confidence, tta_flip=tta_flip, batch_size=batch_size,
+                     workers=workers, max_pixels=max_pixels)

@@ -1,4 +1,5 @@
-"""Tiny model packages and sample images shared by the inference tests (random weights, built in seconds)."""
+"""Tiny model packages and sample/bad image files shared by the inference tests (random weights, built in
+seconds). The pytest fixtures wrapping them live in ``fixtures_models.py`` (load it with ``pytest_plugins``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 import agegender  # noqa: F401  (torchvision compat first)
 
@@ -25,27 +25,46 @@ def tiny_bundle(kind: str = "face", seed: int = 0, input_size: int = 64) -> Any:
 
     torch.manual_seed(seed)
     scheme = "peta5" if kind == "body" else "adience8"
-    dims = dict(TINY_DIMS, age_group=get_scheme(scheme).num_groups, pedestrian=1 + get_scheme(scheme).num_groups)
+    dims = dict(
+        TINY_DIMS, age_group=get_scheme(scheme).num_groups, pedestrian=1 + get_scheme(scheme).num_groups
+    )
     if kind == "face":
-        heads = {"age": {"type": "age_distribution"}, "gender": {"type": "classification"},
-                 "ethnicity": {"type": "classification"}}
+        heads = {
+            "age": {"type": "age_distribution"},
+            "gender": {"type": "classification"},
+            "ethnicity": {"type": "classification"},
+        }
         dataset, size = "utkface", [input_size, input_size]
     elif kind == "body":
         heads = {"pedestrian": {"type": "multilabel"}}
         dataset, size = "peta", [input_size * 2, input_size]
     elif kind == "regression":
-        heads = {"age": {"type": "age_regression"}, "age_group": {"type": "classification"},
-                 "gender": {"type": "binary"}}
+        heads = {
+            "age": {"type": "age_regression"},
+            "age_group": {"type": "classification"},
+            "gender": {"type": "binary"},
+        }
         dataset, size = "utkface", [input_size, input_size]
     else:
         raise ValueError(kind)
     model_cfg = {"trunk": {"name": "small_cnn"}, "heads": heads}
     model = build_model(model_cfg, dims, stats=None, with_losses=False).eval()
     config = {"name": f"tiny-{kind}", "model": model_cfg, "data": {"dataset": dataset, "age_scheme": scheme}}
-    preprocess = {"input_size": size, "resize": size, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                  "channel_order": "RGB", "crop_margin": 0.0}
-    labels = {"gender": list(GENDERS), "ethnicity": list(ETHNICITIES), "age_scheme": scheme,
-              "age_groups": list(get_scheme(scheme).labels), "attributes": []}
+    preprocess = {
+        "input_size": size,
+        "resize": size,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "channel_order": "RGB",
+        "crop_margin": 0.0,
+    }
+    labels = {
+        "gender": list(GENDERS),
+        "ethnicity": list(ETHNICITIES),
+        "age_scheme": scheme,
+        "age_groups": list(get_scheme(scheme).labels),
+        "attributes": [],
+    }
     return ModelBundle(model, config, dims, preprocess, labels, {"name": f"tiny-{kind}", "version": "test"})
 
 
@@ -53,21 +72,6 @@ def write_tiny_package(path: Path, kind: str = "face", seed: int = 0) -> Path:
     from agegender.models.package import save_package
 
     return save_package(tiny_bundle(kind, seed), path)
-
-
-@pytest.fixture(scope="session")
-def tiny_face_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-face.pt", "face")
-
-
-@pytest.fixture(scope="session")
-def tiny_body_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-body.pt", "body")
-
-
-@pytest.fixture(scope="session")
-def tiny_regression_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-regression.pt", "regression")
 
 
 def grace_hopper_path() -> Path:
@@ -91,7 +95,9 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def write_image_folder(folder: Path, good: int, broken: int, size: tuple[int, int] = (128, 160)) -> dict[str, str]:
+def write_image_folder(
+    folder: Path, good: int, broken: int, size: tuple[int, int] = (128, 160)
+) -> dict[str, str]:
     """``good`` small grace_hopper JPEGs and ``broken`` bad files (zero-byte, truncated, text) in ``folder``;
     returns {file name: "good" | "broken"}."""
     from PIL import Image
@@ -122,11 +128,17 @@ def png_with_header_size(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 #: bad-input case → expected image status; "face" means the image must decode and the face be found

@@ -15,18 +15,24 @@ from PIL import Image
 import agegender
 from agegender.errors import AgeGenderError
 from agegender.inference.predictor import Predictor, age_interval, list_inputs, load
-from agegender.inference.results import STATUS_NO_FACE, STATUS_OK, UNCERTAIN, AgeEstimate, ImageResult, PersonResult
+from agegender.inference.results import (
+    STATUS_NO_FACE,
+    STATUS_OK,
+    UNCERTAIN,
+    AgeEstimate,
+    ImageResult,
+    PersonResult,
+)
 from agegender.labels import ETHNICITIES, GENDERS, get_scheme
-from helpers_models import (  # noqa: F401  (fixtures)
+from helpers_models import (
     BAD_INPUT_CASES,
     grace_rgb,
     jpeg_bytes,
-    tiny_body_model,
-    tiny_face_model,
-    tiny_regression_model,
     write_bad_inputs,
     write_image_folder,
 )
+
+pytest_plugins = ["fixtures_models"]  # tiny_face_model, tiny_body_model, tiny_regression_model
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +110,9 @@ def test_preprocessing_matches_training_pipeline(face: Predictor) -> None:
     bundle = face.backend.bundle
     pp = bundle.preprocess
     tf = eval_transform(pp["input_size"], pp["mean"], pp["std"])
-    x = torch.stack([tf(np.asarray(Image.fromarray(c).resize(pp["resize"][::-1], Image.BILINEAR))) for c in crops])
+    x = torch.stack(
+        [tf(np.asarray(Image.fromarray(c).resize(pp["resize"][::-1], Image.BILINEAR))) for c in crops]
+    )
     ref = bundle.predict_tensor(x)
     for i, p in enumerate(people):
         assert p.box == (0.0, 0.0, float(crops[i].shape[1]), float(crops[i].shape[0]))
@@ -200,9 +208,14 @@ def test_bad_input_cases(case: str, face: Predictor, bad_inputs: dict[str, Path]
 
 def test_bad_in_memory_inputs(face: Predictor) -> None:
     truncated = jpeg_bytes(grace_rgb())[:5000]
-    for src, code in ((b"", "empty_file"), (truncated, "unreadable"), (b"plain text", "not_an_image"),
-                      (np.zeros((3, 4, 5)), "unsupported"), (12345, "unsupported"),
-                      ("/no/such/file.jpg", "missing_file")):
+    for src, code in (
+        (b"", "empty_file"),
+        (truncated, "unreadable"),
+        (b"plain text", "not_an_image"),
+        (np.zeros((3, 4, 5)), "unsupported"),
+        (12345, "unsupported"),
+        ("/no/such/file.jpg", "missing_file"),
+    ):
         r = face.predict_image(src)
         assert r.status == code, (src, r)
     tiny = load(face.backend.source, max_pixels=10_000).predict_image(grace_rgb())
@@ -239,8 +252,23 @@ def test_unknown_model_and_options(tiny_face_model: Path) -> None:
     with pytest.raises(AgeGenderError):
         load(tiny_face_model, mode="torso")
     with pytest.raises(AgeGenderError):
-        load(tiny_face_model, backend="onnx")
+        load(tiny_face_model, backend="tensorflow")
     with pytest.raises(AgeGenderError):
         load(tiny_face_model, detector="no-such-detector")
     with pytest.raises(AgeGenderError):
         load(tiny_face_model, scheme="decades")
+
+
+def test_threaded_detection_is_safe(face: Predictor, grace_hopper: Path) -> None:
+    # OpenCV cascades are not thread-safe; the predictor keeps one detector per decode thread
+    results = face.predict_batch([grace_hopper] * 12, workers=4)
+    assert [len(r.people) for r in results] == [1] * 12
+    assert len({r.people[0].box for r in results}) == 1
+
+
+def test_ready_detector_instance(tiny_face_model: Path, grace_hopper: Path) -> None:
+    from agegender.inference.detectors import build_detector
+
+    p = load(tiny_face_model, detector=build_detector("haar", min_face_size=100))
+    assert p.detector_name == "haar"
+    assert [len(r.people) for r in p.predict_batch([grace_hopper] * 4, workers=2)] == [1] * 4

@@ -77,13 +77,23 @@ def evaluate(
     scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the dataset's)"),
     batch_size: int = typer.Option(64, "--batch-size"),
     tta_flip: Optional[bool] = typer.Option(None, "--tta-flip/--no-tta-flip", help="average with mirrored images"),
+    ten_crop: Optional[bool] = typer.Option(None, "--ten-crop/--centre-crop",
+                                            help="aminian_noubir's 10-crop over-sampling (default: the model config's)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="also write report.md with plots, fairness tables, "
+                                          "the under-18 sweep and calibration into this folder"),
+    calibration: str = typer.Option("auto", "--calibration", help="where the report fits temperature scaling: auto "
+                                    "(the model's val split with --split test, else two halves of the data), val, halves"),
 ) -> None:
     """Score a model on a dataset folder and print (or write) every metric its labels allow."""
     from agegender.evaluation.evaluate import evaluate as run
 
     rep = run(model, dataset, data, split=split, scheme=scheme, output=output, batch_size=batch_size,
-              tta_flip=tta_flip, progress=sys.stderr.isatty())
-    brief = {k: v for k, v in rep.items() if not k.endswith("_confusion")}
+              tta_flip=tta_flip, progress=sys.stderr.isatty(), report_dir=report, ten_crop=ten_crop,
+              calibration=calibration)
+    brief = {k: v for k, v in rep.items() if not k.endswith("_confusion") and k not in ("fairness", "calibration")}
+    if "calibration" in rep:
+        brief["ece"] = {h: {"before": round(c["ece_before"], 4), "after": round(c["ece_after"], 4),
+                            "temperature": round(c["temperature"], 3)} for h, c in rep["calibration"]["heads"].items()}
     typer.echo(json.dumps(brief, indent=2))
 
 

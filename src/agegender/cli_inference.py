@@ -9,8 +9,9 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator, List, Optional
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -52,35 +53,81 @@ def _annotated_path(out_dir: Path, rel: str) -> Path:
     return out_dir / rel
 
 
+#: options shared by several commands
+Model = Annotated[
+    str, typer.Option("--model", "-m", help="bundled model name, checkpoint/package or .onnx file")
+]
+DetectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        "-d",
+        help="haar | dlib | none | path/to/detector.onnx (default: haar; none for body models)",
+    ),
+]
+MinConfidence = Annotated[
+    float,
+    typer.Option("--min-confidence", help="below this top probability a label is reported as 'uncertain'"),
+]
+Backend = Annotated[
+    str | None, typer.Option("--backend", help="torch | onnx (default: from the file extension)")
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="model threads (default: torch's)")]
+
+
 @app.command()
 @user_errors
 def predict(
-    paths: List[str] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
-    model: str = typer.Option("default", "--model", "-m", help="bundled model name, checkpoint/package or .onnx"),
-    detector: Optional[str] = typer.Option(None, "--detector", "-d",
-                                           help="haar | dlib | none | path/to/detector.onnx (default: haar, "
-                                                "none for body models)"),
-    mode: Optional[str] = typer.Option(None, "--mode", help="face | body (default: the model's)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="write annotated copies of the images here"),
-    fmt: str = typer.Option("json", "--format", "-f", help="json | jsonl | csv"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="write records to this file (default stdout); with --ray: the "
-                                               "Parquet folder"),
-    batch_size: int = typer.Option(64, "--batch-size", help="crops per model call"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="decode/detect threads (default min(4, CPUs))"),
-    min_confidence: float = typer.Option(0.0, "--min-confidence",
-                                         help="below this top probability a label is reported as 'uncertain'"),
-    scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the model's)"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch | onnx (default: from the file)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="model threads"),
-    min_face_size: Optional[float] = typer.Option(None, "--min-face-size", help="ignore smaller faces (pixels)"),
-    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="descend into sub-folders"),
-    fail_on_error: bool = typer.Option(False, "--fail-on-error", help="exit 1 if any file could not be read"),
-    ray: bool = typer.Option(False, "--ray", help="run as a Ray Data job writing Parquet (see --output)"),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address",
-                                              help="Ray cluster address (default: a local instance)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
-                                            help="progress bar on stderr (default: on a terminal, 10+ files)"),
+    paths: Annotated[list[str], typer.Argument(help="image files and/or folders (searched recursively)")],
+    model: Model = "default",
+    detector: DetectorOpt = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="face | body (default: the model's)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write annotated copies of the images here")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json | jsonl | csv")] = "json",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="write records to this file (default stdout); with --ray the Parquet folder",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="crops per model call")] = 64,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="decode/detect threads (default min(4, CPUs))")
+    ] = None,
+    min_confidence: MinConfidence = 0.0,
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help="age-group scheme (default: the model's)")
+    ] = None,
+    backend: Backend = None,
+    threads: Threads = None,
+    min_face_size: Annotated[
+        float | None, typer.Option("--min-face-size", help="ignore smaller faces (pixels)")
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="descend into sub-folders")
+    ] = True,
+    fail_on_error: Annotated[
+        bool, typer.Option("--fail-on-error", help="exit 1 if any file could not be read")
+    ] = False,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="run as a Ray Data job writing Parquet (see --output)")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="Ray cluster address, e.g. ray://head:10001 (default: a local instance)"
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="progress bar on stderr (default: on a terminal with 10+ files)"
+        ),
+    ] = None,
 ) -> None:
     """Age, gender and ethnicity of every person in images: one record per person plus one per image.
 
@@ -96,12 +143,19 @@ def predict(
     if fmt not in FORMATS:
         raise AgeGenderError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="bad_option")
     det_opts: dict[str, Any] = {} if min_face_size is None else {"min_face_size": min_face_size}
-    options: dict[str, Any] = {"detector": detector, "mode": mode, "min_confidence": min_confidence, "scheme": scheme,
-                               "backend": backend}
+    options: dict[str, Any] = {
+        "detector": detector,
+        "mode": mode,
+        "min_confidence": min_confidence,
+        "scheme": scheme,
+        "backend": backend,
+    }
     if det_opts:
         options["detector_options"] = det_opts
     if ray:
-        _predict_ray(paths, model, options, out, output, ray_address, batch_size, fail_on_error, recursive, progress)
+        _predict_ray(
+            paths, model, options, out, output, ray_address, batch_size, fail_on_error, recursive, progress
+        )
         return
 
     from agegender.inference.draw import save_annotated
@@ -113,7 +167,7 @@ def predict(
     if not inputs:
         raise AgeGenderError("no image files found in the given paths", code="missing_file")
     columns = predictor.record_schema()
-    stream: IO[str] = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    stream: IO[str] = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     writer = RecordWriter(stream, fmt, [c for c, _ in columns])
     counts: dict[str, int] = {}
     people = 0
@@ -123,8 +177,9 @@ def predict(
         from tqdm import tqdm
 
         bar = tqdm(total=len(inputs), unit="img", file=sys.stderr, disable=not show, desc="predict")
-        results: Iterator[Any] = predictor.iter_predict([f for f, _ in inputs], sources=[f for f, _ in inputs],
-                                                        return_images=out is not None)
+        results: Iterator[Any] = predictor.iter_predict(
+            [f for f, _ in inputs], sources=[f for f, _ in inputs], return_images=out is not None
+        )
         for i, item in enumerate(results):
             res, rgb = item if out is not None else (item, None)
             counts[res.status] = counts.get(res.status, 0) + 1
@@ -142,24 +197,44 @@ def predict(
     seconds = time.perf_counter() - t0
     errors = sum(v for k, v in counts.items() if k not in (STATUS_OK, STATUS_NO_FACE))
     detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    typer.echo(f"{len(inputs)} images ({detail}), {people} people, {len(inputs) / max(seconds, 1e-9):.1f} images/s"
-               + (f"; records in {output}" if output else "") + (f"; annotated copies in {out}" if out else ""),
-               err=True)
+    typer.echo(
+        f"{len(inputs)} images ({detail}), {people} people, {len(inputs) / max(seconds, 1e-9):.1f} images/s"
+        + (f"; records in {output}" if output else "")
+        + (f"; annotated copies in {out}" if out else ""),
+        err=True,
+    )
     if fail_on_error and errors:
         raise typer.Exit(1)
 
 
-def _predict_ray(paths: list[str], model: str, options: dict[str, Any], out: Optional[Path], output: Optional[Path],
-                 address: Optional[str], batch_size: int, fail_on_error: bool, recursive: bool,
-                 progress: Optional[bool]) -> None:
+def _predict_ray(
+    paths: list[str],
+    model: str,
+    options: dict[str, Any],
+    out: Path | None,
+    output: Path | None,
+    address: str | None,
+    batch_size: int,
+    fail_on_error: bool,
+    recursive: bool,
+    progress: bool | None,
+) -> None:
     from agegender.inference.distributed import predict_directory_ray
 
     if out is not None:
-        raise AgeGenderError("--out (annotated copies) is not available with --ray; drop one of them",
-                             code="bad_option")
-    summary = predict_directory_ray(paths, output or Path("predictions"), model=model, address=address,
-                                    batch_size=batch_size, recursive=recursive, progress=bool(progress),
-                                    **{k: v for k, v in options.items() if v is not None})
+        raise AgeGenderError(
+            "--out (annotated copies) is not available with --ray; drop one of them", code="bad_option"
+        )
+    summary = predict_directory_ray(
+        paths,
+        output or Path("predictions"),
+        model=model,
+        address=address,
+        batch_size=batch_size,
+        recursive=recursive,
+        progress=bool(progress),
+        **{k: v for k, v in options.items() if v is not None},
+    )
     typer.echo(json.dumps(summary, indent=2))
     errors = sum(v for k, v in summary["status"].items() if k not in ("ok", "no_face"))
     if fail_on_error and errors:
@@ -169,40 +244,81 @@ def _predict_ray(paths: list[str], model: str, options: dict[str, Any], out: Opt
 @app.command()
 @user_errors
 def video(
-    source: str = typer.Argument(..., help="video file, or a camera index such as 0"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write an annotated MP4 here"),
-    every: int = typer.Option(3, "--every", help="run detection + model every N frames; track in between"),
-    model: str = typer.Option("default", "--model", "-m", help="bundled model name, checkpoint/package or .onnx"),
-    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="haar | dlib | none | detector.onnx"),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="stop after N frames (cameras never end)"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write per-frame results (JSON) here"),
-    smoothing: float = typer.Option(0.4, "--smoothing",
-                                    help="weight of the newest prediction in each face's moving average (1 = off)"),
-    min_confidence: float = typer.Option(0.0, "--min-confidence", help="report 'uncertain' below this"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="torch | onnx"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="model threads"),
+    source: Annotated[str, typer.Argument(help="video file, or a camera index such as 0")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write an annotated MP4 here")] = None,
+    every: Annotated[
+        int, typer.Option("--every", help="detect + predict every N frames; track in between")
+    ] = 3,
+    model: Model = "default",
+    detector: DetectorOpt = None,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", help="stop after N frames (cameras never end)")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="write per-frame results (JSON) here")
+    ] = None,
+    smoothing: Annotated[
+        float,
+        typer.Option(
+            "--smoothing", help="weight of the newest prediction in each face's moving average (1 = off)"
+        ),
+    ] = 0.4,
+    min_confidence: MinConfidence = 0.0,
+    backend: Backend = None,
+    threads: Threads = None,
 ) -> None:
     """Track and label faces in a video or camera stream; prints a summary with frames per second."""
     from agegender.inference.predictor import load
     from agegender.inference.video import process_video
 
-    predictor = load(model, detector=detector, min_confidence=min_confidence, backend=backend, threads=threads)
-    summary = process_video(predictor, source, out=out, every=every, max_frames=max_frames, json_path=json_path,
-                            smoothing=smoothing)
+    predictor = load(
+        model, detector=detector, min_confidence=min_confidence, backend=backend, threads=threads
+    )
+    summary = process_video(
+        predictor,
+        source,
+        out=out,
+        every=every,
+        max_frames=max_frames,
+        json_path=json_path,
+        smoothing=smoothing,
+    )
     typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
 @user_errors
 def export(
-    checkpoint: str = typer.Argument(..., help="checkpoint/package path or bundled model name"),
-    onnx: Path = typer.Option(..., "--onnx", help="output .onnx file"),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset version"),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="compare ONNX Runtime with torch on random input"),
+    checkpoint: Annotated[str, typer.Argument(help="checkpoint/package path or bundled model name")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="output .onnx file")],
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version")] = 17,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="compare ONNX Runtime with torch on a random batch")
+    ] = True,
+    int8_calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--int8-calibration",
+            help="quantize to int8, calibrating on the face crops in this folder (faster on CPUs with VNNI)",
+        ),
+    ] = None,
+    calibration_limit: Annotated[
+        int, typer.Option("--calibration-limit", help="crops used for calibration")
+    ] = 256,
 ) -> None:
     """Export a model to ONNX (dynamic batch, decoded outputs, preprocessing in the file's metadata)."""
     from agegender.inference.onnx_export import export_onnx
 
     if onnx.suffix.lower() != ".onnx":
         raise AgeGenderError(f"--onnx must name a .onnx file, not {onnx}", code="bad_option")
-    typer.echo(json.dumps(export_onnx(checkpoint, onnx, opset=opset, verify=verify), indent=2))
+    if int8_calibration is not None and not int8_calibration.exists():
+        raise AgeGenderError(f"calibration folder {int8_calibration} does not exist", code="missing_file")
+    summary = export_onnx(
+        checkpoint,
+        onnx,
+        opset=opset,
+        verify=verify,
+        int8_calibration=int8_calibration,
+        calibration_limit=calibration_limit,
+    )
+    typer.echo(json.dumps(summary, indent=2))

@@ -1,4 +1,5 @@
-"""`agegender evaluate`: score a trained model on a dataset folder and write a JSON of every metric.
+"""`agegender evaluate`: score a trained model on a dataset folder and write a JSON of every metric
+(and, with ``report_dir``, a Markdown report with plots, fairness tables and calibration).
 
 With ``--split all`` (default) every image of the folder is scored — the case of an independent
 held-out set. ``--split test|val|train`` re-applies the model's own training split (same seed and
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,75 +20,152 @@ import numpy as np
 import torch
 
 from agegender.data.readers import DATASETS, read_dataset
-from agegender.data.transforms import eval_transform
+from agegender.data.transforms import average_crops, eval_transform, ten_crop_transform
 from agegender.errors import AgeGenderError
 from agegender.evaluation.metrics import compute_metrics
-from agegender.labels import get_scheme
+from agegender.labels import AgeScheme, Sample, get_scheme
 from agegender.models.package import ModelBundle, load_bundle
 
+#: crops per image in aminian_noubir's over-sampling (4 corners + centre, and their mirrors)
+N_CROPS = 10
+_CENTRE_CROP = 4  # index of the unflipped centre crop in TenCrop's order
 
-def _targets(samples, scheme: str, num_attributes: int) -> dict[str, np.ndarray]:
+
+def _targets(samples: Sequence[Sample], scheme: str, num_attributes: int) -> dict[str, np.ndarray]:
     from agegender.training.datamodule import build_targets
 
     return build_targets(samples, scheme, num_attributes)
 
 
-def predict_samples(bundle: ModelBundle, samples, batch_size: int = 64, tta_flip: bool = False,
-                    threads: int = 2, progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Run the model over samples (images already cropped); returns predictions and the mask of decoded ones."""
+def num_attributes(samples: Sequence[Sample]) -> int:
+    """Length of the attribute vectors the samples carry (0 when none do)."""
+    return next((len(s.attributes) for s in samples if s.attributes is not None), 0)
+
+
+@dataclass
+class ModelOutputs:
+    """One pass of a model over samples: decoded predictions, raw head outputs (logits, before the
+    heads' temperature; from the plain centre view even when flip/10-crop averaging is on) and the mask
+    of samples whose image decoded."""
+
+    preds: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    ok: np.ndarray
+
+
+def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, ten_crop: bool, threads: int,
+             progress: bool, ok: np.ndarray) -> Iterator[torch.Tensor]:
+    """Preprocessed image batches exactly as in training (``bundle.preprocess``); images that fail to decode
+    are dropped and marked in ``ok``. With ``ten_crop`` each batch is (B·10, C, H, W), crops consecutive."""
     from agegender.training.datamodule import as_hw, read_resized
 
     pp = bundle.preprocess
     input_hw = as_hw(pp.get("input_size", 224))
     resize_hw = as_hw(pp.get("resize") or input_hw)
-    tf = eval_transform(input_hw, pp.get("mean"), pp.get("std"))
-    ok = np.ones(len(samples), dtype=bool)
-    chunks: list[dict[str, np.ndarray]] = []
+    mean, std = pp.get("mean"), pp.get("std")
+    if ten_crop:
+        tf = ten_crop_transform(input_hw, mean, std, resize=list(resize_hw))
+    else:
+        tf = eval_transform(input_hw, mean, std)
+    margin = float(pp.get("crop_margin", 0.0))
 
-    def load(i: int):
+    def load(i: int) -> torch.Tensor | None:
         try:
-            return tf(read_resized(samples[i], resize_hw, float(pp.get("crop_margin", 0.0))))
+            return tf(read_resized(samples[i], resize_hw, margin))
         except AgeGenderError:
             ok[i] = False
             return None
 
-    it = range(0, len(samples), batch_size)
+    it: Any = range(0, len(samples), batch_size)
     if progress:
         from tqdm import tqdm
 
         it = tqdm(it, desc="evaluate", unit="batch")
     with ThreadPoolExecutor(threads) as ex:
         for start in it:
-            idx = list(range(start, min(start + batch_size, len(samples))))
-            imgs = list(ex.map(load, idx))
-            good = [t for t in imgs if t is not None]
-            if not good:
-                continue
-            chunks.append(bundle.predict_tensor(torch.stack(good), tta_flip=tta_flip))
+            imgs = [t for t in ex.map(load, range(start, min(start + batch_size, len(samples)))) if t is not None]
+            if imgs:
+                x = torch.stack(imgs)
+                yield x.flatten(0, 1) if ten_crop else x
+
+
+def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 64, tta_flip: bool = False,
+              ten_crop: bool = False, raw: bool = False, threads: int = 2, progress: bool = False) -> ModelOutputs:
+    """Run the model over samples (images already cropped). ``ten_crop`` averages the probabilities of
+    aminian_noubir's 10 crops (over-sampling); ``tta_flip`` those of the image and its mirror; ``raw``
+    also keeps each head's raw output for temperature scaling."""
+    ok = np.ones(len(samples), dtype=bool)
+    chunks: list[dict[str, np.ndarray]] = []
+    raws: list[dict[str, np.ndarray]] = []
+    model = bundle.model
+    with torch.no_grad():
+        for x in _batches(bundle, samples, batch_size, ten_crop, threads, progress, ok):
+            x = x.contiguous(memory_format=torch.channels_last)
+            out = model(x)
+            dec = model.decode(out)
+            if tta_flip:
+                dec2 = model.decode(model(torch.flip(x, dims=[3])))
+                dec = {k: (v + dec2[k]) / 2 for k, v in dec.items()}
+            if ten_crop:
+                dec = average_crops(dec, N_CROPS)
+            chunks.append({k: v.float().cpu().numpy() for k, v in dec.items()})
+            if raw and isinstance(out, dict):
+                if ten_crop:
+                    out = {k: v[_CENTRE_CROP::N_CROPS] for k, v in out.items()}
+                raws.append({k: v.float().cpu().numpy() for k, v in out.items()})
     if not chunks:
-        return {}, ok
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, ok
+        return ModelOutputs({}, {}, ok)
+    preds = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    rw = {k: np.concatenate([c[k] for c in raws]) for k in raws[0]} if raws else {}
+    return ModelOutputs(preds, rw, ok)
 
 
-def evaluate(
-    model: str,
+def predict_samples(bundle: ModelBundle, samples, batch_size: int = 64, tta_flip: bool = False,
+                    threads: int = 2, progress: bool = False,
+                    ten_crop: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Run the model over samples (images already cropped); returns predictions and the mask of decoded ones."""
+    res = run_model(bundle, samples, batch_size, tta_flip=tta_flip, ten_crop=ten_crop, threads=threads,
+                    progress=progress)
+    return res.preds, res.ok
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation produced: the report dict plus per-sample predictions and targets (of the
+    images that decoded), the raw head outputs, and the model's validation samples when ``split="test"``
+    (where temperature scaling is fitted)."""
+
+    report: dict[str, Any]
+    bundle: ModelBundle
+    scheme: AgeScheme
+    samples: list[Sample]
+    preds: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray] = field(default_factory=dict)
+    val_samples: list[Sample] = field(default_factory=list)
+
+
+def run_evaluation(
+    model: str | ModelBundle,
     dataset: str,
     data: str | Path,
     split: str = "all",
     scheme: str | None = None,
-    output: str | Path | None = None,
     batch_size: int = 64,
     tta_flip: bool | None = None,
+    ten_crop: bool | None = None,
     progress: bool = False,
     options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``model`` (checkpoint/package path or bundled name) on ``dataset`` at ``data``."""
+    keep_raw: bool = False,
+) -> Evaluation:
+    """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`)."""
     from agegender.inference.registry import resolve_model_path
 
     t0 = time.time()
-    bundle = load_bundle(resolve_model_path(model))
+    bundle = model if isinstance(model, ModelBundle) else load_bundle(resolve_model_path(model))
     meta = DATASETS.meta(dataset)
     sch = get_scheme(scheme or meta.get("age_scheme") or bundle.age_scheme)
+    val_samples: list[Sample] = []
     if split == "all":
         ss = read_dataset(dataset, data, **dict(options or {}))
         samples, skipped, summary = ss.samples, len(ss.skipped), ss.summary()
@@ -100,17 +180,26 @@ def evaluate(
         dm = AgeGenderDataModule(dcfg)
         dm.prepare_samples()
         samples = [dm.samples[i] for i in dm.split.get(split, [])]
+        if split == "test":
+            val_samples = [dm.samples[i] for i in dm.split.get("val", [])]
         skipped, summary, n_attr = 0, dm.read_summary, len(dm.attribute_names)
         if not samples:
             raise AgeGenderError(f"the model's split has no {split!r} part", code="bad_config")
     else:
         raise AgeGenderError(f"--split must be all, train, val or test (got {split!r})", code="bad_config")
+    ecfg = bundle.config.get("eval", {}) or {}
     if tta_flip is None:
-        tta_flip = bool(bundle.config.get("eval", {}).get("tta_flip", False))
-    preds, ok = predict_samples(bundle, samples, batch_size=batch_size, tta_flip=tta_flip, progress=progress)
-    targets = _targets([s for s, k in zip(samples, ok) if k], sch.name, n_attr)
+        tta_flip = bool(ecfg.get("tta_flip", False))
+    if ten_crop is None:
+        ten_crop = bool(ecfg.get("ten_crop", False))
+    res = run_model(bundle, samples, batch_size=batch_size, tta_flip=tta_flip, ten_crop=ten_crop, raw=keep_raw,
+                    progress=progress)
+    kept = [s for s, k in zip(samples, res.ok) if k]
+    targets = _targets(kept, sch.name, n_attr)
     targets["age_group_scheme"] = sch.name
-    metrics = compute_metrics(preds, targets, sch, model_scheme=bundle.age_scheme) if preds else {}
+    if sch.name != bundle.age_scheme:  # multi-label gender + age-group targets follow the model's groups
+        targets["pedestrian"] = _targets(kept, bundle.age_scheme, n_attr)["pedestrian"]
+    metrics = compute_metrics(res.preds, targets, sch, model_scheme=bundle.age_scheme) if res.preds else {}
     report = {
         "model": bundle.name,
         "model_path": bundle.source,
@@ -118,15 +207,63 @@ def evaluate(
         "data": str(data),
         "split": split,
         "age_scheme": sch.name,
-        "n_images": int(ok.sum()),
-        "n_skipped": int(skipped + (~ok).sum()),
+        "n_images": int(res.ok.sum()),
+        "n_skipped": int(skipped + (~res.ok).sum()),
         "read_summary": summary,
         "tta_flip": tta_flip,
+        "ten_crop": ten_crop,
         "seconds": round(time.time() - t0, 2),
         **metrics,
     }
+    return Evaluation(report, bundle, sch, kept, res.preds, targets, res.raw, val_samples)
+
+
+def evaluate(
+    model: str,
+    dataset: str,
+    data: str | Path,
+    split: str = "all",
+    scheme: str | None = None,
+    output: str | Path | None = None,
+    batch_size: int = 64,
+    tta_flip: bool | None = None,
+    progress: bool = False,
+    options: dict[str, Any] | None = None,
+    report_dir: str | Path | None = None,
+    ten_crop: bool | None = None,
+    calibration: str = "auto",
+) -> dict[str, Any]:
+    """Evaluate ``model`` (checkpoint/package path or bundled name) on ``dataset`` at ``data``.
+
+    ``ten_crop`` (default: the model config's ``eval.ten_crop``) scores aminian_noubir's over-sampling
+    instead of the centre crop. ``report_dir`` also writes ``report.md`` with PNG plots, per-group
+    fairness tables, the under-18 threshold sweep and ECE before/after temperature scaling, plus
+    ``predictions.csv``; the fairness and calibration results are then added to the returned dict.
+    ``calibration`` says where the report fits the temperature: ``auto`` (the model's validation split
+    when ``split="test"``, else two identity-disjoint halves of the evaluated data, each calibrated by the
+    temperature fitted on the other), ``val`` or ``halves``.
+    """
+    ev = run_evaluation(model, dataset, data, split=split, scheme=scheme, batch_size=batch_size,
+                        tta_flip=tta_flip, ten_crop=ten_crop, progress=progress, options=options,
+                        keep_raw=report_dir is not None)
+    report = ev.report
+    if report_dir is not None:
+        from agegender.evaluation.report import write_report
+
+        t0 = time.time()
+        extra = write_report(ev, report_dir, calibration=calibration, batch_size=batch_size)
+        report.update(extra)
+        report["seconds"] = round(report["seconds"] + time.time() - t0, 2)
     if output:
         out = Path(output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
+        out.write_text(json.dumps(report, indent=2, default=_json_default))
     return report
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

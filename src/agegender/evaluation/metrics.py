@@ -4,11 +4,19 @@ Uses scikit-learn for the standard ones (accuracy, macro precision/recall/F1, ba
 the mAcc of chatzitzisi —, confusion matrices); age MAE, CS@5 (share of errors ≤ 5 years), exact
 and 1-off age-group accuracy and the under-18 false-adult rate are one-liners on top.
 Missing labels (-1 / NaN) are left out per task, so partial datasets score what they can.
+
+chatzitzisi2020's names map onto ours as: gender Prec/Rec/F1 → ``gender_precision/recall/f1`` (female
+positive), mAcc → ``gender_balanced_accuracy``, Acc → ``gender_accuracy``; age mPrec/mRec/mF1/Acc →
+``age_group_macro_precision/recall/f1`` and ``age_group_accuracy``; multi-label Prec/Rec/F1 →
+``pedestrian_example_precision/recall/f1``, mAcc → ``pedestrian_mA``, Acc → ``pedestrian_label_accuracy``
+(its Acc exceeds its Prec, so it cannot be the example-based accuracy, which never exceeds precision).
+:func:`aggregate_folds` turns per-fold reports into mean ± std (aminian_noubir's Adience protocol).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -62,7 +70,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
         f"{prefix}_macro_f1": float(f),
         f"{prefix}_balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         f"{prefix}_confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        f"{prefix}_n": int(len(y_true)),
+        f"{prefix}_n": len(y_true),
     }
     if num_classes == 2:
         # Binary figures with "female" (1) as the positive class, as chatzitzisi reports them.
@@ -127,7 +135,8 @@ def compute_metrics(
     # --- attributes (label-based mA and example-based metrics)
     if "attributes_probs" in preds and "attributes" in targets:
         out.update(multilabel_metrics(preds["attributes_probs"], targets["attributes"], prefix="attributes"))
-    if "pedestrian_probs" in preds and "pedestrian" in targets:
+    if ("pedestrian_probs" in preds and "pedestrian" in targets
+            and np.shape(preds["pedestrian_probs"]) == np.shape(targets["pedestrian"])):  # same scheme only
         out.update(multilabel_metrics(preds["pedestrian_probs"], targets["pedestrian"], prefix="pedestrian"))
     return out
 
@@ -156,10 +165,53 @@ def multilabel_metrics(probs: np.ndarray, target: np.ndarray, prefix: str, thres
     prec = np.where(npred > 0, inter / np.maximum(npred, 1), 0.0)[rows]
     rec = np.where(npos > 0, inter / np.maximum(npos, 1), 0.0)[rows]
     p_mean, r_mean = float(prec.mean()) if len(prec) else 0.0, float(rec.mean()) if len(rec) else 0.0
+    # Element-wise accuracy over every labelled entry (Keras' binary accuracy; chatzitzisi's multi-label "Acc").
+    n_valid = int(valid.sum())
+    label_acc = float(((pred == pos) & valid).sum() / n_valid) if n_valid else float("nan")
     return {
         f"{prefix}_mA": float(np.mean(tpr_terms)) if tpr_terms else float("nan"),
         f"{prefix}_example_accuracy": float(acc.mean()) if len(acc) else float("nan"),
         f"{prefix}_example_precision": p_mean,
         f"{prefix}_example_recall": r_mean,
         f"{prefix}_example_f1": 2 * p_mean * r_mean / (p_mean + r_mean) if p_mean + r_mean > 0 else 0.0,
+        f"{prefix}_label_accuracy": label_acc,
     }
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def aggregate_folds(reports: Sequence[Mapping[str, Any]], ddof: int = 0) -> dict[str, Any]:
+    """Mean ± standard deviation over k per-fold metric reports (k-fold protocols such as Adience's 5 folds).
+
+    Every numeric metric present in all reports becomes ``{"mean", "std", "n", "values"}``; confusion
+    matrices (``*_confusion``) are summed over the folds (each image is tested exactly once). ``ddof=0``
+    gives the population std over folds (numpy's default); pass ``ddof=1`` for the sample std. NaN fold
+    values are left out of that metric's mean and std.
+
+    >>> aggregate_folds([{"acc": 0.5}, {"acc": 0.7}])["acc"]["mean"]
+    0.6
+    """
+    reports = [r for r in reports if r]
+    out: dict[str, Any] = {"folds": len(reports)}
+    if not reports:
+        return out
+    keys = [k for k in reports[0] if all(k in r for r in reports[1:])]
+    for k in keys:
+        vals = [r[k] for r in reports]
+        if all(_is_number(v) for v in vals):
+            arr = np.asarray(vals, dtype=np.float64)
+            ok = arr[~np.isnan(arr)]
+            out[k] = {
+                "mean": float(ok.mean()) if len(ok) else float("nan"),
+                "std": float(ok.std(ddof=ddof)) if len(ok) > ddof else float("nan"),
+                "n": len(ok),
+                "values": [float(v) for v in arr],
+            }
+        elif k.endswith("_confusion"):
+            try:
+                out[k] = np.sum([np.asarray(v, dtype=np.int64) for v in vals], axis=0).tolist()
+            except ValueError:  # folds with different label sets: nothing sensible to sum
+                continue
+    return out

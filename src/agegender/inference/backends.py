@@ -1,5 +1,5 @@
-"""Model runtimes behind the predictor: eager PyTorch or ONNX Runtime, both turning a normalised
-NCHW float batch into the same dict of decoded numpy arrays (``age``, ``age_probs``, ``gender_probs``, ...)."""
+"""Model runtimes behind the predictor: eager PyTorch or ONNX Runtime, both turning a normalised NCHW
+float batch into the same dict of decoded numpy arrays (``age``, ``age_probs``, ``gender_probs``, ...)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None, device: str = "cpu", threads: int | None = None, bundle: Any = None
+    ) -> None:
         from agegender.models.package import load_bundle
 
         if threads:
             torch.set_num_threads(int(threads))
-        self.bundle = load_bundle(path)
+        self.bundle = bundle if bundle is not None else load_bundle(path)  # type: ignore[arg-type]
+        path = path if path is not None else self.bundle.source
         self.device = torch.device(device)
         self.bundle.model.to(self.device).to(memory_format=torch.channels_last)
         self.config = self.bundle.config
@@ -36,6 +39,11 @@ class TorchBackend:
         self.meta = self.bundle.meta
         self.source = str(path)
         self.model_name = self.bundle.name
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, device: str = "cpu") -> TorchBackend:
+        """Wrap an already loaded :class:`~agegender.models.package.ModelBundle`."""
+        return cls(None, device, bundle=bundle)
 
     def run(self, x: torch.Tensor, tta_flip: bool = False) -> dict[str, np.ndarray]:
         with torch.inference_mode():
@@ -55,8 +63,9 @@ class OnnxBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise AgeGenderError("the ONNX backend needs onnxruntime: pip install 'agegender[onnx]'",
-                                 code="missing_dependency") from None
+            raise AgeGenderError(
+                "the ONNX backend needs onnxruntime: pip install 'agegender[onnx]'", code="missing_dependency"
+            ) from None
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
@@ -71,8 +80,10 @@ class OnnxBackend:
         raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
         if not raw:
             raise AgeGenderError(
-                f"{path} has no agegender metadata; export it with `agegender export CHECKPOINT --onnx OUT.onnx`",
-                code="bad_model")
+                f"{path} has no agegender metadata; export it with "
+                "`agegender export CHECKPOINT --onnx OUT.onnx`",
+                code="bad_model",
+            )
         meta: dict[str, Any] = json.loads(raw)
         self.config = meta["config"]
         self.dims = meta["dims"]
@@ -95,18 +106,33 @@ class OnnxBackend:
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def open_backend(path: str | Path, backend: str | None = None, device: str = "cpu",
-                 threads: int | None = None) -> TorchBackend | OnnxBackend:
-    """The runtime for a model file: ``backend`` ``torch``/``onnx``, or chosen by the file extension."""
+def open_backend(
+    path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None
+) -> TorchBackend | OnnxBackend:
+    """The runtime for a model file: ``backend`` ``torch``/``onnx``, or chosen by the file extension.
+
+    ``onnx`` with a checkpoint/package exports it to ONNX first (a few seconds) and runs that.
+    """
     kind = backend or ("onnx" if str(path).lower().endswith(".onnx") else "torch")
     if kind == "onnx":
         if not str(path).lower().endswith(".onnx"):
-            raise AgeGenderError(
-                f"backend 'onnx' needs an exported .onnx file, not {path}; run `agegender export {path} "
-                "--onnx model.onnx` first", code="bad_model")
+            return _export_and_open(path, device, threads)
         return OnnxBackend(path, device, threads)
     if kind == "torch":
         if str(path).lower().endswith(".onnx"):
             raise AgeGenderError(f"{path} is an ONNX file: load it with backend='onnx'", code="bad_model")
         return TorchBackend(path, device, threads)
     raise AgeGenderError(f"unknown backend {kind!r}; choose 'torch' or 'onnx'", code="bad_option")
+
+
+def _export_and_open(path: str | Path, device: str, threads: int | None) -> OnnxBackend:
+    import tempfile
+
+    from agegender.inference.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="agegender-onnx-") as tmp:
+        out = Path(tmp) / (Path(path).stem + ".onnx")
+        export_onnx(path, out, verify=False)
+        backend = OnnxBackend(out, device, threads)  # ONNX Runtime holds the model in memory
+    backend.source = str(path)
+    return backend

@@ -11,8 +11,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,11 @@ class PredictBatch:
         from agegender.inference.records import arrow_schema, to_records
 
         paths = [str(p) for p in batch["path"]]
-        rows = [row for res in self.predictor.predict_batch(paths, workers=1) for row in to_records(res, self.columns)]
+        rows = [
+            row
+            for res in self.predictor.predict_batch(paths, workers=1)
+            for row in to_records(res, self.columns)
+        ]
         return pa.Table.from_pylist(rows, schema=arrow_schema(self.columns))
 
 
@@ -73,28 +78,38 @@ def predict_directory_ray(
     try:
         import ray
     except ImportError:
-        raise AgeGenderError("--ray needs Ray: pip install 'agegender[ray]'", code="missing_dependency") from None
+        raise AgeGenderError(
+            "--ray needs Ray: pip install 'agegender[ray]'", code="missing_dependency"
+        ) from None
     from agegender.inference.registry import BUNDLED, resolve_model_path
 
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise AgeGenderError(f"output folder {out} is not empty; choose a new folder or pass overwrite",
-                                 code="bad_option")
+            raise AgeGenderError(
+                f"output folder {out} is not empty; choose a new folder or pass overwrite", code="bad_option"
+            )
         shutil.rmtree(out)
     model_ref = model if model in BUNDLED else str(resolve_model_path(model).resolve())
     from agegender.inference.predictor import list_inputs
 
-    files = [f for f, _ in list_inputs([paths] if isinstance(paths, (str, os.PathLike)) else paths, recursive)]
+    files = [
+        f for f, _ in list_inputs([paths] if isinstance(paths, (str, os.PathLike)) else paths, recursive)
+    ]
     if not files:
         raise AgeGenderError("no image files found in the given paths", code="missing_file")
     t0 = time.perf_counter()
     started = False
     if not ray.is_initialized():
         local = address in (None, "", "local")
-        ray.init(address=None if local else address, num_cpus=num_cpus if local else None,
-                 include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        ray.init(
+            address=None if local else address,
+            num_cpus=num_cpus if local else None,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
         started = True
     try:
         ctx = ray.data.DataContext.get_current()
@@ -103,19 +118,32 @@ def predict_directory_ray(
         actors = concurrency or max(1, int(total_cpus // cpus_per_actor))
         threads = max(1, int(cpus_per_actor))
         options = {"threads": threads, "workers": 1, **predictor_options}
-        ds = ray.data.from_items([{"path": f} for f in files],
-                                 override_num_blocks=max(1, min(len(files) // max(batch_size, 1) + 1, 4 * actors)))
-        ds = ds.map_batches(PredictBatch, fn_constructor_args=(model_ref, options), batch_size=batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
-                            batch_format="numpy")
+        ds = ray.data.from_items(
+            [{"path": f} for f in files],
+            override_num_blocks=max(1, min(len(files) // max(batch_size, 1) + 1, 4 * actors)),
+        )
+        ds = ds.map_batches(
+            PredictBatch,
+            fn_constructor_args=(model_ref, options),
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus_per_actor,
+            batch_format="numpy",
+        )
         ds.write_parquet(str(out))
     finally:
         if started:
             ray.shutdown()
     seconds = time.perf_counter() - t0
     summary = summarize_parquet(out)
-    summary.update({"seconds": round(seconds, 2), "images_per_second": round(summary["images"] / seconds, 1),
-                    "output": str(out), "address": address or "local"})
+    summary.update(
+        {
+            "seconds": round(seconds, 2),
+            "images_per_second": round(summary["images"] / seconds, 1),
+            "output": str(out),
+            "address": address or "local",
+        }
+    )
     return summary
 
 

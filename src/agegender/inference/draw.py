@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -50,13 +50,13 @@ def annotate(
     out = image if inplace else image.copy()
     h, w = out.shape[:2]
     scale = max(0.4, min(1.2, max(h, w) / 900))
-    thick = max(2, int(round(3 * scale)))
-    text_thick = max(1, int(round(1.5 * scale)))
+    thick = max(2, round(3 * scale))
+    text_thick = max(1, round(1.5 * scale))
     for i, p in enumerate(people):
         colour = COLOURS.get(p.gender or "", _DEFAULT_COLOUR)
         if channel_order == "BGR":
             colour = colour[::-1]
-        x1, y1, x2, y2 = (int(round(v)) for v in p.box)
+        x1, y1, x2, y2 = (round(v) for v in p.box)
         cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), colour, thick, cv2.LINE_AA)
         text = person_label(p, track_ids[i] if track_ids is not None else None)
         if not text:
@@ -64,8 +64,16 @@ def annotate(
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, text_thick)
         ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(y2 + th + 4, h - base)
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base), colour, -1)
-        cv2.putText(out, text, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (255, 255, 255), text_thick,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (x1 + 2, ty),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5 * scale,
+            (255, 255, 255),
+            text_thick,
+            cv2.LINE_AA,
+        )
     return out
 
 

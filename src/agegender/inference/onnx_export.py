@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,20 @@ def export_onnx(
     opset: int = 17,
     verify: bool = True,
     batch: int = 2,
+    int8_calibration: Sequence[Any] | str | Path | None = None,
+    calibration_limit: int = 256,
 ) -> dict[str, Any]:
     """Export a checkpoint/package (or a loaded bundle) to ``out_path``; returns a summary with the output
-    names and, with ``verify``, the largest torch-vs-ONNX Runtime difference per output on random input."""
-    bundle = model_path if isinstance(model_path, ModelBundle) else load_bundle(resolve_model_path(model_path))
+    names and, with ``verify``, the largest torch-vs-ONNX Runtime difference per output on random input.
+
+    ``int8_calibration`` (face crops: a folder, or a list of paths/arrays) quantizes the network's
+    convolutions and matrix products to int8 (ONNX Runtime static QDQ quantization, per-channel weights),
+    with activation ranges measured on up to ``calibration_limit`` of those crops. The decoding (softmax,
+    expected age) stays in float. Faster on CPUs with VNNI; check accuracy with ``agegender evaluate``.
+    """
+    bundle = (
+        model_path if isinstance(model_path, ModelBundle) else load_bundle(resolve_model_path(model_path))
+    )
     model = bundle.model.float().eval().to(memory_format=torch.contiguous_format)
     channels, h, w = _input_shape(bundle)
     x = torch.randn(batch, channels, h, w)
@@ -66,10 +77,21 @@ def export_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(wrapper, (x,), str(out), input_names=[INPUT_NAME], output_names=names,
-                              dynamic_axes=dynamic, opset_version=int(opset), dynamo=False, do_constant_folding=True)
+            torch.onnx.export(
+                wrapper,
+                (x,),
+                str(out),
+                input_names=[INPUT_NAME],
+                output_names=names,
+                dynamic_axes=dynamic,
+                opset_version=int(opset),
+                dynamo=False,
+                do_constant_folding=True,
+            )
         except Exception as e:  # noqa: BLE001 - exporter errors are many and untyped
-            raise AgeGenderError(f"ONNX export failed: {type(e).__name__}: {e}", code="export_failed") from None
+            raise AgeGenderError(
+                f"ONNX export failed: {type(e).__name__}: {e}", code="export_failed"
+            ) from None
     import onnx
 
     proto = onnx.load(str(out))
@@ -83,15 +105,28 @@ def export_onnx(
         "outputs": names,
         "input": INPUT_NAME,
     }
+    extra: dict[str, Any] = {}
+    if int8_calibration is not None:
+        proto, extra = _quantize_int8(bundle, proto, int8_calibration, calibration_limit)
+        meta["meta"].update(extra)
     del proto.metadata_props[:]
-    for key, value in {ONNX_META_KEY: _json_safe(meta), "preprocess": bundle.preprocess,
-                       "labels": bundle.labels}.items():
+    for key, value in {
+        ONNX_META_KEY: _json_safe(meta),
+        "preprocess": bundle.preprocess,
+        "labels": bundle.labels,
+    }.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(_json_safe(value))
     proto.producer_name = "agegender"
     onnx.save(proto, str(out))
-    summary: dict[str, Any] = {"onnx": str(out), "opset": int(opset), "input": [INPUT_NAME, channels, h, w],
-                               "outputs": names, "bytes": out.stat().st_size}
+    summary: dict[str, Any] = {
+        "onnx": str(out),
+        "opset": int(opset),
+        "input": [INPUT_NAME, channels, h, w],
+        "outputs": names,
+        "bytes": out.stat().st_size,
+        **extra,
+    }
     if verify:
         summary["max_abs_diff"] = parity(bundle, out)
     return summary
@@ -106,3 +141,73 @@ def parity(bundle: ModelBundle, onnx_path: str | Path, batch: int = 5, seed: int
     ref = bundle.predict_tensor(x)
     got = OnnxBackend(onnx_path).run(x)
     return {k: float(np.max(np.abs(ref[k] - got[k]))) for k in ref}
+
+
+def _calibration_batches(
+    bundle: ModelBundle, images: Sequence[Any] | str | Path, limit: int, batch: int = 16
+) -> list[np.ndarray]:
+    """Calibration crops through the model's own preprocessing (as face crops: no detection)."""
+    from agegender.data.images import load_image
+    from agegender.inference.backends import TorchBackend
+    from agegender.inference.predictor import Predictor, list_inputs
+
+    if isinstance(images, (str, Path)):
+        images = [f for f, _ in list_inputs([images])]
+    pred = Predictor(TorchBackend.from_bundle(bundle), detector="none")
+    crops = []
+    for src in images:
+        try:
+            crops.append(pred.detect_crops(load_image(src))[2][0])
+        except AgeGenderError:
+            continue
+        if len(crops) >= limit:
+            break
+    if not crops:
+        raise AgeGenderError(
+            "no readable calibration images; pass a folder of face crops", code="missing_file"
+        )
+    return [pred.to_batch(crops[i : i + batch]).numpy() for i in range(0, len(crops), batch)]
+
+
+def _quantize_int8(
+    bundle: ModelBundle, proto: Any, images: Sequence[Any] | str | Path, limit: int
+) -> tuple[Any, dict[str, Any]]:
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    batches = _calibration_batches(bundle, images, limit)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.it, None)
+            return None if x is None else {INPUT_NAME: x}
+
+    with tempfile.TemporaryDirectory(prefix="agegender-int8-") as tmp:
+        fp32, pre, q = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        onnx.save(proto, str(fp32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                quant_pre_process(str(fp32), str(pre))
+                quantize_static(
+                    str(pre),
+                    str(q),
+                    Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+                )
+            except Exception as e:  # noqa: BLE001 - the quantizer raises many untyped errors
+                raise AgeGenderError(
+                    f"int8 quantization failed: {type(e).__name__}: {e}", code="export_failed"
+                ) from None
+        quantized = onnx.load(str(q))
+    return quantized, {"quantized": "int8", "calibration_images": int(sum(len(b) for b in batches))}

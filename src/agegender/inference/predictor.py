@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,7 +90,7 @@ class Predictor:
     def __init__(
         self,
         backend: TorchBackend | OnnxBackend,
-        detector: str | None = None,
+        detector: Any = None,
         detector_options: dict[str, Any] | None = None,
         mode: str | None = None,
         scheme: str | AgeScheme | None = None,
@@ -104,8 +106,11 @@ class Predictor:
         self.backend = backend
         pp = backend.preprocess or {}
         if "input_size" not in pp:
-            raise AgeGenderError(f"model {backend.source} carries no preprocessing metadata (input_size); "
-                                 "re-save it with agegender.models.package.save_package", code="bad_model")
+            raise AgeGenderError(
+                f"model {backend.source} carries no preprocessing metadata (input_size); "
+                "re-save it with agegender.models.package.save_package",
+                code="bad_model",
+            )
         self.input_hw = _hw(pp["input_size"])
         self.resize_hw = _hw(pp.get("resize") or pp["input_size"])
         self.mean = [float(v) for v in pp.get("mean") or (0.485, 0.456, 0.406)]
@@ -121,16 +126,35 @@ class Predictor:
             raise AgeGenderError(f"mode must be 'face' or 'body', not {self.mode!r}", code="bad_option")
         opts = dict(detector_options or {})
         margin = opts.pop("margin", None)
-        self.detector_name = str(detector or ("none" if self.mode == "body" else "haar"))
-        self.detector = build_detector(self.detector_name, **opts)
-        self.crop_margin = float(margin if margin is not None else pp.get("detector_margin") or pp.get("crop_margin")
-                                 or (DEFAULT_FACE_MARGIN if self.mode == "face" else 0.0))
+        from agegender.inference.detectors import Detector
+
+        if isinstance(detector, Detector):  # a ready instance cannot be cloned per thread: serialise its use
+            self.detector_name, self._detector_lock = detector.name, threading.Lock()
+            self.detector = detector
+        else:
+            self.detector_name, self._detector_lock = (
+                str(detector or ("none" if self.mode == "body" else "haar")),
+                None,
+            )
+            self.detector = build_detector(self.detector_name, **opts)
+        self._detector_options = opts
+        # OpenCV's CascadeClassifier (and dlib's detector) are not thread-safe: one instance per thread.
+        self._local = threading.local()
+        self._local.detector = self.detector
+        self.crop_margin = float(
+            margin
+            if margin is not None
+            else pp.get("detector_margin")
+            or pp.get("crop_margin")
+            or (DEFAULT_FACE_MARGIN if self.mode == "face" else 0.0)
+        )
         labels = backend.labels or {}
         self.gender_names = list(labels.get("gender") or GENDERS)
         self.ethnicity_names = list(labels.get("ethnicity") or ETHNICITIES)
         self.attribute_names = list(labels.get("attributes") or [])
-        self.model_scheme = get_scheme(labels.get("age_scheme") or backend.config.get("data", {}).get("age_scheme")
-                                       or "adience8")
+        self.model_scheme = get_scheme(
+            labels.get("age_scheme") or backend.config.get("data", {}).get("age_scheme") or "adience8"
+        )
         self.scheme = get_scheme(scheme) if scheme is not None else self.model_scheme
         if not 0.0 < float(interval) < 1.0:
             raise AgeGenderError(f"interval must be in (0, 1), e.g. 0.8, not {interval}", code="bad_option")
@@ -165,7 +189,11 @@ class Predictor:
             "labels": dict(self.backend.labels or {}),
             "age_scheme": self.scheme.name,
             "age_groups": list(self.scheme.labels),
-            "detector": {"name": self.detector_name, "repr": repr(self.detector), "crop_margin": self.crop_margin},
+            "detector": {
+                "name": self.detector_name,
+                "repr": repr(self.detector),
+                "crop_margin": self.crop_margin,
+            },
             "interval": self.interval,
             "min_confidence": self.min_confidence,
             "tta_flip": self.tta_flip,
@@ -192,10 +220,12 @@ class Predictor:
         from agegender.inference.records import record_schema
 
         tasks = self.tasks()
-        return record_schema(self.gender_names if "gender" in tasks else (),
-                             self.scheme.labels if "age_group" in tasks else (),
-                             self.ethnicity_names if "ethnicity" in tasks else (),
-                             self.attribute_names if "attributes" in tasks else ())
+        return record_schema(
+            self.gender_names if "gender" in tasks else (),
+            self.scheme.labels if "age_group" in tasks else (),
+            self.ethnicity_names if "ethnicity" in tasks else (),
+            self.attribute_names if "attributes" in tasks else (),
+        )
 
     def predict(self, image: Any, channel_order: str = "RGB") -> list[PersonResult]:
         """Everyone in one image (path, bytes, PIL image or H×W×3 array in ``channel_order`` RGB/BGR).
@@ -208,11 +238,19 @@ class Predictor:
 
     def predict_image(self, image: Any, source: str | None = None, channel_order: str = "RGB") -> ImageResult:
         """Like :meth:`predict` but never raises for bad input: the result's ``status`` says what happened."""
-        return next(self.iter_predict([image], sources=[source] if source else None, channel_order=channel_order,
-                                      workers=1))
+        return next(
+            self.iter_predict(
+                [image], sources=[source] if source else None, channel_order=channel_order, workers=1
+            )
+        )
 
-    def predict_batch(self, images: Iterable[Any], workers: int | None = None, channel_order: str = "RGB",
-                      sources: Sequence[str] | None = None) -> list[ImageResult]:
+    def predict_batch(
+        self,
+        images: Iterable[Any],
+        workers: int | None = None,
+        channel_order: str = "RGB",
+        sources: Sequence[str] | None = None,
+    ) -> list[ImageResult]:
         """One :class:`ImageResult` per input, in order; decoding and detection run in a thread pool and the
         crops of all images share model batches. Bad inputs get an error status, never an exception."""
         return list(self.iter_predict(images, workers=workers, channel_order=channel_order, sources=sources))
@@ -259,8 +297,9 @@ class Predictor:
             preps.append(Prepared(res, [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)]))
         return [p for prep in self._run(preps) for p in prep.result.people]
 
-    def detect_crops(self, rgb: np.ndarray) -> tuple[list[tuple[float, float, float, float]], list[float],
-                                                     list[np.ndarray]]:
+    def detect_crops(
+        self, rgb: np.ndarray
+    ) -> tuple[list[tuple[float, float, float, float]], list[float], list[np.ndarray]]:
         """Boxes, detector scores and model-ready crops (uint8, resized) of everyone in an RGB image."""
         from agegender.inference.detectors import crop
 
@@ -268,19 +307,31 @@ class Predictor:
         if self.detector_name == "none":  # the input is the crop: keep its aspect (pedestrians), no padding
             return [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)]
         boxes, scores, crops = [], [], []
-        for det in self.detector.detect(rgb):
+        for det in self._detect(rgb):
             boxes.append(tuple(float(v) for v in det.box))
             scores.append(float(det.score))
             crops.append(self._resize(crop(rgb, det, self.crop_margin, square=True)))
         return boxes, scores, crops  # type: ignore[return-value]
 
+    def _detect(self, rgb: np.ndarray) -> list[Any]:
+        if self._detector_lock is not None:
+            with self._detector_lock:
+                return self.detector.detect(rgb)
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            from agegender.inference.detectors import build_detector
+
+            det = self._local.detector = build_detector(self.detector_name, **self._detector_options)
+        return det.detect(rgb)
+
     def predict_arrays(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw decoded model outputs (``age``, ``age_probs``, ``gender_probs``, ...) for RGB uint8 crops."""
         return self.infer_crops([self._resize(np.asarray(c)) for c in crops])
 
-    def people_from_arrays(self, arrays: dict[str, np.ndarray], boxes: Sequence[Sequence[float]],
-                           scores: Sequence[float]) -> list[PersonResult]:
-        """Typed results from raw model outputs (one row per box) — shared by images, video smoothing and Ray."""
+    def people_from_arrays(
+        self, arrays: dict[str, np.ndarray], boxes: Sequence[Sequence[float]], scores: Sequence[float]
+    ) -> list[PersonResult]:
+        """Typed results from raw model outputs (one row per box); shared by images, video and Ray."""
         n = len(boxes)
         if n == 0:
             return []
@@ -296,10 +347,14 @@ class Predictor:
                 gp = group[i] if group is not None else None
                 age = AgeEstimate(
                     years=None if years is None else round(float(years[i]), 2),
-                    interval=None if years_lo is None else (round(float(years_lo[i]), 1), round(float(years_hi[i]), 1)),
+                    interval=None
+                    if years_lo is None
+                    else (round(float(years_lo[i]), 1), round(float(years_hi[i]), 1)),
                     interval_mass=None if years_lo is None else self.interval,
                     group=self._pick(gp, self.scheme.labels) if gp is not None else "",
-                    group_probs={} if gp is None else {lab: round(float(v), 5) for lab, v in zip(self.scheme.labels, gp)},
+                    group_probs={}
+                    if gp is None
+                    else {lab: round(float(v), 5) for lab, v in zip(self.scheme.labels, gp)},
                     scheme=self.scheme.name,
                 )
             gender = gender_probs = ethnicity = ethnicity_probs = attributes = None
@@ -314,9 +369,18 @@ class Predictor:
                 names = self.attribute_names or [f"attr_{j}" for j in range(attrs.shape[1])]
                 attributes = {n_: round(float(v), 5) for n_, v in zip(names, attrs[i])}
             b = tuple(float(v) for v in boxes[i])
-            out.append(PersonResult(box=b, detector_score=float(scores[i]), age=age, gender=gender,  # type: ignore[arg-type]
-                                    gender_probs=gender_probs, ethnicity=ethnicity, ethnicity_probs=ethnicity_probs,
-                                    attributes=attributes))
+            out.append(
+                PersonResult(
+                    box=b,
+                    detector_score=float(scores[i]),
+                    age=age,
+                    gender=gender,  # type: ignore[arg-type]
+                    gender_probs=gender_probs,
+                    ethnicity=ethnicity,
+                    ethnicity_probs=ethnicity_probs,
+                    attributes=attributes,
+                )
+            )
         return out
 
     # ------------------------------------------------------------------------------------------- internals
@@ -343,7 +407,7 @@ class Predictor:
             if not catch:
                 raise
             res.status, res.message = e.code, str(e)
-        except Exception as e:  # noqa: BLE001 - in batch mode one odd file must not sink the others
+        except Exception as e:
             if not catch:
                 raise
             log.warning("unexpected error on %s", name, exc_info=True)
@@ -357,7 +421,8 @@ class Predictor:
             rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
         return rgb
 
-    def _to_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+    def to_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """Normalised NCHW float batch of uint8 RGB crops at the model's resize size (the eval transform)."""
         x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2)
         if len(self.mean) == 1:
             from torchvision.transforms.v2 import functional as F
@@ -371,7 +436,9 @@ class Predictor:
         """Raw model outputs for crops already resized by :meth:`detect_crops` (batched by ``batch_size``)."""
         parts = []
         for s in range(0, len(crops), self.batch_size):
-            parts.append(self.backend.run(self._to_batch(crops[s:s + self.batch_size]), tta_flip=self.tta_flip))
+            parts.append(
+                self.backend.run(self.to_batch(crops[s : s + self.batch_size]), tta_flip=self.tta_flip)
+            )
         if not parts:
             return {}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -385,7 +452,7 @@ class Predictor:
         for p in preps:
             n = len(p.crops)
             if n:
-                sub = {k: v[start:start + n] for k, v in arrays.items()}
+                sub = {k: v[start : start + n] for k, v in arrays.items()}
                 p.result.people = self.people_from_arrays(sub, p.boxes, p.scores)
                 p.crops = []
             start += n
@@ -402,7 +469,9 @@ class Predictor:
             return arrays["pedestrian_probs"][:, 0]
         return None
 
-    def _years(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    def _years(
+        self, arrays: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         years = arrays.get("age")
         probs = arrays.get("age_probs")
         if probs is None:
@@ -477,7 +546,7 @@ def load(
     name_or_path: str | Path = "default",
     device: str = "cpu",
     backend: str | None = None,
-    detector: str | None = None,
+    detector: Any = None,
     detector_options: dict[str, Any] | None = None,
     mode: str | None = None,
     scheme: str | None = None,
@@ -495,9 +564,10 @@ def load(
         name_or_path: bundled name (``default``, ``default-body``), a ``.ckpt``/``.pt`` file, or an
             exported ``.onnx`` file.
         device: ``cpu`` or ``cuda[:N]``.
-        backend: ``torch`` or ``onnx`` (default: ``onnx`` for ``.onnx`` files, else ``torch``).
+        backend: ``torch`` or ``onnx`` (default: ``onnx`` for ``.onnx`` files, else ``torch``). ``onnx``
+            with a checkpoint exports it on the fly; ONNX Runtime is the faster runtime on CPUs.
         detector: ``haar`` (default for face models), ``dlib``, ``none`` (inputs are crops; default for
-            body models), ``onnx`` or a path to an ONNX face detector.
+            body models), ``onnx`` or a path to an ONNX face detector, or a built ``Detector`` instance.
         detector_options: e.g. ``{"min_face_size": 40, "score_threshold": 0.5, "margin": 0.3}``
             (``margin``: fraction of the box added per side before cropping).
         mode: ``face`` or ``body`` (default: from the model — PETA/RAP models are body models).
@@ -511,6 +581,16 @@ def load(
     """
     path = resolve_model_path(name_or_path)
     be = open_backend(path, backend, device, threads)
-    return Predictor(be, detector=detector, detector_options=detector_options, mode=mode, scheme=scheme,
-                     interval=interval, min_confidence=min_confidence, tta_flip=tta_flip, batch_size=batch_size,
-                     workers=workers, max_pixels=max_pixels)
+    return Predictor(
+        be,
+        detector=detector,
+        detector_options=detector_options,
+        mode=mode,
+        scheme=scheme,
+        interval=interval,
+        min_confidence=min_confidence,
+        tta_flip=tta_flip,
+        batch_size=batch_size,
+        workers=workers,
+        max_pixels=max_pixels,
+    )

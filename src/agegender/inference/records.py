@@ -3,7 +3,8 @@ list per predictor, shared by the CLI (JSON/JSONL/CSV) and the Ray job (Parquet)
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from agegender.inference.results import ImageResult
 
@@ -34,8 +35,12 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def record_schema(gender_names: Sequence[str], age_groups: Sequence[str], ethnicity_names: Sequence[str] = (),
-                  attribute_names: Sequence[str] = ()) -> list[tuple[str, str]]:
+def record_schema(
+    gender_names: Sequence[str],
+    age_groups: Sequence[str],
+    ethnicity_names: Sequence[str] = (),
+    attribute_names: Sequence[str] = (),
+) -> list[tuple[str, str]]:
     """Ordered (column, type) list: the base columns then one probability column per label."""
     cols = list(BASE_COLUMNS)
     cols += [(f"gender_prob_{n}", "float") for n in gender_names]
@@ -48,15 +53,30 @@ def record_schema(gender_names: Sequence[str], age_groups: Sequence[str], ethnic
 def to_records(result: ImageResult, columns: Iterable[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """The image's status row followed by one row per person; with ``columns`` every row has exactly
     those keys (missing values ``None``), so rows stack into one table."""
-    rows: list[dict[str, Any]] = [{
-        "record": RECORD_IMAGE, "source": result.source, "status": result.status, "message": result.message,
-        "width": result.width, "height": result.height, "num_people": len(result.people),
-    }]
+    rows: list[dict[str, Any]] = [
+        {
+            "record": RECORD_IMAGE,
+            "source": result.source,
+            "status": result.status,
+            "message": result.message,
+            "width": result.width,
+            "height": result.height,
+            "num_people": len(result.people),
+        }
+    ]
     for i, p in enumerate(result.people):
         row: dict[str, Any] = {
-            "record": RECORD_PERSON, "source": result.source, "status": result.status, "person": i,
-            "x1": round(p.box[0], 1), "y1": round(p.box[1], 1), "x2": round(p.box[2], 1), "y2": round(p.box[3], 1),
-            "detector_score": round(p.detector_score, 4), "gender": p.gender, "ethnicity": p.ethnicity,
+            "record": RECORD_PERSON,
+            "source": result.source,
+            "status": result.status,
+            "person": i,
+            "x1": round(p.box[0], 1),
+            "y1": round(p.box[1], 1),
+            "x2": round(p.box[2], 1),
+            "y2": round(p.box[3], 1),
+            "detector_score": round(p.detector_score, 4),
+            "gender": p.gender,
+            "ethnicity": p.ethnicity,
         }
         if p.age is not None:
             row["age"] = p.age.years

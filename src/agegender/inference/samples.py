@@ -35,12 +35,18 @@ def photo_640x480(background: int = 128) -> np.ndarray:
     small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     canvas = np.full((480, 640, 3), background, dtype=np.uint8)
     x0 = (640 - w) // 2
-    canvas[:, x0:x0 + w] = small
+    canvas[:, x0 : x0 + w] = small
     return canvas
 
 
-def synthetic_video(path: str | Path, frames: int = 60, size: tuple[int, int] = (640, 480), fps: float = 25.0,
-                    face_height: int = 300, period: int = 100) -> Path:
+def synthetic_video(
+    path: str | Path,
+    frames: int = 60,
+    size: tuple[int, int] = (640, 480),
+    fps: float = 25.0,
+    face_height: int = 300,
+    period: int = 100,
+) -> Path:
     """Write an MP4 (``mp4v``) of grace_hopper gliding across a grey background (one face, with motion):
     an ellipse every ``period`` frames, at most about 7 px per frame (a person walking past a webcam)."""
     w, h = size
@@ -58,7 +64,7 @@ def synthetic_video(path: str | Path, frames: int = 60, size: tuple[int, int] = 
         x = int(span_x * (0.5 + 0.3 * np.sin(2 * np.pi * t)))
         y = int(span_y * (0.5 + 0.3 * np.cos(2 * np.pi * t)))
         frame = np.full((h, w, 3), 110, dtype=np.uint8)
-        frame[y:y + face_height, x:x + fw] = sprite[: h - y, : w - x]
+        frame[y : y + face_height, x : x + fw] = sprite[: h - y, : w - x]
         writer.write(frame)
     writer.release()
     return out

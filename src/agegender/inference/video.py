@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -67,12 +68,21 @@ class FaceTracker:
             return np.zeros((0, 4))
         return np.stack([t.box + t.velocity * (frame - t.last_seen) for t in self.tracks])
 
-    def update(self, frame: int, boxes: Sequence[Sequence[float]], scores: Sequence[float],
-               arrays: dict[str, np.ndarray]) -> None:
+    def update(
+        self,
+        frame: int,
+        boxes: Sequence[Sequence[float]],
+        scores: Sequence[float],
+        arrays: dict[str, np.ndarray],
+    ) -> None:
         """Feed one detection round: boxes with their raw model outputs (one row per box)."""
         boxes_arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         pred = self.predicted_boxes(frame)
-        iou = iou_matrix(pred, boxes_arr) if len(pred) and len(boxes_arr) else np.zeros((len(pred), len(boxes_arr)))
+        iou = (
+            iou_matrix(pred, boxes_arr)
+            if len(pred) and len(boxes_arr)
+            else np.zeros((len(pred), len(boxes_arr)))
+        )
         matched_t: set[int] = set()
         matched_d: set[int] = set()
         for flat in np.argsort(-iou, axis=None):
@@ -90,15 +100,24 @@ class FaceTracker:
             t.hits += 1
             t.misses = 0
             a = self.smoothing
-            t.state = {k: (1 - a) * t.state[k] + a * v[di] if k in t.state else v[di] for k, v in arrays.items()}
+            t.state = {
+                k: (1 - a) * t.state[k] + a * v[di] if k in t.state else v[di] for k, v in arrays.items()
+            }
         for ti, t in enumerate(self.tracks):
             if ti not in matched_t:
                 t.misses += 1
         self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
         for di in range(len(boxes_arr)):
             if di not in matched_d:
-                self.tracks.append(Track(self._next_id, boxes_arr[di], float(scores[di]),
-                                         {k: v[di].copy() for k, v in arrays.items()}, last_seen=frame))
+                self.tracks.append(
+                    Track(
+                        self._next_id,
+                        boxes_arr[di],
+                        float(scores[di]),
+                        {k: v[di].copy() for k, v in arrays.items()},
+                        last_seen=frame,
+                    )
+                )
                 self._next_id += 1
 
     def current(self, frame: int, visible_only: bool = True) -> list[Track]:
@@ -116,7 +135,9 @@ def open_capture(source: str | int) -> tuple[cv2.VideoCapture, str]:
             raise AgeGenderError(f"{path}: no such video file; check the path", code="missing_file")
         cap, name = cv2.VideoCapture(str(path)), str(path)
     if not cap.isOpened():
-        raise AgeGenderError(f"cannot open {name} as a video (unsupported format or busy camera)", code="unreadable")
+        raise AgeGenderError(
+            f"cannot open {name} as a video (unsupported format or busy camera)", code="unreadable"
+        )
     return cap, name
 
 
@@ -180,11 +201,14 @@ def process_video(
             if out is not None:
                 if writer is None:
                     Path(out).parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in,
-                                             (bgr.shape[1], bgr.shape[0]))
+                    writer = cv2.VideoWriter(
+                        str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (bgr.shape[1], bgr.shape[0])
+                    )
                     if not writer.isOpened():
-                        raise AgeGenderError(f"cannot write video {out}; check the folder and extension (.mp4)",
-                                             code="write_failed")
+                        raise AgeGenderError(
+                            f"cannot write video {out}; check the folder and extension (.mp4)",
+                            code="write_failed",
+                        )
                 writer.write(bgr)
             if on_frame is not None:
                 on_frame(n, bgr, records)
@@ -195,7 +219,9 @@ def process_video(
             writer.release()
     elapsed = time.perf_counter() - t0
     if n == 0:
-        raise AgeGenderError(f"{name}: no frame could be read (empty or unsupported video)", code="unreadable")
+        raise AgeGenderError(
+            f"{name}: no frame could be read (empty or unsupported video)", code="unreadable"
+        )
     summary = {
         "source": name,
         "frames": n,
@@ -209,6 +235,9 @@ def process_video(
     }
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"summary": summary, "model": predictor.info()["name"],
-                                               "frames": frames_log}, indent=1))
+        Path(json_path).write_text(
+            json.dumps(
+                {"summary": summary, "model": predictor.info()["name"], "frames": frames_log}, indent=1
+            )
+        )
     return summary

@@ -45,6 +45,12 @@ def _to_np(x: Any) -> Any:
     return x
 
 
+def model_inputs(model: torch.nn.Module, targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Extra forward inputs a composition asks for in ``input_tasks``: target ``t`` passed as ``t_in``, missing
+    entries (NaN) as 0 — e.g. the annotated attributes of chatzitzisi2020's ResNet+AE (§2.1)."""
+    return {f"{t}_in": torch.nan_to_num(targets[t].float(), nan=0.0) for t in getattr(model, "input_tasks", ())}
+
+
 class AgeGenderModule(L.LightningModule):
     def __init__(
         self,
@@ -69,8 +75,8 @@ class AgeGenderModule(L.LightningModule):
         self.scheme = config["data"].get("age_scheme", "adience8")
         self._val: list[tuple[dict, dict]] = []
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x, **extra)
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         if self.config["trainer"].get("channels_last"):
@@ -79,7 +85,7 @@ class AgeGenderModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        out = self.model(self._prep(x))
+        out = self.model(self._prep(x), **model_inputs(self.model, y))
         loss, parts = self.model.compute_loss(out, y)
         bs = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -92,7 +98,7 @@ class AgeGenderModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        out = self.model(self._prep(x))
+        out = self.model(self._prep(x), **model_inputs(self.model, y))
         loss, _ = self.model.compute_loss(out, y)
         self.log("val/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         dec = {k: v.detach().float().cpu().numpy() for k, v in self.model.decode(out).items()}

@@ -1,5 +1,5 @@
-"""Pieces shared by the trunk files: normalisation constants, global pooling, grayscale input, LRN and the
-one place that turns a failed weight download into a user-facing error."""
+"""Pieces shared by the trunk files: global pooling, grayscale input, LRN, Gaussian init, the conv+FC paper
+net, and the one place that turns a failed weight download into a user-facing error."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ import torch
 from torch import nn
 
 from agegender.errors import AgeGenderError
-
-#: ImageNet statistics used by every torchvision/timm ImageNet checkpoint we wrap (and our default).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 POOLS = ("avg", "max")
 

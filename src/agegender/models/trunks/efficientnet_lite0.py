@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from agegender.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from agegender.errors import AgeGenderError
 from agegender.models.registry import TRUNKS
-from agegender.models.trunks._common import IMAGENET_MEAN, IMAGENET_STD
 from agegender.models.trunks.timm_backbones import TimmTrunk, create_timm_model
 
 EFFICIENTNET_LITE0_INPUT = 112

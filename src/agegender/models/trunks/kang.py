@@ -11,9 +11,9 @@ github.com/htkang369/age_gender_classification, was read to settle some of these
 - Shallow convolutions (§III.B.1 and §III.C list, shared by the gender and multi-task nets): conv1 32@7×7
   stride 2, conv2 64@5×5, conv3 64@3×3, each conv -> ReLU -> max-pool (§III.C), then LRN after the first
   two only (§III.B.1 and the authors' code; §III.C lists it after all three). §III.C's output sizes
-  64→32→32→16→16→8 fix the strides: conv1 stride 2 ("padding 2" is TF's SAME; we pad 3 to get its 64×64), conv2/conv3
-  stride 1 (its "stride 2" for them contradicts its own 32×32 and 16×16 outputs), and 3×3/2 pooling padded 1
-  (the code's SAME 3×3/2 pool). Output 64×8×8 = 4096 at 128 px.
+  64→32→32→16→16→8 fix the strides: conv1 stride 2 ("padding 2" is TF's SAME; we pad 3 to get its 64×64),
+  conv2/conv3 stride 1 (its "stride 2" for them contradicts its own 32×32 and 16×16 outputs), and 3×3/2
+  pooling padded 1 (the code's SAME 3×3/2 pool). Output 64×8×8 = 4096 at 128 px.
 - Gender net FC layers: §III.B.1 only says "two fully connected layers"; we take the widths §III.C gives the
   multi-task net, FC6 = 512 and FC7 = 100, each ReLU + dropout (rate not given: 0.5). ``fc=(512,)``
   reproduces the authors' released gender net (one hidden FC).
@@ -35,10 +35,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from agegender.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from agegender.models.registry import TRUNKS
 from agegender.models.trunks._common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ConvFCNet,
     Grayscale,
     lrn,

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from agegender.data.transforms import IMAGENET_MEAN
 from agegender.models.registry import TRUNKS
-from agegender.models.trunks._common import IMAGENET_MEAN, ConvFCNet, gaussian_init_, lrn, no_pretrained
+from agegender.models.trunks._common import ConvFCNet, gaussian_init_, lrn, no_pretrained
 
 LEVI_HASSNER_INPUT = 227  # 227×227 crops of 256×256 images (§4.1)
 LEVI_HASSNER_POOLED = 6  # conv3 output is 384×6×6 at 227 px (§4.1, Layer 4)

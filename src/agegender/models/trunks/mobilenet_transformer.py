@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agegender.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from agegender.models.registry import TRUNKS
-from agegender.models.trunks._common import IMAGENET_MEAN, IMAGENET_STD, check_pool
+from agegender.models.trunks._common import check_pool
 from agegender.models.trunks.torchvision_backbones import load_torchvision_model
 
 MOBILENET_V2_STRIDE = 32  # five stride-2 3×3 convs with padding 1: each maps n -> ceil(n / 2)

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 import agegender._compat  # noqa: F401  (torchvision's missing nms operator, before importing torchvision)
+from agegender.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from agegender.errors import AgeGenderError
 from agegender.models.registry import TRUNKS
-from agegender.models.trunks._common import IMAGENET_MEAN, IMAGENET_STD, GlobalPool, weights_download
+from agegender.models.trunks._common import GlobalPool, weights_download
 
 _INCEPTION_LAYERS = (
     "Conv2d_1a_3x3",

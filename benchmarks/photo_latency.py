@@ -1,0 +1,98 @@
+"""End-to-end milliseconds per 640×480 JPEG photo with one face: decode + detect + crop + predict.
+
+The photo is matplotlib's grace_hopper resized to 480 px high on a 640×480 canvas
+(``agegender.inference.samples.photo_640x480``), JPEG-encoded once; each call decodes it again.
+Prints the median and 90th percentile per detector setting, with the time split by stage.
+
+    python benchmarks/photo_latency.py [--model default] [--detectors haar,haar-fast,dlib] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, resolve_model
+
+#: detector settings measured: name → (detector, options)
+SETTINGS: dict[str, tuple[str, dict]] = {
+    "haar": ("haar", {}),
+    "haar-fast": ("haar", {"max_side": 320, "scale_factor": 1.2}),
+    "dlib": ("dlib", {}),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--fallback", default="efficientnet_lite0")
+    ap.add_argument("--detectors", default="haar,haar-fast,dlib", help=f"among {', '.join(SETTINGS)}")
+    ap.add_argument("--backend", default="torch", help="torch or onnx")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=60)
+    args = ap.parse_args()
+
+    from PIL import Image
+
+    from agegender.data.images import load_image
+    from agegender.inference.predictor import load
+    from agegender.inference.samples import photo_640x480
+
+    path, desc = resolve_model(args.model, args.fallback)
+    if args.backend == "onnx":
+        import tempfile
+
+        from agegender.inference.onnx_export import export_onnx
+
+        onnx_path = Path(tempfile.mkdtemp(prefix="agegender-bench-")) / "model.onnx"
+        export_onnx(path, onnx_path, verify=False)
+        path = str(onnx_path)
+    print(f"model: {desc}; backend {args.backend}")
+    print(f"machine: {machine()}")
+    buf = io.BytesIO()
+    Image.fromarray(photo_640x480()).save(buf, format="JPEG", quality=90)
+    jpeg = buf.getvalue()
+    print(f"photo: 640x480 JPEG, {len(jpeg)} bytes, one face")
+    print(
+        f"{'detector':10} {'median ms':>9} {'p90 ms':>7} {'decode':>7} {'detect':>7} {'model':>7} {'faces':>5}"
+    )
+    for name in args.detectors.split(","):
+        det, opts = SETTINGS[name]
+        p = load(path, detector=det, detector_options=opts, threads=args.threads, backend=args.backend)
+        p.predict(jpeg)  # warm-up
+        total, dec, detect, model = [], [], [], []
+        faces = 0
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            rgb = load_image(jpeg)
+            t1 = time.perf_counter()
+            boxes, scores, crops = p.detect_crops(rgb)
+            t2 = time.perf_counter()
+            people = p.people_from_arrays(p.infer_crops(crops), boxes, scores) if crops else []
+            t3 = time.perf_counter()
+            total.append(t3 - t0)
+            dec.append(t1 - t0)
+            detect.append(t2 - t1)
+            model.append(t3 - t2)
+            faces = len(people)
+        q = statistics.quantiles(total, n=10)
+        print(
+            f"{name:10} {1e3 * statistics.median(total):9.1f} {1e3 * q[-1]:7.1f} "
+            f"{1e3 * statistics.median(dec):7.1f} {1e3 * statistics.median(detect):7.1f} "
+            f"{1e3 * statistics.median(model):7.1f} {faces:5d}",
+            flush=True,
+        )
+        # the same through the public one-call API, to show it adds nothing
+        t0 = time.perf_counter()
+        for _ in range(10):
+            p.predict(jpeg)
+        print(f"{'':10} predictor.predict(bytes): {1e3 * (time.perf_counter() - t0) / 10:.1f} ms/photo")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""`agegender predict`: output formats round-trip through JSON/CSV readers, annotated copies, and broken
+files give error records without changing the exit code (unless --fail-on-error)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agegender.cli_inference import app
+from helpers_models import grace_hopper_path, write_image_folder
+
+pytest_plugins = ["fixtures_models"]  # tiny_face_model, tiny_body_model, tiny_regression_model
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, ["predict", *args])
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.stdout, r.stderr
+
+
+def read_records(text: str, fmt: str) -> list[dict]:
+    if fmt == "json":
+        return json.loads(text)
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    write_image_folder(root, good=3, broken=2)
+    sub = root / "nested" / "deeper"
+    sub.mkdir(parents=True)
+    (sub / "grace.jpg").write_bytes(grace_hopper_path().read_bytes())
+    (root / "notes.txt").write_text("ignored: not an image extension")
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_formats_round_trip(fmt: str, photos: Path, tiny_face_model: Path, tmp_path: Path) -> None:
+    code, out, err = run(str(photos), "--model", str(tiny_face_model), "--format", fmt, "--no-progress")
+    assert code == 0, err
+    rows = read_records(out, fmt)
+    images = [r for r in rows if r["record"] == "image"]
+    persons = [r for r in rows if r["record"] == "person"]
+    assert len(images) == 6  # 3 good + 2 broken + nested grace (notes.txt skipped)
+    assert {Path(r["source"]).name for r in images} >= {"grace.jpg", "bad_0000.jpg", "bad_0001.jpg"}
+    statuses = {Path(r["source"]).name: r["status"] for r in images}
+    assert statuses["grace.jpg"] == "ok" and statuses["bad_0000.jpg"] == "empty_file"
+    assert statuses["bad_0001.jpg"] == "unreadable"
+    assert len(persons) == sum(int(r["num_people"]) for r in images) >= 1
+    assert all(r["message"] for r in images if r["status"] not in ("ok", "no_face"))
+    g = next(r for r in persons if r["source"].endswith("grace.jpg"))
+    assert 0 <= float(g["age"]) <= 100 and float(g["age_low"]) <= float(g["age"]) <= float(g["age_high"])
+    assert g["gender"] in ("male", "female")
+    assert float(g["gender_prob_male"]) + float(g["gender_prob_female"]) == pytest.approx(1.0, abs=1e-3)
+    assert float(g["x2"]) > float(g["x1"])
+    assert len({tuple(r) for r in rows}) == 1  # every record has the same columns, in every format
+    # the same records written to a file instead of stdout
+    dest = tmp_path / f"out.{fmt}"
+    code, out2, _ = run(str(photos), "--model", str(tiny_face_model), "--format", fmt, "--output", str(dest))
+    assert code == 0 and out2 == ""
+    assert read_records(dest.read_text(), fmt) == rows
+
+
+def test_annotated_copies_keep_relative_paths(photos: Path, tiny_face_model: Path, tmp_path: Path) -> None:
+    ann = tmp_path / "annotated"
+    code, _, err = run(str(photos), "--model", str(tiny_face_model), "--out", str(ann), "--format", "jsonl")
+    assert code == 0, err
+    written = sorted(str(p.relative_to(ann)) for p in ann.rglob("*") if p.is_file())
+    assert "nested/deeper/grace.jpg" in written
+    assert not any(n.startswith("bad_") for n in written)  # unreadable files have nothing to annotate
+    from agegender.data.images import load_image
+
+    assert load_image(ann / "nested/deeper/grace.jpg").shape == (600, 512, 3)
+    assert "annotated copies in" in err
+
+
+def test_hundred_files_ten_broken(tiny_face_model: Path, tmp_path: Path) -> None:
+    kinds = write_image_folder(tmp_path / "many", good=90, broken=10)
+    dest = tmp_path / "r.csv"
+    code, _, err = run(
+        str(tmp_path / "many"),
+        "--model",
+        str(tiny_face_model),
+        "--format",
+        "csv",
+        "--output",
+        str(dest),
+        "--workers",
+        "2",
+        "--batch-size",
+        "16",
+    )
+    assert code == 0, err
+    rows = read_records(dest.read_text(), "csv")
+    images = [r for r in rows if r["record"] == "image"]
+    assert len(images) == 100 and {Path(r["source"]).name for r in images} == set(kinds)
+    ok = [r for r in images if r["status"] in ("ok", "no_face")]
+    errors = [r for r in images if r["status"] not in ("ok", "no_face")]
+    assert len(ok) == 90 and len(errors) == 10
+    assert {Path(r["source"]).name for r in errors} == {n for n, k in kinds.items() if k == "broken"}
+    assert "100 images" in err
+    code, _, _ = run(
+        str(tmp_path / "many"),
+        "--model",
+        str(tiny_face_model),
+        "--format",
+        "jsonl",
+        "--output",
+        str(tmp_path / "r.jsonl"),
+        "--fail-on-error",
+    )
+    assert code == 1
+    assert (
+        len([line for line in (tmp_path / "r.jsonl").read_text().splitlines() if '"record": "image"' in line])
+        == 100
+    )
+
+
+def test_missing_path_is_a_record_and_options(tiny_face_model: Path, tmp_path: Path) -> None:
+    code, out, _ = run(
+        str(grace_hopper_path()),
+        str(tmp_path / "nope.jpg"),
+        "--model",
+        str(tiny_face_model),
+        "--format",
+        "jsonl",
+        "--min-confidence",
+        "0.99",
+        "--scheme",
+        "kang4",
+    )
+    assert code == 0
+    rows = read_records(out, "jsonl")
+    assert [r["status"] for r in rows if r["record"] == "image"] == ["ok", "missing_file"]
+    person = next(r for r in rows if r["record"] == "person")
+    assert person["gender"] == "uncertain" and "age_group_prob_61+" in person
+
+
+def test_user_errors_exit_2(tiny_face_model: Path, tmp_path: Path) -> None:
+    code, _, err = run(str(tmp_path), "--model", "no-such-model")
+    assert code == 2 and err.startswith("error: unknown model")
+    code, _, err = run(str(tmp_path), "--model", str(tiny_face_model), "--format", "xml")
+    assert code == 2 and "--format" in err
+    code, _, err = run(str(tmp_path), "--model", str(tiny_face_model))  # empty folder
+    assert code == 2 and "no image files" in err
+    code, _, err = run(str(tmp_path), "--model", str(tiny_face_model), "--ray", "--out", str(tmp_path / "a"))
+    assert code == 2 and "--ray" in err

@@ -1,0 +1,132 @@
+"""ONNX export: dynamic batch, metadata-only loading, and torch ↔ ONNX Runtime parity within tolerance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from agegender.data.images import load_image
+from agegender.errors import AgeGenderError
+from agegender.inference.onnx_export import export_onnx
+from agegender.inference.predictor import load
+from helpers_models import grace_rgb
+
+pytest_plugins = ["fixtures_models"]  # tiny_face_model, tiny_body_model, tiny_regression_model
+
+pytest.importorskip("onnxruntime")
+
+#: tested tolerances between the torch and ONNX Runtime backends
+PROB_ATOL = 1e-4
+YEARS_ATOL = 1e-2
+
+
+@pytest.fixture(scope="module")
+def face_onnx(tiny_face_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "face.onnx"
+    summary = export_onnx(tiny_face_model, out)
+    assert summary["outputs"] == ["age", "age_probs", "ethnicity_probs", "gender_probs"]
+    assert all(v < PROB_ATOL for k, v in summary["max_abs_diff"].items() if k != "age")
+    return out
+
+
+def test_onnx_file_alone_is_a_model(face_onnx: Path, tiny_face_model: Path, tmp_path: Path) -> None:
+    alone = tmp_path / "elsewhere" / "model.onnx"
+    alone.parent.mkdir()
+    shutil.copy(face_onnx, alone)
+    p_onnx = load(alone, backend="onnx", threads=1)
+    p_torch = load(tiny_face_model, threads=1)
+    assert p_onnx.info()["backend"] == "onnx" and p_onnx.info()["name"] == "tiny-face"
+    assert p_onnx.backend.preprocess == p_torch.backend.preprocess
+    assert p_onnx.backend.labels == p_torch.backend.labels
+    assert p_onnx.tasks() == p_torch.tasks() and p_onnx.detector_name == "haar"
+    assert load(alone).backend.name == "onnx"  # chosen from the extension
+
+
+def test_parity_with_torch_dynamic_batch(face_onnx: Path, tiny_face_model: Path, utkface_dir: Path) -> None:
+    files = sorted((utkface_dir / "images").iterdir())[5::1500][:7]
+    crops = [load_image(f) for f in files]
+    crops.append(grace_rgb())
+    for bs in (1, 3, 8):  # dynamic batch: several batch sizes through the same graph
+        pt = load(tiny_face_model, detector="none", batch_size=bs, threads=1)
+        po = load(face_onnx, backend="onnx", detector="none", batch_size=bs, threads=1)
+        a, b = pt.predict_arrays(crops), po.predict_arrays(crops)
+        assert set(a) == set(b)
+        for k in a:
+            assert a[k].shape == b[k].shape
+            np.testing.assert_allclose(a[k], b[k], atol=YEARS_ATOL if k == "age" else PROB_ATOL, err_msg=k)
+    # end to end through the detector, with flip TTA
+    rt = load(tiny_face_model, tta_flip=True).predict(grace_rgb())[0]
+    ro = load(face_onnx, tta_flip=True).predict(grace_rgb())[0]
+    assert rt.box == ro.box
+    assert ro.age.years == pytest.approx(rt.age.years, abs=YEARS_ATOL)
+    for k, v in rt.gender_probs.items():
+        assert ro.gender_probs[k] == pytest.approx(v, abs=PROB_ATOL)
+
+
+def test_body_model_export(tiny_body_model: Path, tmp_path: Path) -> None:
+    s = export_onnx(tiny_body_model, tmp_path / "body.onnx", verify=True)
+    assert s["input"] == ["image", 3, 128, 64] and s["max_abs_diff"]["pedestrian_probs"] < PROB_ATOL
+    p = load(tmp_path / "body.onnx")
+    assert p.mode == "body" and p.detector_name == "none"
+    r = p.predict(grace_rgb())[0]
+    t = load(tiny_body_model).predict(grace_rgb())[0]
+    assert r.gender_probs["female"] == pytest.approx(t.gender_probs["female"], abs=PROB_ATOL)
+
+
+def test_cli_export(tiny_face_model: Path, tmp_path: Path) -> None:
+    from agegender.cli_inference import app
+
+    out = tmp_path / "cli.onnx"
+    r = CliRunner().invoke(app, ["export", str(tiny_face_model), "--onnx", str(out), "--opset", "17"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["opset"] == 17 and out.is_file() and max(summary["max_abs_diff"].values()) < YEARS_ATOL
+    bad = CliRunner().invoke(app, ["export", str(tmp_path / "missing.pt"), "--onnx", str(out)])
+    assert bad.exit_code == 2 and "error:" in bad.output
+
+
+def test_wrong_files_give_clear_errors(tiny_face_model: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),), str(plain), dynamo=False, opset_version=17)
+    with pytest.raises(AgeGenderError) as e:
+        load(plain)
+    assert e.value.code == "bad_model" and "agegender export" in str(e.value)
+    (tmp_path / "junk.onnx").write_text("not onnx")
+    with pytest.raises(AgeGenderError):
+        load(tmp_path / "junk.onnx")
+    # a checkpoint with backend="onnx" is exported on the fly and gives the torch results
+    on_the_fly = load(tiny_face_model, backend="onnx", detector="none")
+    assert on_the_fly.backend.name == "onnx" and on_the_fly.backend.source == str(tiny_face_model)
+    a = on_the_fly.predict_arrays([grace_rgb()])["age"]
+    b = load(tiny_face_model, detector="none").predict_arrays([grace_rgb()])["age"]
+    np.testing.assert_allclose(a, b, atol=YEARS_ATOL)
+
+
+def test_int8_export(tiny_face_model: Path, utkface_dir: Path, tmp_path: Path) -> None:
+    from agegender.cli_inference import app
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for f in sorted((utkface_dir / "images").iterdir())[::1000][:16]:
+        shutil.copy(f, calib / f.name)
+    out = tmp_path / "int8.onnx"
+    r = CliRunner().invoke(app, ["export", str(tiny_face_model), "--onnx", str(out), "--int8-calibration", str(calib)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["quantized"] == "int8" and summary["calibration_images"] == 16
+    fp32_bytes = export_onnx(tiny_face_model, tmp_path / "fp32.onnx", verify=False)["bytes"]
+    assert summary["bytes"] < fp32_bytes / 2  # int8 weights
+    p = load(out, detector="none")
+    assert p.info()["meta"]["quantized"] == "int8"
+    crops = [load_image(f) for f in sorted(calib.iterdir())] + [grace_rgb()]
+    a = load(tiny_face_model, detector="none").predict_arrays(crops)
+    b = p.predict_arrays(crops)
+    # int8 is an approximation: a loose bound here; real accuracy is checked with `agegender evaluate`
+    np.testing.assert_allclose(a["age"], b["age"], atol=2.0)
+    np.testing.assert_allclose(a["gender_probs"], b["gender_probs"], atol=0.05)

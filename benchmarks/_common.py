@@ -11,54 +11,72 @@ from pathlib import Path
 import agegender  # noqa: F401  (torchvision compat first)
 from agegender.errors import AgeGenderError
 
+REPO = Path(__file__).resolve().parents[1]
+#: what stands in for a missing bundled model: the default model's own training config
+DEFAULT_STANDIN = str(REPO / "configs" / "default" / "face.yaml")
 
-def build_standin(trunk: str, folder: str | Path) -> Path:
-    """A random-weight package with the default model's heads (age distribution, gender, ethnicity) on
-    ``trunk`` at its default input size: same architecture and cost as a trained one, meaningless outputs."""
+
+def build_standin(spec: str, folder: str | Path) -> Path:
+    """A random-weight package with the architecture, input size, preprocessing and TTA setting of a
+    config (``spec`` a YAML path), or the default heads on a trunk (``spec`` a trunk name): the same
+    cost as the trained model, meaningless outputs."""
     from agegender.labels import ETHNICITIES, GENDERS, get_scheme
     from agegender.models import TRUNKS, build_model
     from agegender.models.package import ModelBundle, save_package
+    from agegender.training.config import load_config
 
+    if spec.endswith((".yaml", ".yml")):
+        cfg = load_config(spec, ["model.trunk.pretrained=false"])
+    else:
+        heads = {
+            "age": {"type": "age_distribution"},
+            "gender": {"type": "classification"},
+            "ethnicity": {"type": "classification"},
+        }
+        cfg = load_config(
+            None,
+            [f"model.trunk.name={spec}", "model.trunk.pretrained=false"],
+            model={"heads": heads},
+            name=f"standin-{spec}",
+        )
+    trunk = cfg["model"]["trunk"]["name"]
     meta = TRUNKS.meta(trunk)
-    size = int(meta.get("input_size") or 112)
-    heads = {
-        "age": {"type": "age_distribution"},
-        "gender": {"type": "classification"},
-        "ethnicity": {"type": "classification"},
+    size = int(cfg["data"].get("input_size") or meta.get("input_size") or 112)
+    scheme = cfg["data"].get("age_scheme") or "adience8"
+    dims = {
+        "age_group": get_scheme(scheme).num_groups,
+        "gender": 2,
+        "ethnicity": 5,
+        "attributes": 0,
+        "pedestrian": 1 + get_scheme(scheme).num_groups,
     }
-    model_cfg = {"trunk": {"name": trunk, "pretrained": False}, "heads": heads}
-    dims = {"age_group": 8, "gender": 2, "ethnicity": 5, "attributes": 0, "pedestrian": 9}
-    model = build_model(model_cfg, dims, stats=None, with_losses=False).eval()
-    mean = list(meta.get("mean") or (0.485, 0.456, 0.406))
-    std = list(meta.get("std") or (0.229, 0.224, 0.225))
+    model = build_model(cfg["model"], dims, stats=None, with_losses=False).eval()
+    mean = list(cfg["data"].get("mean") or meta.get("mean") or (0.485, 0.456, 0.406))
+    std = list(cfg["data"].get("std") or meta.get("std") or (0.229, 0.224, 0.225))
     pre = {
         "input_size": [size, size],
         "resize": [size, size],
         "mean": mean,
         "std": std,
         "channel_order": "RGB",
-        "crop_margin": 0.0,
+        "crop_margin": float(cfg["data"].get("crop_margin") or 0.0),
     }
     labels = {
         "gender": list(GENDERS),
         "ethnicity": list(ETHNICITIES),
-        "age_scheme": "adience8",
-        "age_groups": list(get_scheme("adience8").labels),
+        "age_scheme": scheme,
+        "age_groups": list(get_scheme(scheme).labels),
         "attributes": [],
     }
-    config = {
-        "name": f"standin-{trunk}",
-        "model": model_cfg,
-        "data": {"dataset": "utkface", "age_scheme": "adience8"},
-    }
-    bundle = ModelBundle(
-        model, config, dims, pre, labels, {"name": f"standin-{trunk}-{size}px (random weights)"}
+    name = (
+        f"stand-in {cfg.get('name')} ({trunk} {size}px, random weights, tta_flip={cfg['eval']['tta_flip']})"
     )
-    return save_package(bundle, Path(folder) / f"standin-{trunk}.pt")
+    bundle = ModelBundle(model, dict(cfg), dims, pre, labels, {"name": name})
+    return save_package(bundle, Path(folder) / "standin.pt")
 
 
-def resolve_model(name: str, fallback_trunk: str) -> tuple[str, str]:
-    """(model path, description): ``name`` if it resolves, else a stand-in on ``fallback_trunk``."""
+def resolve_model(name: str, fallback: str = DEFAULT_STANDIN) -> tuple[str, str]:
+    """(model path, description): ``name`` if it resolves, else a stand-in built from ``fallback``."""
     from agegender.inference.registry import resolve_model_path
 
     try:
@@ -66,10 +84,10 @@ def resolve_model(name: str, fallback_trunk: str) -> tuple[str, str]:
         return str(path), f"{name} ({path})"
     except AgeGenderError as e:
         folder = tempfile.mkdtemp(prefix="agegender-bench-")
-        path = build_standin(fallback_trunk, folder)
-        return str(
-            path
-        ), f"stand-in: random-weight {fallback_trunk} package (model {name!r} unavailable: {e})"
+        path = build_standin(fallback, folder)
+        from agegender.models.package import load_bundle
+
+        return str(path), f"{load_bundle(path).name}, since model {name!r} is unavailable ({e.code})"
 
 
 def machine() -> str:
@@ -78,5 +96,5 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), load average {load:.2f}"
+        f"(default {torch.get_num_threads()} threads), load average {load:.2f} at start"
     )

@@ -145,6 +145,33 @@ def test_missing_path_is_a_record_and_options(tiny_face_model: Path, tmp_path: P
     assert person["gender"] == "uncertain" and "age_group_prob_61+" in person
 
 
+def test_detector_options_and_tta(tiny_face_model: Path) -> None:
+    base = ["--model", str(tiny_face_model), "--format", "jsonl"]
+    code, out, err = run(
+        str(grace_hopper_path()),
+        *base,
+        "--detector-option",
+        "max_side=320",
+        "--detector-option",
+        "scale_factor=1.2",
+        "--detector-option",
+        "margin=0.1",
+    )
+    assert code == 0, err
+    fast = [r for r in read_records(out, "jsonl") if r["record"] == "person"]
+    assert len(fast) == 1
+    _, out_flip, _ = run(str(grace_hopper_path()), *base, "--tta-flip")
+    _, out_plain, _ = run(str(grace_hopper_path()), *base, "--no-tta-flip")
+    flip, plain = (
+        next(r for r in read_records(o, "jsonl") if r["record"] == "person") for o in (out_flip, out_plain)
+    )
+    assert flip != plain  # flip TTA changes the probabilities
+    code, _, err = run(str(grace_hopper_path()), *base, "--detector-option", "no_such_option=1")
+    assert code == 2 and "no_such_option" in err
+    code, _, err = run(str(grace_hopper_path()), *base, "--detector-option", "max_side")
+    assert code == 2 and "KEY=VALUE" in err
+
+
 def test_user_errors_exit_2(tiny_face_model: Path, tmp_path: Path) -> None:
     code, _, err = run(str(tmp_path), "--model", "no-such-model")
     assert code == 2 and err.startswith("error: unknown model")

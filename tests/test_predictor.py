@@ -272,3 +272,14 @@ def test_ready_detector_instance(tiny_face_model: Path, grace_hopper: Path) -> N
     p = load(tiny_face_model, detector=build_detector("haar", min_face_size=100))
     assert p.detector_name == "haar"
     assert [len(r.people) for r in p.predict_batch([grace_hopper] * 4, workers=2)] == [1] * 4
+
+
+def test_flip_tta_matches_bundle(face: Predictor) -> None:
+    face_crop = np.asarray(Image.fromarray(grace_rgb()[100:330, 150:380]).resize((64, 64)))
+    x = face.to_batch([face_crop, np.zeros((64, 64, 3), np.uint8)])
+    ref = face.backend.bundle.predict_tensor(x, tta_flip=True)
+    got = face.backend.run(x, tta_flip=True)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], atol=1e-5, err_msg=k)
+    plain = face.backend.run(x)
+    assert not np.allclose(plain["age_probs"], got["age_probs"])

@@ -69,7 +69,7 @@ def grace() -> bytes:
 def _variant(i: int) -> bytes:
     """Distinct JPEGs (size and mirror differ) so mixed-up answers would show."""
     im = Image.fromarray(grace_rgb())
-    w, h = 256 + 32 * i, 300 + 24 * i
+    w, h = 128 + 16 * i, 150 + 12 * i
     im = im.resize((w, h), Image.BILINEAR)
     if i % 2:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -226,6 +226,11 @@ def test_413_upload_too_large(client: TestClient) -> None:
     _err(client.post("/v1/predict", content=big, headers={"Content-Type": "image/jpeg"}), 413, "upload_too_large")
 
 
+def test_413_chunked_upload_without_length(client: TestClient) -> None:
+    chunks = iter([b"\xff\xd8\xff" + b"\0" * (MAX_UPLOAD // 2), b"\0" * MAX_UPLOAD])  # no Content-Length
+    _err(client.post("/v1/predict", content=chunks, headers={"Content-Type": "image/jpeg"}), 413, "upload_too_large")
+
+
 def test_413_too_many_pixels(client: TestClient) -> None:
     bomb = png_with_header_size(5000, 5000)  # 25 MP declared in a few bytes: rejected before decoding
     body = _err(client.post("/v1/predict", files={"file": ("bomb.png", bomb, "image/png")}), 413, "too_large")
@@ -265,6 +270,9 @@ def test_400_corrupt_empty_and_malformed(client: TestClient, grace: bytes) -> No
                 "unreadable")
     assert "cut.jpg" in body["error"]["message"]
     _err(client.post("/v1/predict", files={"file": ("empty.jpg", b"", "image/jpeg")}), 400, "empty_file")
+    # right magic bytes, damaged header: a corrupt image (400), not a wrong type (415)
+    _err(client.post("/v1/predict", content=b"\xff\xd8\xff" + b"\0" * 40, headers={"Content-Type": "image/jpeg"}),
+         400, "not_an_image")
     _err(client.post("/v1/predict", content=b"", headers={"Content-Type": "image/jpeg"}), 400, "empty_file")
     _err(client.post("/v1/predict", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}), 400,
          "bad_request")
@@ -362,6 +370,7 @@ def test_concurrent_requests_never_mix_results(client: TestClient) -> None:
         assert body["image"] == expected[i]["image"]
         assert body["people"] == expected[i]["people"]
     assert len({tuple(e["image"].values()) for e in expected}) == 8  # the variants really differ
+    assert sum(len(e["people"]) for e in expected) >= 6  # and most have a face, so the people are compared too
 
 
 def test_healthz_answers_while_the_model_works() -> None:
@@ -439,3 +448,32 @@ def test_cli_serve_help_and_errors() -> None:
         assert flag in out.output
     bad = runner.invoke(app, ["serve", "--model", "no-such-model.pt"])
     assert bad.exit_code == 2 and "unknown model" in bad.output and "Traceback" not in bad.output
+
+
+def test_cli_serve_settings_and_non_loopback_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import agegender.cli_serve  # registers `serve`
+    import agegender.serve
+    from agegender.cli import app
+
+    calls: dict[str, Any] = {}
+
+    def fake_create_app(model: Any, settings: ServeSettings) -> Any:
+        calls["model"], calls["settings"] = model, settings
+        return create_app(FakePredictor(), settings)
+
+    monkeypatch.setattr(agegender.serve, "create_app", fake_create_app)
+    monkeypatch.setattr("uvicorn.run", lambda app_, **kw: calls.update(run=kw))
+    monkeypatch.setenv("AGEGENDER_MAX_BATCH_IMAGES", "5")
+    monkeypatch.setenv("AGEGENDER_MAX_UPLOAD_BYTES", "1000")
+    runner = CliRunner()
+    out = runner.invoke(app, ["serve", "--model", "m.pt", "--max-upload-mb", "3", "--timeout", "7"])
+    assert out.exit_code == 0, out.output
+    s = calls["settings"]
+    assert calls["model"] == "m.pt" and calls["run"]["host"] == "127.0.0.1" and calls["run"]["port"] == 8000
+    assert (s.max_upload_bytes, s.max_batch_images, s.timeout_s) == (3 * 1024 * 1024, 5, 7.0)  # flag > env > default
+    assert "warning" not in out.output
+    out = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9000"])
+    assert out.exit_code == 0 and calls["run"]["host"] == "0.0.0.0" and calls["run"]["port"] == 9000
+    assert "warning: listening on 0.0.0.0" in out.output

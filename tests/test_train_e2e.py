@@ -55,3 +55,25 @@ def test_user_errors_are_one_line(args, needle):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2
     assert needle in r.output and "Traceback" not in r.output
+
+
+def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    cfg = ["--set", "model.heads={age: {type: age_distribution}, gender: {type: classification}}",
+           "--set", "trainer.max_epochs=1", "--set", "trainer.limit_train_batches=2"]
+    r = runner.invoke(app, ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(out), *FAST, *cfg])
+    assert r.exit_code == 0, r.output
+    pkg = tmp_path / "model.pt"
+    r = runner.invoke(app, ["package", str(out / "checkpoints" / "last.ckpt"), "--output", str(pkg),
+                            "--data", str(utkface_dir)])
+    assert r.exit_code == 0, r.output
+    from agegender.models.package import load_bundle
+
+    b = load_bundle(pkg)
+    cal = b.meta["calibration"]["heads"]
+    assert set(cal) == {"age", "age_group", "gender"}  # --set merges into the config's heads
+    # the fitted temperatures are stored in the heads and used by decode
+    assert float(b.model.heads["gender"].temperature) == pytest.approx(cal["gender"]["temperature"], rel=1e-3)
+    assert b.preprocess["input_size"] == [64, 64] and b.labels["gender"] == ["male", "female"]
+    assert b.meta["mode"] == "face" and b.meta["training"]["split_sizes"]["test"] == 64

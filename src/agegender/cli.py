@@ -130,6 +130,29 @@ def models() -> None:
     typer.echo("bundled:      " + ", ".join(f"{n}{'' if n in present else ' (missing)'}" for n in BUNDLED))
 
 
+@app.command()
+@user_errors
+def package(
+    checkpoint: Path = typer.Argument(..., help="a Lightning checkpoint from `agegender train`"),
+    output: Path = typer.Option(..., "--output", "-o", help="package file to write (.pt)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder for calibration (default: the config's)"),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="fit temperature scaling on the validation split"),
+    half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),
+    name: Optional[str] = typer.Option(None, "--name"),
+) -> None:
+    """Package a checkpoint with its preprocessing, labels and calibration into one model file."""
+    from agegender.training.packaging import package_checkpoint
+
+    meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name)
+    typer.echo(json.dumps(meta, indent=2, default=str))
+
+
+# Command groups that live in their own modules register on the same app.
+import agegender.cli_eval  # noqa: E402,F401  (reproduce)
+import agegender.cli_inference  # noqa: E402,F401  (predict, video, export)
+import agegender.cli_serve  # noqa: E402,F401  (serve)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

@@ -49,6 +49,19 @@ class RecordWriter:
         self.stream.flush()
 
 
+def parse_detector_options(items: list[str]) -> dict[str, Any]:
+    """``["max_side=320", "scale_factor=1.2"]`` → ``{"max_side": 320, "scale_factor": 1.2}`` (YAML values)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise AgeGenderError(f"--detector-option expects KEY=VALUE, got {item!r}", code="bad_option")
+        out[key.strip()] = yaml.safe_load(raw) if raw else None
+    return out
+
+
 def _annotated_path(out_dir: Path, rel: str) -> Path:
     return out_dir / rel
 
@@ -73,6 +86,20 @@ Backend = Annotated[
     str | None, typer.Option("--backend", help="torch | onnx (default: from the file extension)")
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="model threads (default: torch's)")]
+DetectorOptions = Annotated[
+    list[str],
+    typer.Option(
+        "--detector-option",
+        help="detector setting KEY=VALUE, repeatable: e.g. max_side=320, scale_factor=1.2, score_threshold=0.6, "
+        "margin=0.3 (crop margin per side)",
+    ),
+]
+TtaFlip = Annotated[
+    bool | None,
+    typer.Option(
+        "--tta-flip/--no-tta-flip", help="average with mirrored crops (default: the model's setting)"
+    ),
+]
 
 
 @app.command()
@@ -104,6 +131,8 @@ def predict(
     ] = None,
     backend: Backend = None,
     threads: Threads = None,
+    tta_flip: TtaFlip = None,
+    detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
     min_face_size: Annotated[
         float | None, typer.Option("--min-face-size", help="ignore smaller faces (pixels)")
     ] = None,
@@ -142,10 +171,13 @@ def predict(
     """
     if fmt not in FORMATS:
         raise AgeGenderError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", code="bad_option")
-    det_opts: dict[str, Any] = {} if min_face_size is None else {"min_face_size": min_face_size}
+    det_opts = parse_detector_options(detector_option)
+    if min_face_size is not None:
+        det_opts["min_face_size"] = min_face_size
     options: dict[str, Any] = {
         "detector": detector,
         "mode": mode,
+        "tta_flip": tta_flip,
         "min_confidence": min_confidence,
         "scheme": scheme,
         "backend": backend,
@@ -266,13 +298,20 @@ def video(
     min_confidence: MinConfidence = 0.0,
     backend: Backend = None,
     threads: Threads = None,
+    tta_flip: TtaFlip = None,
+    detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
 ) -> None:
     """Track and label faces in a video or camera stream; prints a summary with frames per second."""
     from agegender.inference.predictor import load
     from agegender.inference.video import process_video
 
     predictor = load(
-        model, detector=detector, min_confidence=min_confidence, backend=backend, threads=threads
+        model,
+        detector=detector,
+        min_confidence=min_confidence,
+        backend=backend,
+        threads=threads,
+        tta_flip=tta_flip,
     )
     summary = process_video(
         predictor,

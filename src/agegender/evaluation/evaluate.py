@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from agegender.data.readers import DATASETS, read_dataset
-from agegender.data.transforms import average_crops, eval_transform, ten_crop_transform
+from agegender.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    average_crops,
+    eval_transform,
+    ten_crop_transform,
+)
 from agegender.errors import AgeGenderError
 from agegender.evaluation.metrics import compute_metrics
 from agegender.labels import AgeScheme, Sample, get_scheme
@@ -54,15 +60,15 @@ class ModelOutputs:
 
 
 def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, ten_crop: bool, threads: int,
-             progress: bool, ok: np.ndarray) -> Iterator[torch.Tensor]:
-    """Preprocessed image batches exactly as in training (``bundle.preprocess``); images that fail to decode
-    are dropped and marked in ``ok``. With ``ten_crop`` each batch is (B·10, C, H, W), crops consecutive."""
+             progress: bool, ok: np.ndarray) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """(sample indices, preprocessed batch) exactly as in training (``bundle.preprocess``); images that fail
+    to decode are dropped and marked in ``ok``. With ``ten_crop`` a batch is (B·10, C, H, W), crops consecutive."""
     from agegender.training.datamodule import as_hw, read_resized
 
     pp = bundle.preprocess
     input_hw = as_hw(pp.get("input_size", 224))
     resize_hw = as_hw(pp.get("resize") or input_hw)
-    mean, std = pp.get("mean"), pp.get("std")
+    mean, std = pp.get("mean") or IMAGENET_MEAN, pp.get("std") or IMAGENET_STD
     if ten_crop:
         tf = ten_crop_transform(input_hw, mean, std, resize=list(resize_hw))
     else:
@@ -83,10 +89,33 @@ def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, te
         it = tqdm(it, desc="evaluate", unit="batch")
     with ThreadPoolExecutor(threads) as ex:
         for start in it:
-            imgs = [t for t in ex.map(load, range(start, min(start + batch_size, len(samples)))) if t is not None]
-            if imgs:
-                x = torch.stack(imgs)
-                yield x.flatten(0, 1) if ten_crop else x
+            idx = list(range(start, min(start + batch_size, len(samples))))
+            imgs = list(ex.map(load, idx))
+            good = [i for i, t in zip(idx, imgs) if t is not None]
+            if good:
+                x = torch.stack([t for t in imgs if t is not None])
+                yield good, (x.flatten(0, 1) if ten_crop else x)
+
+
+def _input_tasks(bundle: ModelBundle, samples: Sequence[Sample]) -> tuple[str, ...]:
+    """Labels the model takes as inputs (chatzitzisi's ResNet+AE, variant ``annotated``: the attribute vector)."""
+    tasks = tuple(getattr(bundle.model, "input_tasks", ()) or ())
+    if "attributes" in tasks and num_attributes(samples) == 0:
+        raise AgeGenderError("this model takes the annotated attribute vector as an input (ResNet+AE, variant "
+                             "'annotated') but these data carry no attributes; evaluate it on data with attribute "
+                             "labels (e.g. PETA) or use a 'predicted'-variant model", code="needs_attributes")
+    return tasks
+
+
+def _extra_inputs(bundle: ModelBundle, samples: Sequence[Sample], idx: list[int], tasks: tuple[str, ...],
+                  n_attr: int, repeat: int) -> dict[str, torch.Tensor]:
+    if not tasks:
+        return {}
+    from agegender.training.module import model_inputs
+
+    tg = _targets([samples[i] for i in idx], bundle.age_scheme, n_attr)
+    extra = model_inputs(bundle.model, {t: torch.as_tensor(tg[t]) for t in tasks})
+    return {k: v.repeat_interleave(repeat, dim=0) for k, v in extra.items()} if repeat > 1 else extra
 
 
 def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 64, tta_flip: bool = False,
@@ -98,13 +127,16 @@ def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 
     chunks: list[dict[str, np.ndarray]] = []
     raws: list[dict[str, np.ndarray]] = []
     model = bundle.model
+    tasks = _input_tasks(bundle, samples)
+    n_attr = num_attributes(samples)
     with torch.no_grad():
-        for x in _batches(bundle, samples, batch_size, ten_crop, threads, progress, ok):
+        for idx, x in _batches(bundle, samples, batch_size, ten_crop, threads, progress, ok):
             x = x.contiguous(memory_format=torch.channels_last)
-            out = model(x)
+            extra = _extra_inputs(bundle, samples, idx, tasks, n_attr, N_CROPS if ten_crop else 1)
+            out = model(x, **extra)
             dec = model.decode(out)
             if tta_flip:
-                dec2 = model.decode(model(torch.flip(x, dims=[3])))
+                dec2 = model.decode(model(torch.flip(x, dims=[3]), **extra))
                 dec = {k: (v + dec2[k]) / 2 for k, v in dec.items()}
             if ten_crop:
                 dec = average_crops(dec, N_CROPS)
@@ -243,6 +275,12 @@ def evaluate(
     when ``split="test"``, else two identity-disjoint halves of the evaluated data, each calibrated by the
     temperature fitted on the other), ``val`` or ``halves``.
     """
+    if report_dir is not None:
+        from agegender.evaluation.report import CALIBRATION_SOURCES
+
+        if calibration not in CALIBRATION_SOURCES:  # fail before the (slow) model pass
+            raise AgeGenderError(f"calibration must be one of {', '.join(CALIBRATION_SOURCES)} (got {calibration!r})",
+                                 code="bad_config")
     ev = run_evaluation(model, dataset, data, split=split, scheme=scheme, batch_size=batch_size,
                         tta_flip=tta_flip, ten_crop=ten_crop, progress=progress, options=options,
                         keep_raw=report_dir is not None)

@@ -107,8 +107,14 @@ class Paper:
     aliases: tuple[str, ...] = ()
 
 
-def _cells(headers: tuple[str, ...], values: tuple[float | Cell | None, ...]) -> dict[str, Cell]:
-    return {h: (v if isinstance(v, Cell) else Cell(v)) for h, v in zip(headers, values) if v is not None}
+def _cells(headers: tuple[str, ...], values: tuple[float | str | Cell | None, ...]) -> dict[str, Cell]:
+    """Published cells by column; a string keeps the paper's own digits ("85.1")."""
+    def cell(v: float | str | Cell) -> Cell:
+        if isinstance(v, Cell):
+            return v
+        return Cell(float(v), text=v) if isinstance(v, str) else Cell(v)
+
+    return {h: cell(v) for h, v in zip(headers, values) if v is not None}
 
 
 def _ms(mean: float, std: float) -> Cell:
@@ -158,7 +164,7 @@ _J_COLS = (
     Column("Age %", "age_group_accuracy", 100),
     Column("Gender %", "gender_accuracy", 100),
     Column("Params (M)", "parameters_m", derive=_params_m, digits=1),
-    Column("Training time", "train_minutes", derive=_train_minutes, digits=0),
+    Column("Training time", "train_minutes", derive=_train_minutes, digits=1),
     Column("15-20 → older %", "older_15_20", derive=_older_15_20, digits=0),
 )
 _JH = tuple(c.header for c in _J_COLS)
@@ -171,13 +177,13 @@ JAMOLIDDIN = Paper(
         Table(
             "jamoliddin2022", "2", "Comparison against existing methods (8 age groups, 2 genders)", _J_COLS,
             (
-                Row("AlexNet", _cells(_JH, (55.96, 85.1, 61, 398)), _J + "table2_alexnet.yaml"),
-                Row("VGG11", _cells(_JH, (57.06, 83.63, 133, 90)), _J + "table2_vgg11.yaml"),
-                Row("ResNet18", _cells(_JH, (58.6, 87.4, 11, 120)), _J + "table2_resnet18.yaml"),
-                Row("DenseNet161", _cells(_JH, (59.22, 87.28, 26.6, 150)), _J + "table2_densenet161.yaml"),
-                Row("Our model (small CNN)", _cells(_JH, (61.34, 88.67, 11.5, 75, Cell(52, text="> 52"))),
+                Row("AlexNet", _cells(_JH, ("55.96", "85.1", "61", "398")), _J + "table2_alexnet.yaml"),
+                Row("VGG11", _cells(_JH, ("57.06", "83.63", "133", "90")), _J + "table2_vgg11.yaml"),
+                Row("ResNet18", _cells(_JH, ("58.6", "87.4", "11", "120")), _J + "table2_resnet18.yaml"),
+                Row("DenseNet161", _cells(_JH, ("59.22", "87.28", "26.6", "150")), _J + "table2_densenet161.yaml"),
+                Row("Our model (small CNN)", _cells(_JH, ("61.34", "88.67", "11.5", "75", Cell(52, text="> 52"))),
                     _J + "table2_small_cnn.yaml"),
-                Row("Our model, class-weighted loss (§V eq. 1)", _cells(_JH, (52.85,)),
+                Row("Our model, class-weighted loss (§V eq. 1)", _cells(_JH, ("52.85",)),
                     _J + "table2_small_cnn_weighted.yaml", note="§V text: 52.85 % with w_i = E(m)/m_i"),
             ),
             Protocol("utkface", "UTKFace (24,104 images)", n_images=24104, split_kind="stratified",
@@ -200,7 +206,7 @@ _A_PROTO = Protocol(
 )
 _A_GENDER = Column("Accuracy", "gender_accuracy", 100, 1)
 _A_AGE = (Column("Exact", "age_group_accuracy", 100, 1), Column("1-off", "age_group_one_off", 100, 1))
-_A_REQ = ((_A + "table2_gender.yaml", "gender_checkpoint"),)
+_A_REQ = ((_A + "table2_gender_net.yaml", "gender_checkpoint"),)
 AMINIAN = Paper(
     "aminian_noubir",
     "Aminian & Noubir, Deep Cross-modal Age Estimation (Adience)",
@@ -213,9 +219,9 @@ AMINIAN = Paper(
                 Row("Best from [71] (Eidinger et al.)", {"Accuracy": _ms(77.8, 1.3)}, None),
                 Row("Best from [72] (Hassner et al.)", {"Accuracy": _ms(79.3, 0.0)}, None),
                 Row("Best from [1] single-crop (Levi & Hassner)", {"Accuracy": _ms(85.9, 1.4)},
-                    _A + "table2_gender.yaml", eval={"ten_crop": False}),
+                    _A + "table2_gender_net.yaml", eval={"ten_crop": False}),
                 Row("Best from [1] over-sample (Levi & Hassner)", {"Accuracy": _ms(86.8, 1.4)},
-                    _A + "table2_gender.yaml", eval={"ten_crop": True}),
+                    _A + "table2_gender_net.yaml", eval={"ten_crop": True}),
             ),
             _A_PROTO, source="Table 2 (re-trained gender net = [1]'s architecture)",
         ),
@@ -224,9 +230,9 @@ AMINIAN = Paper(
             (
                 Row("Best from [71] (Eidinger et al.)", {"Exact": _ms(45.1, 2.6), "1-off": _ms(79.5, 1.4)}, None),
                 Row("single-crop [1]", {"Exact": _ms(49.5, 4.4), "1-off": _ms(84.6, 1.7)},
-                    _A + "table3_levi_hassner.yaml", eval={"ten_crop": False}),
+                    _A + "table3_baseline_age.yaml", eval={"ten_crop": False}),
                 Row("over-sample [1]", {"Exact": _ms(50.7, 5.1), "1-off": _ms(84.7, 2.2)},
-                    _A + "table3_levi_hassner.yaml", eval={"ten_crop": True}),
+                    _A + "table3_baseline_age.yaml", eval={"ten_crop": True}),
                 Row("Manual 1 Architecture", {"Exact": _ms(53.3, 3.2), "1-off": _ms(85.9, 2.5)},
                     _A + "table3_manual1.yaml", eval={"ten_crop": True}, requires=_A_REQ),
                 Row("Manual 2 Architecture", {"Exact": _ms(55.1, 2.6), "1-off": _ms(88.5, 2.9)},
@@ -239,7 +245,7 @@ AMINIAN = Paper(
         Table(
             "aminian_noubir", "4", "Iterative model refinement", (Column("Accuracy", "accuracy", 100, 1),),
             (
-                Row("Gender, step 1", {"Accuracy": _ms(86.8, 1.4)}, _A + "table2_gender.yaml",
+                Row("Gender, step 1", {"Accuracy": _ms(86.8, 1.4)}, _A + "table2_gender_net.yaml",
                     eval={"ten_crop": True}, metrics={"Accuracy": "gender_accuracy"}),
                 Row("Age, step 1 (Manual 2)", {"Accuracy": _ms(55.1, 2.6)}, _A + "table3_manual2.yaml",
                     eval={"ten_crop": True}, requires=_A_REQ, metrics={"Accuracy": "age_group_accuracy"}),
@@ -256,30 +262,36 @@ AMINIAN = Paper(
 
 _K = "configs/kang2019/"
 _K_PROTO = Protocol(
-    "imdb_wiki", "IMDB-WIKI (62,328 photos of 20,284 subjects; ~30,000 used jointly)", split_kind=None,
-    split_text="not stated (gender: ~6,000 train / 1,000 test / 800 validation)", input_size=(128, 128),
-    optimizer="sgd", lr=0.01, pretrained=False, age_scheme="kang4",
+    "imdb_wiki", "IMDB-WIKI (62,328 photos of 20,284 subjects)", split_kind=None,
+    split_text="not stated (small-data runs: ~6,000 train / 800 validation / 1,000 test)",
+    input_size=(128, 128), optimizer="sgd", lr=0.01, pretrained=False, age_scheme="kang4",
 )
-_K_COLS = (Column("Age %", "age_group_accuracy", 100, 0), Column("Gender %", "gender_accuracy", 100, 0))
+_K_JOINT = Protocol(
+    "imdb_wiki", "IMDB-WIKI (~30,000 of 62,328 photos used)", n_images=30000, split_kind=None,
+    split_text="not stated", input_size=(128, 128), optimizer="sgd", lr=0.01, pretrained=False, age_scheme="kang4",
+)
+_K_AGE = Column("Age %", "age_group_accuracy", 100, 0)
+_K_GENDER = Column("Gender %", "gender_accuracy", 100, 0)
 KANG = Paper(
     "kang2019",
     "Kang, Jiang & Li 2019, Multi-task learning based on CNN for age and gender (IMDB-WIKI, 4 age intervals)",
     "kang2019_multitask_cnn_viola_jones.md",
     aliases=("kang",),
     tables=(
-        Table(
-            "kang2019", "results", "Test accuracy read from the text of §IV (Figs. 7-9 are plots)", _K_COLS,
-            (
-                Row("Gender CNN (3 conv + 2 FC), small data", {"Gender %": Cell(85, text="≈ 85")},
-                    _K + "results_gender.yaml", note="§IV.B: ~6,000 training images; over-fits"),
-                Row("Age LeNet, small data", {"Age %": Cell(40, text="≈ 40")}, _K + "results_age_lenet.yaml",
-                    note="§IV.C"),
-                Row("Multi-task (shared convs, trainable p, q)", {"Age %": Cell(50, text="> 50"),
-                                                                   "Gender %": Cell(85, text="> 85")},
-                    _K + "results_multitask.yaml", note="§IV.D: ~30,000 images"),
-            ),
-            _K_PROTO, source="§IV B-D (no numeric table in the paper)",
-        ),
+        Table("kang2019", "fig7", "Gender CNN (3 conv + 2 FC), small data: test accuracy", (_K_GENDER,),
+              (Row("Gender net", {"Gender %": Cell(85, text="≈ 85")}, _K + "fig7_gender_net.yaml",
+                   note="read from the text of §IV.B (Fig. 7 is a plot); the paper's run over-fits"),),
+              _K_PROTO, source="§IV.B and Fig. 7 (no numeric table in the paper)"),
+        Table("kang2019", "fig8", "Age LeNet, small data: test accuracy (4 intervals)", (_K_AGE,),
+              (Row("LeNet age net", {"Age %": Cell(40, text="≈ 40")}, _K + "fig8_lenet_age.yaml",
+                   note="read from the text of §IV.C (Fig. 8 is a plot)"),),
+              _K_PROTO, source="§IV.C and Fig. 8"),
+        Table("kang2019", "fig9", "Multi-task net (shared convolutions): test accuracy", (_K_AGE, _K_GENDER),
+              (Row("Multi-task, trainable p, q (eq. 5)", {"Age %": Cell(50, text="> 50"),
+                                                          "Gender %": Cell(85, text="> 85")},
+                   _K + "fig9_multitask.yaml", note="read from the text of §IV.D (Fig. 9 is a plot)"),
+               Row("Multi-task, uncertainty weighting (beyond the paper)", {}, _K + "fig9_multitask_uncertainty.yaml")),
+              _K_JOINT, source="§IV.D and Fig. 9"),
     ),
 )
 

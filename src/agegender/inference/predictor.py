@@ -138,9 +138,10 @@ class Predictor:
             )
             self.detector = build_detector(self.detector_name, **opts)
         self._detector_options = opts
-        # OpenCV's CascadeClassifier (and dlib's detector) are not thread-safe: one instance per thread.
-        self._local = threading.local()
-        self._local.detector = self.detector
+        # OpenCV's CascadeClassifier (and dlib's detector) are not thread-safe: each concurrent detection
+        # borrows its own instance from this pool (built on demand, kept for reuse).
+        self._idle_detectors = [self.detector]
+        self._pool_lock = threading.Lock()
         self.crop_margin = float(
             margin
             if margin is not None
@@ -238,11 +239,8 @@ class Predictor:
 
     def predict_image(self, image: Any, source: str | None = None, channel_order: str = "RGB") -> ImageResult:
         """Like :meth:`predict` but never raises for bad input: the result's ``status`` says what happened."""
-        return next(
-            self.iter_predict(
-                [image], sources=[source] if source else None, channel_order=channel_order, workers=1
-            )
-        )
+        prep = self._prepare(image, source or source_name(image), channel_order, keep_image=False, catch=True)
+        return self._run([prep])[0].result
 
     def predict_batch(
         self,
@@ -267,7 +265,8 @@ class Predictor:
         (``(ImageResult, rgb array or None)`` pairs with ``return_images``), decoding the next chunk
         while the model runs on the current one."""
         n_workers = max(1, int(workers or self.workers))
-        chunk = max(self.batch_size, 4 * n_workers)
+        # Decoded images are kept only with return_images: then a smaller chunk bounds memory (big photos).
+        chunk = 2 * n_workers if return_images else max(self.batch_size, 4 * n_workers)
         names = iter(sources) if sources is not None else None
         it = iter(images)
 
@@ -317,12 +316,17 @@ class Predictor:
         if self._detector_lock is not None:
             with self._detector_lock:
                 return self.detector.detect(rgb)
-        det = getattr(self._local, "detector", None)
+        with self._pool_lock:
+            det = self._idle_detectors.pop() if self._idle_detectors else None
         if det is None:
             from agegender.inference.detectors import build_detector
 
-            det = self._local.detector = build_detector(self.detector_name, **self._detector_options)
-        return det.detect(rgb)
+            det = build_detector(self.detector_name, **self._detector_options)
+        try:
+            return det.detect(rgb)
+        finally:
+            with self._pool_lock:
+                self._idle_detectors.append(det)
 
     def predict_arrays(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw decoded model outputs (``age``, ``age_probs``, ``gender_probs``, ...) for RGB uint8 crops."""

@@ -1,25 +1,5 @@
 """ResNet+AE (chatzitzisi2020 §2.1, Fig. 1, eqs. 6–8): a one-hidden-layer autoencoder over the K appearance
-attributes whose bottleneck is concatenated with the trunk's features (dropout 0.1) before the task heads.
-
-Registered as composition ``resnet_ae``. ``model.composition_args``:
-
-- ``variant``: ``annotated`` (as written: the annotated attribute vector is a model *input*, at training and
-  at prediction time; ``forward(x, attributes_in=...)``) or ``predicted`` (an attribute head — K sigmoid units
-  on the trunk's features, trained on the annotations — predicts the attributes and its probabilities feed
-  the autoencoder, so an image is all the model needs).
-- ``ae_loss``: ``ml_bce`` (eq. 6, default) or ``ml_focal`` (eq. 7), any multi-label loss; ``ae_loss_args``.
-- ``bottleneck``: width of the hidden layer (default K, "the size of the bottleneck layer ... the same as the
-  size of the input vector"); ``activation`` of the hidden layer, ``relu`` (default) or ``sigmoid``.
-- ``dropout``: after the concatenation (0.1, §3); ``attribute_head``: the head that predicts the attributes in
-  the ``predicted`` variant (default ``attributes``; added as a multilabel head with loss ``ml_bce`` when
-  ``model.heads`` does not name it).
-
-The loss is eq. 8, L = L_ae + L_trunk, with L_trunk the heads' losses combined by ``model.weighting`` (a plain
-sum by default); the ``predicted`` variant adds its attribute head's loss to L_trunk. The autoencoder's target is
-the annotated vector in both variants (in ``predicted`` it learns to map predicted attributes onto annotated
-ones). Where the paper is silent: the hidden activation (ReLU), and missing annotations (NaN) are 0 as inputs
-and left out of the losses.
-"""
+attributes whose bottleneck is concatenated with the trunk's features (dropout 0.1) before the task heads."""
 
 from __future__ import annotations
 
@@ -137,6 +117,27 @@ class ResNetAENet(MultiTaskNet):
 def build_resnet_ae(
     cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None, with_losses: bool = True
 ) -> ResNetAENet:
+    """Build ResNet+AE on ``model.trunk`` (chatzitzisi2020 uses resnet50) with ``model.heads``.
+
+    Registered as composition ``resnet_ae``. ``model.composition_args``:
+
+    - ``variant``: ``annotated`` (as written: the annotated attribute vector is a model *input*, at training and
+      at prediction time; ``forward(x, attributes_in=...)``) or ``predicted`` (an attribute head — K sigmoid units
+      on the trunk's features, trained on the annotations — predicts the attributes and its probabilities feed
+      the autoencoder, so an image is all the model needs).
+    - ``ae_loss``: ``ml_bce`` (eq. 6, default) or ``ml_focal`` (eq. 7), any multi-label loss; ``ae_loss_args``.
+    - ``bottleneck``: width of the hidden layer (default K, "the size of the bottleneck layer ... the same as the
+      size of the input vector"); ``activation`` of the hidden layer, ``relu`` (default) or ``sigmoid``.
+    - ``dropout``: after the concatenation (0.1, §3); ``attribute_head``: the head that predicts the attributes in
+      the ``predicted`` variant (default ``attributes``; added as a multilabel head with loss ``ml_bce`` when
+      ``model.heads`` does not name it).
+
+    The loss is eq. 8, L = L_ae + L_trunk, with L_trunk the heads' losses combined by ``model.weighting`` (a plain
+    sum by default); the ``predicted`` variant adds its attribute head's loss to L_trunk. The autoencoder's target is
+    the annotated vector in both variants (in ``predicted`` it learns to map predicted attributes onto annotated
+    ones). Where the paper is silent: the hidden activation (ReLU), and missing annotations (NaN) are 0 as inputs
+    and left out of the losses.
+    """
     args = dict(cfg.get("composition_args") or {})
     variant = str(args.pop("variant", "annotated"))
     ae_loss_name = str(args.pop("ae_loss", "ml_bce"))

@@ -1,33 +1,5 @@
-"""Cross-modal age estimation (aminian_noubir §4.2, Figs. 3–5): the FC1 or FC2 embedding of the same image by a
-frozen, previously trained gender net is concatenated into the age net — Manual 1, Manual 2 or all four at once (E2E).
-
-Registered as composition ``cross_modal``. ``model.composition_args``:
-
-- ``gender_checkpoint``: the trained gender net (``.ckpt`` or package) whose embedding is fed in. The same
-  machinery trains a gender net on an *age* net's embedding (iterative refinement, §4.5): give that
-  net as ``source_checkpoint`` instead (exactly one of the two).
-- ``variant``: ``manual1`` (Fig. 3: the embedding joins the age net's FC2 as input of a new FC-512 layer, §4.2
-  "Layer 6", before the softmax), ``manual2`` (Fig. 4: the new FC-512 layer sees only FC2; the embedding joins
-  its output as input of the softmax layer) or ``e2e`` (Fig. 5: all four {FC1, FC2} × {FC layer, softmax
-  layer} variants in parallel on shared convolutions, combined by one learned final layer).
-- ``embedding``: ``fc1`` or ``fc2`` (default ``fc2``) — which FC layer of the gender net (manual variants).
-- ``init_from_gender`` (alias ``init_from_source``, default true): start the age net's convolutions and FC
-  layers from the gender net's weights (§4.3).
-- ``width`` (512) and ``dropout`` (0.5) of the new FC layer; ``init_std`` (0.01, §4.3's Gaussian; ``null``
-  keeps PyTorch's init) for the new layers; ``e2e_share_fc`` (false), ``source_trunk`` (default: ``model.trunk``);
-  ``refine``: options of :mod:`agegender.training.refine`, ignored when building the network.
-
-Where the paper is silent we chose:
-
-- The frozen net is used through its trunk's ``embed`` (``levi_hassner``, ``kang_gender``, ``kang_lenet``), in
-  eval mode (dropout off) and under ``no_grad``; its weights travel in the age model's state dict, so a trained
-  age model loads without the gender checkpoint file.
-- E2E: Fig. 5 splits the convolutional output "into four copies", so each branch has its own copy of the age
-  FC1/FC2 (initialised like the trunk's); the text's "the number of parameters does not grow significantly"
-  suggests sharing them, which ``e2e_share_fc: true`` does. "The last FC layer sets proper weights for each
-  variation": the config's head is one layer over the concatenated outputs of the four branches — the same
-  as four learned softmax layers whose logits are added.
-"""
+"""Cross-modal age estimation (aminian_noubir §4.2, Figs. 3–5): a frozen gender net's FC1 or FC2 embedding of the
+same image is fed into the age net — Manual 1, Manual 2, or all four variants at once (E2E)."""
 
 from __future__ import annotations
 
@@ -110,10 +82,9 @@ class CrossModalBranch(nn.Module):
         self.fc3 = fc_block(age_dim + emb_dim if place == "fc" else age_dim, width, dropout)
         self.out_features = width if place == "fc" else width + emb_dim
 
-    def age_embedding(self, conv: torch.Tensor, trunk: nn.Module) -> torch.Tensor:
-        """The age net's last FC activation from the shared convolutional output."""
-        if self.fcs is None:
-            return list(trunk.embed_from_features(conv).values())[-1]
+    def own_age_embedding(self, conv: torch.Tensor) -> torch.Tensor:
+        """This branch's age FC1/FC2 activation from the shared convolutional output (E2E, Fig. 5)."""
+        assert self.fcs is not None
         h = conv.flatten(1)
         for layer in self.fcs.values():
             h = layer(h)
@@ -152,7 +123,16 @@ class CrossModalNet(MultiTaskNet):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.trunk.features(x)  # shared by every branch (§4.2, E2E: "all convolutional layers remain")
         emb = self.source(x)
-        parts = [b(b.age_embedding(conv, self.trunk), emb[b.embedding]) for b in self.branches]
+        shared: torch.Tensor | None = None  # the trunk's own FC output, computed once for the branches using it
+        parts = []
+        for b in self.branches:
+            if b.fcs is None:
+                if shared is None:
+                    shared = list(self.trunk.embed_from_features(conv).values())[-1]
+                age = shared
+            else:
+                age = b.own_age_embedding(conv)
+            parts.append(b(age, emb[b.embedding]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
@@ -216,7 +196,35 @@ def build_cross_modal(
     cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None, with_losses: bool = True
 ) -> CrossModalNet:
     """Build the cross-modal net. With ``with_losses`` (training) the embedding net's file is read; without
-    (loading a trained model) its weights come from the state dict loaded next, so the file is not needed."""
+    (loading a trained model) its weights come from the state dict loaded next, so the file is not needed.
+
+    Registered as composition ``cross_modal``. ``model.composition_args``:
+
+    - ``gender_checkpoint``: the trained gender net (``.ckpt`` or package) whose embedding is fed in. The same
+      machinery trains a gender net on an *age* net's embedding (iterative refinement, §4.5): give that
+      net as ``source_checkpoint`` instead (exactly one of the two).
+    - ``variant``: ``manual1`` (Fig. 3: the embedding joins the age net's FC2 as input of a new FC-512 layer, §4.2
+      "Layer 6", before the softmax), ``manual2`` (Fig. 4: the new FC-512 layer sees only FC2; the embedding joins
+      its output as input of the softmax layer) or ``e2e`` (Fig. 5: all four {FC1, FC2} × {FC layer, softmax
+      layer} variants in parallel on shared convolutions, combined by one learned final layer).
+    - ``embedding``: ``fc1`` or ``fc2`` (default ``fc2``) — which FC layer of the gender net (manual variants).
+    - ``init_from_gender`` (alias ``init_from_source``, default true): start the age net's convolutions and FC
+      layers from the gender net's weights (§4.3).
+    - ``width`` (512) and ``dropout`` (0.5) of the new FC layer; ``init_std`` (0.01, §4.3's Gaussian; ``null``
+      keeps PyTorch's init) for the new layers; ``e2e_share_fc`` (false), ``source_trunk`` (default: ``model.trunk``);
+      ``refine``: options of :mod:`agegender.training.refine`, ignored when building the network.
+
+    Where the paper is silent we chose:
+
+    - The frozen net is used through its trunk's ``embed`` (``levi_hassner``, ``kang_gender``, ``kang_lenet``), in
+      eval mode (dropout off) and under ``no_grad``; its weights travel in the age model's state dict, so a trained
+      age model loads without the gender checkpoint file.
+    - E2E: Fig. 5 splits the convolutional output "into four copies", so each branch has its own copy of the age
+      FC1/FC2 (initialised like the trunk's); the text's "the number of parameters does not grow significantly"
+      suggests sharing them, which ``e2e_share_fc: true`` does. "The last FC layer sets proper weights for each
+      variation": the config's head is one layer over the concatenated outputs of the four branches — the same
+      as four learned softmax layers whose logits are added.
+    """
     args = dict(cfg.get("composition_args") or {})
     source_path = _pop_one(args, "gender_checkpoint", "source_checkpoint")
     init_from_source = _pop_one(args, "init_from_gender", "init_from_source")

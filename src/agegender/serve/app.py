@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 HTTP_STATUS_FOR_CODE: dict[str, int] = {
     "empty_file": 400,
     "unreadable": 400,  # recognised format, but truncated or corrupt
-    "not_an_image": 415,
+    "not_an_image": 400,  # passed the magic-byte check (so 415 was ruled out) but its header is damaged
     "too_large": 413,  # more than max_pixels (header checked before decoding)
     "unsupported": 422,  # e.g. a colour mode that cannot become RGB
     "error": 500,  # an unexpected failure in the predictor (a bug): logged on the server

@@ -10,6 +10,8 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from agegender.serve.settings import MIB
+
 #: bytes of multipart framing (boundaries, part headers) allowed on top of the image bytes per part
 MULTIPART_OVERHEAD = 16 * 1024
 #: an over-limit body is read and discarded up to this many bytes, so the client gets its 413 instead of a
@@ -67,7 +69,7 @@ def check_image(upload: Upload, accepted: tuple[str, ...], max_bytes: int) -> st
         raise ApiError(400, "empty_file", f"{name} is empty (0 bytes)")
     if len(upload.data) > max_bytes:
         raise ApiError(413, "upload_too_large",
-                       f"{name} is {len(upload.data) / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.1f} MB; "
+                       f"{name} is {len(upload.data) / MIB:.1f} MiB, over the limit of {max_bytes / MIB:.1f} MiB; "
                        "send a smaller image")
     kind = sniff_image_type(upload.data)
     if kind is None or kind not in accepted:
@@ -78,40 +80,38 @@ def check_image(upload: Upload, accepted: tuple[str, ...], max_bytes: int) -> st
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, in memory, or ``ApiError(413)`` as soon as it exceeds ``limit`` bytes."""
+    """The request body, in memory, or ``ApiError(413)`` once it exceeds ``limit`` bytes (declared or counted).
+
+    The rest of an over-limit body is read and dropped (up to :data:`DRAIN_LIMIT`) so that the client, still
+    sending, gets the 413 rather than a reset connection.
+    """
     declared = request.headers.get("content-length", "")
-    too_big = ApiError(413, "upload_too_large",
-                       f"the request body is over the limit of {limit / 1e6:.1f} MB; send a smaller image "
-                       "(or fewer images per batch)", headers={"Connection": "close"})
-    if declared.isdigit() and int(declared) > limit:
-        await _drain(request, int(declared))
-        raise too_big
+    over = declared.isdigit() and int(declared) > limit
+    if over and int(declared) > DRAIN_LIMIT:
+        raise _too_big(limit)  # not worth reading: answer now and let the server close the connection
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limit:
-                await _drain(request, size)
-                raise too_big
+            if over or size > limit:
+                over = True
+                chunks.clear()
+                if size > DRAIN_LIMIT:
+                    break
+                continue
             chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client closed the connection during the upload") from None
+    if over:
+        raise _too_big(limit)
     return b"".join(chunks)
 
 
-async def _drain(request: Request, already: int) -> None:
-    """Read and drop the rest of an over-limit body (bounded), so the 413 reaches the client."""
-    if already > DRAIN_LIMIT:
-        return
-    seen = 0
-    try:
-        async for chunk in request.stream():
-            seen += len(chunk)
-            if seen > DRAIN_LIMIT:
-                return
-    except (ClientDisconnect, RuntimeError):  # RuntimeError: the stream was already (partly) consumed
-        return
+def _too_big(limit: int) -> ApiError:
+    return ApiError(413, "upload_too_large",
+                    f"the request body is over the limit of {limit / MIB:.1f} MiB; send a smaller image "
+                    "(or fewer images per batch)", headers={"Connection": "close"})
 
 
 def parse_multipart(body: bytes, content_type: str, max_parts: int) -> list[Upload]:

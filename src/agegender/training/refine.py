@@ -1,19 +1,5 @@
 """Iterative model refinement (aminian_noubir §4.5, Fig. 7, Table 4): gender net → age net on its embedding →
-gender net on the age net's embedding → age net again ..., each step a full training run on the same split.
-
-Run it from a cross-modal age config whose ``model.composition_args.refine`` names the gender config::
-
-    python -m agegender.training.refine configs/aminian_noubir/table4_iterative_refinement.yaml \\
-        --data data/adience --output runs/refine
-
-``refine`` options: ``gender_config`` (the plain gender-net config, step "Gender 1"; a path relative to the
-config's folder or to the current one), ``rounds``
-(refinement rounds after "Age 1", each a gender step then an age step; default 1) and ``final`` (``age``, or
-``gender`` to stop after the last gender step as Table 4 does). Every step uses the age config's ``data``
-section, so all nets see the same split (a net whose embedding is fed in must not have seen the test fold).
-Each later step is a ``cross_modal`` net with the age config's variant, embedding and initialisation, fed by
-the previous step's best checkpoint; the summary is written to ``<output>/refinement.json``.
-"""
+gender net on the age net's embedding → age net again ..., each step a full training run on the same split."""
 
 from __future__ import annotations
 
@@ -109,7 +95,21 @@ def _resolve(path: str, config_path: Path) -> Path:
 def refine_from_config(
     config: str | Path, output: str | Path | None = None, overrides: Sequence[str] = (), data: str | None = None
 ) -> dict[str, Any]:
-    """Run :func:`iterative_refinement` as ``model.composition_args.refine`` of the age ``config`` says."""
+    """Run :func:`iterative_refinement` as ``model.composition_args.refine`` of the age ``config`` says.
+
+    Run it from a cross-modal age config whose ``model.composition_args.refine`` names the gender config::
+
+        python -m agegender.training.refine configs/aminian_noubir/table4_iterative_refinement.yaml \\
+            --data data/adience --output runs/refine
+
+    ``refine`` options: ``gender_config`` (the plain gender-net config, step "Gender 1"; a path relative to the
+    config's folder or to the current one), ``rounds`` (refinement rounds after "Age 1", each a gender step then
+    an age step; default 1) and ``final`` (``age``, or ``gender`` to stop after the last gender step as Table 4
+    does). Every step uses the age config's ``data``
+    section, so all nets see the same split (a net whose embedding is fed in must not have seen the test fold).
+    Each later step is a ``cross_modal`` net with the age config's variant, embedding and initialisation, fed by
+    the previous step's best checkpoint; the summary is written to ``<output>/refinement.json``.
+    """
     config = Path(config)
     extra = {"data": {"root": str(data)}} if data else {}
     cfg_age = load_config(config, overrides, **extra)

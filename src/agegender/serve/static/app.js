@@ -80,7 +80,7 @@ function draw(img, result) {
   });
 }
 
-function top(probs) {
+function topEntry(probs) {
   if (!probs) return null;
   let best = null;
   for (const [k, v] of Object.entries(probs)) if (best == null || v > best[1]) best = [k, v];
@@ -140,12 +140,13 @@ function fillTable(result) {
     cell(row, years == null ? null : years + iv, null,
       age.interval ? `${pct(age.interval_mass)} interval: ${age.interval[0]}–${age.interval[1]} years` : "");
     cell(row, age.group || null, age.group_probs ? age.group_probs[age.group] : null, distTitle(age.group_probs));
-    const eth = top(p.ethnicity_probs);
+    const eth = topEntry(p.ethnicity_probs);
     cell(row, p.ethnicity, eth ? p.ethnicity_probs[p.ethnicity] : null, distTitle(p.ethnicity_probs));
     cell(row, p.detector_score != null ? p.detector_score.toFixed(2) : null, null, "");
     body.appendChild(row);
 
     const det = el("details");
+    det.open = result.people.length === 1;
     det.appendChild(el("summary", `person ${i + 1}: all probabilities`));
     const grid = el("div", null, "bars");
     bars(grid, "gender", p.gender_probs);

@@ -1,0 +1,107 @@
+"""Calibration: ECE and reliability bins by hand, temperature recovery on synthetic logits, calibrate_bundle."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import agegender  # noqa: F401  (torchvision compat first)
+from agegender.evaluation.calibration import (
+    calibrate_bundle,
+    cross_fitted_calibration,
+    expected_calibration_error,
+    fit_temperature,
+    head_problem,
+    nll,
+    reliability_diagram,
+)
+from agegender.labels import Sample
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_ece_by_hand():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])
+    labels = np.array([0, 0, 1, 0])
+    # top labels: 0 (0.9, right), 1 (0.8, wrong), 1 (0.7, right), 1 (0.6, wrong)
+    # 15 bins: each confidence alone in its bin → (|1-.9| + |0-.8| + |1-.7| + |0-.6|) / 4
+    assert expected_calibration_error(probs, labels) == pytest.approx((0.1 + 0.8 + 0.3 + 0.6) / 4)
+    # 2 bins: all in (0.5, 1] → |accuracy 0.5 − mean confidence 0.75|
+    assert expected_calibration_error(probs, labels, n_bins=2) == pytest.approx(0.25)
+    r = reliability_diagram(probs, labels, n_bins=2)
+    assert r["count"] == [0, 4] and r["accuracy"] == [None, 0.5] and r["confidence"][1] == pytest.approx(0.75)
+    # 1-D input = probability of class 1
+    assert expected_calibration_error(probs[:, 1], labels, n_bins=2) == pytest.approx(0.25)
+
+
+def test_perfectly_calibrated_has_small_ece():
+    rng = np.random.default_rng(0)
+    p = _softmax(rng.normal(0, 2, (20000, 4)))
+    y = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)  # labels drawn from p itself
+    assert expected_calibration_error(p, y) < 0.02
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.5])
+def test_fit_temperature_recovers_known_temperature(true_t):
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2.5, (6000, 5))
+    y = (_softmax(z).cumsum(1) > rng.random((len(z), 1))).argmax(1)
+    t = fit_temperature(z * true_t, y)  # logits scaled by T: dividing by T restores the true model
+    assert t == pytest.approx(true_t, rel=0.08)
+    assert nll(z * true_t, y, t) <= nll(z * true_t, y, 1.0)
+
+
+def test_fit_temperature_binary_and_missing_labels():
+    rng = np.random.default_rng(2)
+    z = rng.normal(0, 2, 6000)
+    y = (rng.random(6000) < 1 / (1 + np.exp(-z))).astype(float)
+    y[:500] = np.nan  # missing labels are ignored
+    assert fit_temperature(3 * z, y) == pytest.approx(3.0, rel=0.1)
+    assert fit_temperature(np.zeros((3, 2)), np.array([-1, -1, -1])) == 1.0
+
+
+def test_age_distribution_and_ordinal_problems():
+    z = np.zeros((3, 101))
+    _, y, kind = head_problem(z, np.array([30.4, 130.0, np.nan]), "age_distribution")
+    assert kind == "multiclass" and y.tolist() == [30, 100, -1]  # rounded, clamped, missing
+    _, y, kind = head_problem(np.zeros((2, 4)), np.array([2.0, np.nan]), "ordinal")
+    assert kind == "binary" and y[0].tolist() == [1, 1, 0, 0] and np.isnan(y[1]).all()
+
+
+def test_cross_fitted_calibration_improves_overconfident_logits():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2, (4000, 3))
+    y = (_softmax(z).cumsum(1) > rng.random((len(z), 1))).argmax(1)
+    r = cross_fitted_calibration(3 * z, y, "multiclass", rng.integers(0, 2, len(z)))
+    assert r["ece_after"] < r["ece_before"] and len(r["temperatures"]) == 2
+    assert r["temperature"] == pytest.approx(3.0, rel=0.15) and r["nll_after"] < r["nll_before"]
+
+
+@pytest.fixture(scope="module")
+def few_faces(utkface_dir: Path) -> list[Sample]:
+    rows = list(csv.DictReader((utkface_dir / "labels.csv").open()))[::400]
+    return [Sample(path=str(utkface_dir / "images" / r["file"]), age=float(r["age"]), gender=int(r["gender"]),
+                   ethnicity=int(r["race"])) for r in rows]
+
+
+def test_calibrate_bundle_sets_temperatures(few_faces):
+    from helpers_models import tiny_bundle
+
+    torch.set_num_threads(1)
+    bundle = tiny_bundle("face")
+    with torch.no_grad():  # make the random gender head confidently wrong-ish so T must move
+        bundle.model.heads["gender"].net[-1].weight.mul_(50)
+    res = calibrate_bundle(bundle, few_faces, batch_size=32)
+    assert set(res) == {"age", "gender", "ethnicity"}
+    for name, r in res.items():
+        assert float(bundle.model.heads[name].temperature) == pytest.approx(r["temperature"])
+        assert r["n"] == len(few_faces) and r["nll_after"] <= r["nll_before"] + 1e-9
+        assert 0 <= r["ece_after"] <= 1 and r["kind"] in ("age_distribution", "multiclass")
+    # a second fit starts from the stored temperature and finds (about) the same one
+    again = calibrate_bundle(bundle, few_faces, apply=False)
+    assert again["gender"]["temperature_before"] == pytest.approx(res["gender"]["temperature"])

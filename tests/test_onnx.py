@@ -116,7 +116,9 @@ def test_int8_export(tiny_face_model: Path, utkface_dir: Path, tmp_path: Path) -
     for f in sorted((utkface_dir / "images").iterdir())[::1000][:16]:
         shutil.copy(f, calib / f.name)
     out = tmp_path / "int8.onnx"
-    r = CliRunner().invoke(app, ["export", str(tiny_face_model), "--onnx", str(out), "--int8-calibration", str(calib)])
+    r = CliRunner().invoke(
+        app, ["export", str(tiny_face_model), "--onnx", str(out), "--int8-calibration", str(calib)]
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["quantized"] == "int8" and summary["calibration_images"] == 16

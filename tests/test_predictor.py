@@ -283,3 +283,21 @@ def test_flip_tta_matches_bundle(face: Predictor) -> None:
         np.testing.assert_allclose(got[k], ref[k], atol=1e-5, err_msg=k)
     plain = face.backend.run(x)
     assert not np.allclose(plain["age_probs"], got["age_probs"])
+
+
+def test_face_crops_are_framed_like_utkface(face: Predictor, tiny_face_model: Path) -> None:
+    from agegender.inference.detectors import crop
+    from agegender.inference.predictor import FACE_FRAMING
+
+    rgb = grace_rgb()
+    boxes, _, crops = face.detect_crops(rgb)
+    margin, shift = FACE_FRAMING["haar"]
+    assert (face.crop_margin, face.crop_shift) == (margin, shift)
+    x1, y1, x2, y2 = boxes[0]
+    dy = shift * (y2 - y1)
+    expected = crop(rgb, (x1, y1 + dy, x2, y2 + dy), margin, square=True)
+    expected = np.asarray(Image.fromarray(expected).resize((64, 64), Image.BILINEAR))
+    np.testing.assert_array_equal(crops[0], expected)
+    custom = load(tiny_face_model, detector_options={"margin": 0.2, "shift": 0.0})
+    assert (custom.crop_margin, custom.crop_shift) == (0.2, 0.0)
+    assert custom.info()["detector"]["crop_margin"] == 0.2

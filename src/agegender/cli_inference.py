@@ -301,7 +301,14 @@ def video(
     tta_flip: TtaFlip = None,
     detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
 ) -> None:
-    """Track and label faces in a video or camera stream; prints a summary with frames per second."""
+    """Track and label faces in a video or camera stream; prints a summary with frames per second.
+
+    A camera runs until Ctrl-C (or --max-frames). Examples:
+
+      agegender video clip.mp4 --out annotated.mp4 --every 3 --json frames.json
+
+      agegender video 0 --max-frames 300 --out webcam.mp4
+    """
     from agegender.inference.predictor import load
     from agegender.inference.video import process_video
 

@@ -130,7 +130,11 @@ def predict_directory_ray(
             num_cpus=cpus_per_actor,
             batch_format="numpy",
         )
-        ds.write_parquet(str(out))
+        try:
+            ds.write_parquet(str(out))
+        except Exception as e:  # Ray wraps worker errors (e.g. a model path the nodes lack)
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise AgeGenderError(f"the Ray job failed: {first}", code="ray_failed") from e
     finally:
         if started:
             ray.shutdown()

@@ -157,6 +157,7 @@ def process_video(
     Detection + model run on every ``every``-th frame; in between, tracks keep moving at their last
     velocity. ``out`` writes an annotated MP4 (``mp4v``); ``json_path`` writes per-frame results;
     ``on_frame(index, annotated_bgr, people)`` is called for each frame (e.g. to display it).
+    Ctrl-C stops a stream early; the summary then says ``interrupted``.
     """
     if every < 1:
         raise AgeGenderError(f"--every must be >= 1, not {every}", code="bad_option")
@@ -169,6 +170,7 @@ def process_video(
     track_ids: set[int] = set()
     n = 0
     detect_s = 0.0
+    interrupted = False
     t0 = time.perf_counter()
     try:
         while max_frames is None or n < max_frames:
@@ -213,6 +215,8 @@ def process_video(
             if on_frame is not None:
                 on_frame(n, bgr, records)
             n += 1
+    except KeyboardInterrupt:  # Ctrl-C is how a camera stream ends: keep what was processed
+        interrupted = True
     finally:
         cap.release()
         if writer is not None:
@@ -232,6 +236,7 @@ def process_video(
         "video_fps": fps_in,
         "tracks": len(track_ids),
         "output": str(out) if out is not None else None,
+        "interrupted": interrupted,
     }
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)

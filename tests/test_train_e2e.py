@@ -77,3 +77,10 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     assert float(b.model.heads["gender"].temperature) == pytest.approx(cal["gender"]["temperature"], rel=1e-3)
     assert b.preprocess["input_size"] == [64, 64] and b.labels["gender"] == ["male", "female"]
     assert b.meta["mode"] == "face" and b.meta["training"]["split_sizes"]["test"] == 64
+
+    from agegender.training.packaging import write_model_card
+
+    card = write_model_card(pkg, b.meta, {"test": {"age_mae": 9.5, "gender_accuracy": 0.5}},
+                            {"train": "agegender train x", "eval test": "agegender evaluate y"}, ["tiny test model"])
+    text = card.read_text()
+    assert "| age MAE (years) | 9.50 |" in text and "non-commercial research" in text and "tiny test model" in text

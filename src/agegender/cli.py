@@ -77,6 +77,8 @@ def evaluate(
     scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the dataset's)"),
     batch_size: int = typer.Option(64, "--batch-size"),
     tta_flip: Optional[bool] = typer.Option(None, "--tta-flip/--no-tta-flip", help="average with mirrored images"),
+    detector: Optional[str] = typer.Option(None, "--detector", help="face detector for loose images (default: the "
+                                           "dataset's: none for tight crops such as UTKFace, haar for FairFace/Adience)"),
     ten_crop: Optional[bool] = typer.Option(None, "--ten-crop/--centre-crop",
                                             help="aminian_noubir's 10-crop over-sampling (default: the model config's)"),
     report: Optional[Path] = typer.Option(None, "--report", help="also write report.md with plots, fairness tables, "
@@ -89,7 +91,7 @@ def evaluate(
 
     rep = run(model, dataset, data, split=split, scheme=scheme, output=output, batch_size=batch_size,
               tta_flip=tta_flip, progress=sys.stderr.isatty(), report_dir=report, ten_crop=ten_crop,
-              calibration=calibration)
+              calibration=calibration, detector=detector)
     brief = {k: v for k, v in rep.items() if not k.endswith("_confusion") and k not in ("fairness", "calibration")}
     if "calibration" in rep:
         brief["ece"] = {h: {"before": round(c["ece_before"], 4), "after": round(c["ece_after"], 4),

@@ -9,8 +9,9 @@ procedure) to the folder, which is how paper tables are reproduced on one datase
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,8 @@ class ModelOutputs:
 
 
 def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, ten_crop: bool, threads: int,
-             progress: bool, ok: np.ndarray) -> Iterator[tuple[list[int], torch.Tensor]]:
+             progress: bool, ok: np.ndarray,
+             cropper: Callable[[Sample], np.ndarray] | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
     """(sample indices, preprocessed batch) exactly as in training (``bundle.preprocess``); images that fail
     to decode are dropped and marked in ``ok``. With ``ten_crop`` a batch is (B·10, C, H, W), crops consecutive."""
     from agegender.training.datamodule import as_hw, read_resized
@@ -77,6 +79,8 @@ def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, te
 
     def load(i: int) -> torch.Tensor | None:
         try:
+            if cropper is not None:
+                return tf(cropper(samples[i]))
             return tf(read_resized(samples[i], resize_hw, margin))
         except AgeGenderError:
             ok[i] = False
@@ -95,6 +99,32 @@ def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, te
             if good:
                 x = torch.stack([t for t in imgs if t is not None])
                 yield good, (x.flatten(0, 1) if ten_crop else x)
+
+
+class DetectorCropper:
+    """Finds the labelled person in a loose image with a face detector and crops them as the predictor
+    would (same framing and resize); the largest detection is taken as the labelled face. When nothing
+    is found the whole image is used and counted, so loose-crop datasets are scored on every image."""
+
+    def __init__(self, bundle: ModelBundle, detector: str) -> None:
+        from agegender.inference.backends import TorchBackend
+        from agegender.inference.predictor import Predictor
+
+        self.predictor = Predictor(TorchBackend(None, bundle=bundle), detector=detector)
+        self.no_face = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, sample: Sample) -> np.ndarray:
+        from agegender.data.images import load_image
+
+        rgb = load_image(sample.path)
+        boxes, _, crops = self.predictor.detect_crops(rgb)
+        if crops:
+            areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+            return crops[int(np.argmax(areas))]
+        with self._lock:
+            self.no_face += 1
+        return self.predictor._resize(rgb)
 
 
 def _input_tasks(bundle: ModelBundle, samples: Sequence[Sample]) -> tuple[str, ...]:
@@ -119,7 +149,8 @@ def _extra_inputs(bundle: ModelBundle, samples: Sequence[Sample], idx: list[int]
 
 
 def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 64, tta_flip: bool = False,
-              ten_crop: bool = False, raw: bool = False, threads: int = 2, progress: bool = False) -> ModelOutputs:
+              ten_crop: bool = False, raw: bool = False, threads: int = 2, progress: bool = False,
+              cropper: Callable[[Sample], np.ndarray] | None = None) -> ModelOutputs:
     """Run the model over samples (images already cropped). ``ten_crop`` averages the probabilities of
     aminian_noubir's 10 crops (over-sampling); ``tta_flip`` those of the image and its mirror; ``raw``
     also keeps each head's raw output for temperature scaling."""
@@ -130,7 +161,7 @@ def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 
     tasks = _input_tasks(bundle, samples)
     n_attr = num_attributes(samples)
     with torch.no_grad():
-        for idx, x in _batches(bundle, samples, batch_size, ten_crop, threads, progress, ok):
+        for idx, x in _batches(bundle, samples, batch_size, ten_crop, threads, progress, ok, cropper):
             x = x.contiguous(memory_format=torch.channels_last)
             extra = _extra_inputs(bundle, samples, idx, tasks, n_attr, N_CROPS if ten_crop else 1)
             out = model(x, **extra)
@@ -189,6 +220,7 @@ def run_evaluation(
     progress: bool = False,
     options: dict[str, Any] | None = None,
     keep_raw: bool = False,
+    detector: str | None = None,
 ) -> Evaluation:
     """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`)."""
     from agegender.inference.registry import resolve_model_path
@@ -224,8 +256,11 @@ def run_evaluation(
         tta_flip = bool(ecfg.get("tta_flip", False))
     if ten_crop is None:
         ten_crop = bool(ecfg.get("ten_crop", False))
+    # Tight crops (UTKFace, PETA) are scored as they are; loose images (FairFace, Adience) through a detector.
+    detector = detector or meta.get("default_detector") or "none"
+    cropper = DetectorCropper(bundle, detector) if detector != "none" else None
     res = run_model(bundle, samples, batch_size=batch_size, tta_flip=tta_flip, ten_crop=ten_crop, raw=keep_raw,
-                    progress=progress)
+                    progress=progress, cropper=cropper)
     kept = [s for s, k in zip(samples, res.ok) if k]
     targets = _targets(kept, sch.name, n_attr)
     targets["age_group_scheme"] = sch.name
@@ -244,6 +279,8 @@ def run_evaluation(
         "read_summary": summary,
         "tta_flip": tta_flip,
         "ten_crop": ten_crop,
+        "detector": detector,
+        "no_face": cropper.no_face if cropper is not None else 0,
         "seconds": round(time.time() - t0, 2),
         **metrics,
     }
@@ -264,6 +301,7 @@ def evaluate(
     report_dir: str | Path | None = None,
     ten_crop: bool | None = None,
     calibration: str = "auto",
+    detector: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint/package path or bundled name) on ``dataset`` at ``data``.
 
@@ -283,7 +321,7 @@ def evaluate(
                                  code="bad_config")
     ev = run_evaluation(model, dataset, data, split=split, scheme=scheme, batch_size=batch_size,
                         tta_flip=tta_flip, ten_crop=ten_crop, progress=progress, options=options,
-                        keep_raw=report_dir is not None)
+                        keep_raw=report_dir is not None, detector=detector)
     report = ev.report
     if report_dir is not None:
         from agegender.evaluation.report import write_report

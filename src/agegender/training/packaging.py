@@ -53,8 +53,89 @@ def package_checkpoint(
         val = [dm.samples[i] for i in dm.split["val"]]
         cal = calibrate_bundle(bundle, val)
         meta["calibration"] = {"fitted_on": f"validation split ({len(val)} images)", "heads": cal}
+    meta["half"] = half
     meta.update(extra_meta or {})
     save_package(bundle, output, half=half, meta=meta)
     # Check the fp16 file round-trips to the same network.
     load_bundle(output)
     return meta
+
+
+_LICENCES = {
+    "utkface": "UTKFace (Zhang, Song, Qi, CVPR 2017) is available for **non-commercial research purposes only**; "
+               "the image copyrights belong to their owners.",
+    "peta": "PETA (Deng, Luo, Loy, Tang, ACM MM 2014) is \"intended for research purposes only and as such cannot be "
+            "used commercially\"; its images come from 10 re-identification datasets with their own terms.",
+}
+
+_KEYS = [
+    ("age_mae", "age MAE (years)", 1.0),
+    ("age_cs5", "CS@5 (share of errors ≤ 5 years)", 100.0),
+    ("age_group_accuracy", "age-group accuracy (%)", 100.0),
+    ("age_group_one_off", "age-group 1-off accuracy (%)", 100.0),
+    ("gender_accuracy", "gender accuracy (%)", 100.0),
+    ("ethnicity_accuracy", "ethnicity accuracy (%)", 100.0),
+    ("under18_false_adult_rate", "under-18 false-adult rate (%)", 100.0),
+    ("attributes_mA", "attributes mA (%)", 100.0),
+]
+
+
+def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[str, dict[str, Any]],
+                     commands: dict[str, str], limits: list[str], path: str | Path | None = None) -> Path:
+    """A Markdown model card beside a packaged model: data, split, training, measured figures, limits, licence."""
+    from agegender.models.package import load_bundle
+
+    b = load_bundle(package)
+    cfg = b.config
+    dataset = cfg["data"]["dataset"]
+    tr = meta.get("training") or {}
+    heads = ", ".join(f"`{n}` ({h['type']})" for n, h in cfg["model"]["heads"].items())
+    lines = [
+        f"# Model card: {meta.get('name')} ({Path(package).name})",
+        "",
+        f"{meta.get('description', '')}",
+        "",
+        "## Model",
+        f"- trunk: `{cfg['model']['trunk']['name']}` (ImageNet-pretrained: {cfg['model']['trunk'].get('pretrained', False)}), "
+        f"heads: {heads}",
+        f"- parameters: {tr.get('parameters', 'n/a'):,}" if isinstance(tr.get("parameters"), int) else "- parameters: n/a",
+        f"- input: {b.preprocess.get('input_size')} px RGB, mean {b.preprocess.get('mean')}, std {b.preprocess.get('std')}"
+        f"; mode `{meta.get('mode')}`, default detector `{meta.get('default_detector')}`",
+        f"- weights stored as {'fp16' if meta.get('half', True) else 'fp32'}; age-group scheme of the training labels: "
+        f"`{b.age_scheme}` (any scheme can be asked for at prediction time)",
+        "",
+        "## Data and split",
+        f"- dataset: `{dataset}` from `{cfg['data']['root']}` ({tr.get('read_summary', '')})",
+        f"- split: `{cfg['data']['split']}` → sizes {tr.get('split_sizes')}",
+        "",
+        "## Training",
+        f"- config: `configs/default/{'body' if meta.get('mode') == 'body' else 'face'}.yaml`",
+        f"- command: `{commands.get('train', '')}`",
+        f"- time: {tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} epochs "
+        f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)",
+        f"- packaged with: `{commands.get('package', '')}`",
+    ]
+    cal = (meta.get("calibration") or {}).get("heads") or {}
+    if cal:
+        lines += ["", "## Calibration (temperature scaling, " + meta["calibration"]["fitted_on"] + ")", "",
+                  "| head | T | ECE before | ECE after |", "|---|---|---|---|"]
+        for h, r in cal.items():
+            lines.append(f"| {h} | {r.get('temperature', float('nan')):.3f} | {r.get('ece_before', float('nan')):.4f} | "
+                         f"{r.get('ece_after', float('nan')):.4f} |")
+    if reports:
+        lines += ["", "## Measured figures", "", "| metric | " + " | ".join(reports) + " |",
+                  "|---|" + "---|" * len(reports)]
+        for key, label, scale in _KEYS:
+            if any(key in r for r in reports.values()):
+                cells = [f"{r[key] * scale:.2f}" if key in r else "" for r in reports.values()]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for name, cmd in commands.items():
+            if name.startswith("eval"):
+                lines.append(f"- {name}: `{cmd}`")
+    lines += ["", "## Known limits"] + [f"- {x}" for x in limits]
+    lines += ["", "## Licence", f"- {_LICENCES.get(dataset, 'See the training data licence.')} The weights inherit "
+              "this restriction: **non-commercial research use only.**", ""]
+    out = Path(path) if path else Path(package).with_suffix(".md")
+    out.write_text("\n".join(lines))
+    return out

@@ -319,7 +319,7 @@ def _utkface(root: Path, n: int = 32) -> None:
 
 
 def test_iterative_refinement_runs_one_round(tmp_path):
-    from agegender.training.refine import main
+
 
     data = tmp_path / "utk"
     data.mkdir()
@@ -340,7 +340,12 @@ def test_iterative_refinement_runs_one_round(tmp_path):
     (tmp_path / "gender.yaml").write_text(yaml.safe_dump(gender))
     (tmp_path / "age.yaml").write_text(yaml.safe_dump(age))
     out = tmp_path / "run"
-    assert main([str(tmp_path / "age.yaml"), "--output", str(out)]) == 0
+    from typer.testing import CliRunner
+
+    from agegender.cli import app
+
+    r = CliRunner().invoke(app, ["refine", str(tmp_path / "age.yaml"), "--output", str(out)])
+    assert r.exit_code == 0, r.output
 
     summary = json.loads((out / "refinement.json").read_text())
     steps = summary["steps"]

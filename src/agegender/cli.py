@@ -68,6 +68,23 @@ def train(
 
 @app.command()
 @user_errors
+def refine(
+    config: Path = typer.Argument(..., help="cross-modal age config with model.composition_args.refine"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (overrides data.root of both configs)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder (default runs/<config name>)"),
+    set_: List[str] = typer.Option([], "--set", help="override a key of both configs (repeatable)"),
+) -> None:
+    """Iterative refinement (aminian_noubir §4.5): gender net → cross-modal age net → gender net from the
+    age net's embedding → age again, as many rounds as the config says."""
+    from agegender.training.refine import refine_from_config
+
+    summary = refine_from_config(config, output, set_, str(data) if data else None)
+    typer.echo(json.dumps([{k: s[k] for k in ("step", "task", "round", "best_checkpoint")} for s in summary["steps"]],
+                          indent=2))
+
+
+@app.command()
+@user_errors
 def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="checkpoint/package path or bundled model name"),
     dataset: str = typer.Option(..., "--dataset", "-d", help="dataset reader name (see `agegender datasets`)"),

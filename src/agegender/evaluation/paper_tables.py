@@ -250,7 +250,7 @@ AMINIAN = Paper(
                 Row("Age, step 1 (Manual 2)", {"Accuracy": _ms(55.1, 2.6)}, _A + "table3_manual2.yaml",
                     eval={"ten_crop": True}, requires=_A_REQ, metrics={"Accuracy": "age_group_accuracy"}),
                 Row("Gender, step 2 (on the age net's embedding)", {"Accuracy": _ms(84.8, 1.2)},
-                    _A + "table4_iterative_refinement.yaml", runner="python -m agegender.training.refine {config} "
+                    _A + "table4_iterative_refinement.yaml", runner="agegender refine {config} "
                     "--data DIR --output runs/refine", metrics={"Accuracy": "gender_accuracy"}),
             ),
             _A_PROTO, source="Table 4",

@@ -99,7 +99,7 @@ def refine_from_config(
 
     Run it from a cross-modal age config whose ``model.composition_args.refine`` names the gender config::
 
-        python -m agegender.training.refine configs/aminian_noubir/table4_iterative_refinement.yaml \\
+        agegender refine configs/aminian_noubir/table4_iterative_refinement.yaml \\
             --data data/adience --output runs/refine
 
     ``refine`` options: ``gender_config`` (the plain gender-net config, step "Gender 1"; a path relative to the

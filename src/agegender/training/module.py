@@ -7,6 +7,7 @@ preprocessing, label names) is saved in the checkpoint's hyper-parameters.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import lightning as L

@@ -94,7 +94,7 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
         ckpt_path = str(last)
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    train_seconds = time.time() - t0
+    train_seconds = module.train_seconds() if module._fit_t0 else time.time() - t0
     if trainer.global_rank != 0:
         return {}
     best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")

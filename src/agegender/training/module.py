@@ -76,6 +76,22 @@ class AgeGenderModule(L.LightningModule):
         self.scheme = config["data"].get("age_scheme", "adience8")
         self._val: list[tuple[dict, dict]] = []
 
+    # Training time accumulates across --resume: the checkpoint carries the seconds spent so far.
+    train_seconds_prior: float = 0.0
+    _fit_t0: float | None = None
+
+    def on_fit_start(self) -> None:
+        self._fit_t0 = time.time()
+
+    def train_seconds(self) -> float:
+        return self.train_seconds_prior + (time.time() - self._fit_t0 if self._fit_t0 else 0.0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["agegender_train_seconds"] = self.train_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_seconds_prior = float(checkpoint.get("agegender_train_seconds", 0.0))
+
     def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(x, **extra)
 

@@ -183,15 +183,6 @@ def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 
     return ModelOutputs(preds, rw, ok)
 
 
-def predict_samples(bundle: ModelBundle, samples, batch_size: int = 64, tta_flip: bool = False,
-                    threads: int = 2, progress: bool = False,
-                    ten_crop: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Run the model over samples (images already cropped); returns predictions and the mask of decoded ones."""
-    res = run_model(bundle, samples, batch_size, tta_flip=tta_flip, ten_crop=ten_crop, threads=threads,
-                    progress=progress)
-    return res.preds, res.ok
-
-
 @dataclass
 class Evaluation:
     """Everything one evaluation produced: the report dict plus per-sample predictions and targets (of the

@@ -86,7 +86,7 @@ def main() -> None:
         for bs in sizes:
             crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(bs)]
             p.batch_size = bs
-            x = p.to_batch(crops)
+            x = p.model_input(crops)
             model_rate, _ = rate(lambda x=x, p=p: p.backend.run(x), bs, args.seconds)
             rates = {}
             for flip in (False, True):

@@ -71,7 +71,9 @@ def test_parity_with_torch_dynamic_batch(face_onnx: Path, tiny_face_model: Path,
 
 def test_body_model_export(tiny_body_model: Path, tmp_path: Path) -> None:
     s = export_onnx(tiny_body_model, tmp_path / "body.onnx", verify=True)
-    assert s["input"] == ["image", 3, 128, 64] and s["max_abs_diff"]["pedestrian_probs"] < PROB_ATOL
+    # uint8 RGB crops [N, H, W, 3] at the (non-square) model size, normalised inside the graph
+    assert s["input"] == ["image", 128, 64, 3] and s["input_format"] == "uint8"
+    assert s["max_abs_diff"]["pedestrian_probs"] < PROB_ATOL
     p = load(tmp_path / "body.onnx")
     assert p.mode == "body" and p.detector_name == "none"
     r = p.predict(grace_rgb())[0]
@@ -132,3 +134,32 @@ def test_int8_export(tiny_face_model: Path, utkface_dir: Path, tmp_path: Path) -
     # int8 is an approximation: a loose bound here; real accuracy is checked with `agegender evaluate`
     np.testing.assert_allclose(a["age"], b["age"], atol=2.0)
     np.testing.assert_allclose(a["gender_probs"], b["gender_probs"], atol=0.05)
+
+
+@pytest.mark.parametrize("resize,order", [(None, "RGB"), (80, "RGB"), (None, "BGR")])
+def test_uint8_graph_matches_float_graph(tmp_path: Path, resize: int | None, order: str) -> None:
+    """The in-graph preprocessing (centre crop, channel order, normalisation) is the predictor's."""
+    from agegender.inference.onnx_export import UInt8Input  # noqa: F401 - the module under test
+    from helpers_models import tiny_bundle
+
+    bundle = tiny_bundle("face", seed=3)
+    if resize:
+        bundle.preprocess["resize"] = [resize, resize]  # crops arrive at 80x80, the graph takes the centre 64
+    bundle.preprocess["channel_order"] = order
+    s8 = export_onnx(bundle, tmp_path / "u8.onnx", input_format="uint8")
+    sf = export_onnx(bundle, tmp_path / "f32.onnx", input_format="float")
+    assert s8["input_format"] == "uint8" and sf["input_format"] == "float"
+    assert s8["input"] == ["image", resize or 64, resize or 64, 3] and sf["input"] == ["image", 3, 64, 64]
+    assert max(s8["max_abs_diff"].values()) < YEARS_ATOL
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (50 + 7 * i, 40 + 5 * i, 3), dtype=np.uint8) for i in range(4)] + [grace_rgb()]
+    p8 = load(tmp_path / "u8.onnx", detector="none", tta_flip=True)
+    pf = load(tmp_path / "f32.onnx", detector="none", tta_flip=True)
+    assert p8.backend.input_format == "uint8" and pf.backend.input_format == "float"
+    assert p8.model_input([p8._resize(c) for c in crops]).dtype == np.uint8
+    a, b = p8.predict_arrays(crops), pf.predict_arrays(crops)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=YEARS_ATOL if k == "age" else PROB_ATOL, err_msg=k)
+    # a wrong choice is refused with the accepted values named
+    with pytest.raises(AgeGenderError, match="uint8"):
+        export_onnx(bundle, tmp_path / "x.onnx", input_format="int16")

@@ -351,6 +351,14 @@ def export(
     calibration_limit: Annotated[
         int, typer.Option("--calibration-limit", help="crops used for calibration")
     ] = 256,
+    input_format: Annotated[
+        str,
+        typer.Option(
+            "--input-format",
+            help="auto | uint8 (RGB uint8 crops [N,H,W,3], normalised inside the graph; fastest) | "
+            "float (normalised [N,C,h,w] batch)",
+        ),
+    ] = "auto",
 ) -> None:
     """Export a model to ONNX (dynamic batch, decoded outputs, preprocessing in the file's metadata)."""
     from agegender.inference.onnx_export import export_onnx
@@ -366,5 +374,6 @@ def export(
         verify=verify,
         int8_calibration=int8_calibration,
         calibration_limit=calibration_limit,
+        input_format=input_format,
     )
     typer.echo(json.dumps(summary, indent=2))

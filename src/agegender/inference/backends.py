@@ -20,6 +20,8 @@ class TorchBackend:
     """A :class:`~agegender.models.package.ModelBundle` run in eager PyTorch (``channels_last``, no grad)."""
 
     name = "torch"
+    #: what :meth:`run` takes: a normalised NCHW float batch (``Predictor.model_input`` builds it)
+    input_format = "float"
 
     def __init__(
         self, path: str | Path | None, device: str = "cpu", threads: int | None = None, bundle: Any = None
@@ -99,17 +101,23 @@ class OnnxBackend:
         self.preprocess = meta["preprocess"]
         self.labels = meta.get("labels") or {}
         self.meta = meta.get("meta") or {}
+        # "uint8": RGB uint8 crops [batch, H, W, 3], normalised inside the graph; "float" (files exported
+        # before the uint8 input existed, grayscale models): the normalised NCHW batch
+        self.input_format = str(meta.get("input_format", "float"))
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_name = self.session.get_inputs()[0].name
         self.source = str(path)
         self.model_name = str(self.meta.get("name") or self.config.get("name") or Path(path).stem)
 
     def run(self, x: torch.Tensor | np.ndarray, tta_flip: bool = False) -> dict[str, np.ndarray]:
+        """Decoded outputs of a batch in this file's ``input_format`` (uint8 NHWC crops or normalised
+        NCHW floats)."""
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         n = arr.shape[0]
-        if tta_flip:  # both halves in one call, averaged below
-            arr = np.concatenate([arr, arr[:, :, :, ::-1]])
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        uint8 = self.input_format == "uint8"
+        if tta_flip:  # both halves in one call, averaged below (width is axis 2 in NHWC, 3 in NCHW)
+            arr = np.concatenate([arr, arr[:, :, ::-1] if uint8 else arr[:, :, :, ::-1]])
+        arr = np.ascontiguousarray(arr, dtype=np.uint8 if uint8 else np.float32)
         out = dict(zip(self.outputs, self.session.run(self.outputs, {self.input_name: arr})))
         if tta_flip:
             out = {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}

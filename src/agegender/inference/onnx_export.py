@@ -35,14 +35,53 @@ class DecodedModel(nn.Module):
         return tuple(dec[k] for k in self.names)
 
 
+class UInt8Input(nn.Module):
+    """The predictor's eval preprocessing inside the graph: uint8 RGB crops, NHWC, at the model's resize
+    size → centre crop to the input size → (BGR if the model wants it) → ``(x / 255 - mean) / std`` → NCHW
+    float. Exactly ``Predictor.to_batch`` (torchvision's ``CenterCrop`` offsets, ``ToDtype(scale=True)``,
+    ``Normalize``), but ONNX Runtime fuses it with the first convolution instead of Python/torch doing it
+    batch by batch (the bottleneck of int8 throughput, docs/performance.md)."""
+
+    def __init__(self, inner: nn.Module, resize_hw: tuple[int, int], input_hw: tuple[int, int],
+                 mean: Sequence[float], std: Sequence[float], bgr: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        (rh, rw), (h, w) = resize_hw, input_hw
+        self.top, self.left = int(round((rh - h) / 2.0)), int(round((rw - w) / 2.0))  # = v2.CenterCrop
+        self.h, self.w = h, w
+        self.bgr = bool(bgr)
+        m, sd = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("scale", (1.0 / (255.0 * sd)).view(1, -1, 1, 1))
+        self.register_buffer("shift", (-m / sd).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = x[:, self.top : self.top + self.h, self.left : self.left + self.w, :]
+        x = x.permute(0, 3, 1, 2).to(torch.float32)
+        if self.bgr:
+            x = x[:, [2, 1, 0]]
+        return self.inner(x * self.scale + self.shift)
+
+
 def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def _input_shape(bundle: ModelBundle) -> tuple[int, int, int]:
-    size = bundle.preprocess.get("input_size") or 224
+def _hw(size: Any) -> tuple[int, int]:
     h, w = (size, size) if isinstance(size, int) else size[:2]
-    return len(bundle.preprocess.get("mean") or (0, 0, 0)), int(h), int(w)
+    return int(h), int(w)
+
+
+def _input_shape(bundle: ModelBundle) -> tuple[int, int, int]:
+    """Channels, height, width of the network's normalised float input."""
+    h, w = _hw(bundle.preprocess.get("input_size") or 224)
+    return len(bundle.preprocess.get("mean") or (0, 0, 0)), h, w
+
+
+def _uint8_shape(bundle: ModelBundle) -> tuple[int, int, int]:
+    """Height, width, channels of a ``uint8`` model's input: RGB crops at the resize size."""
+    pp = bundle.preprocess
+    h, w = _hw(pp.get("resize") or pp.get("input_size") or 224)
+    return h, w, 3
 
 
 def export_onnx(
@@ -53,6 +92,7 @@ def export_onnx(
     batch: int = 2,
     int8_calibration: Sequence[Any] | str | Path | None = None,
     calibration_limit: int = 256,
+    input_format: str = "auto",
 ) -> dict[str, Any]:
     """Export a checkpoint/package (or a loaded bundle) to ``out_path``; returns a summary with the output
     names and, with ``verify``, the largest torch-vs-ONNX Runtime difference per output on random input.
@@ -61,6 +101,11 @@ def export_onnx(
     convolutions and matrix products to int8 (ONNX Runtime static QDQ quantization, per-channel weights),
     with activation ranges measured on up to ``calibration_limit`` of those crops. The decoding (softmax,
     expected age) stays in float. Faster on CPUs with VNNI; check accuracy with ``agegender evaluate``.
+
+    ``input_format``: ``uint8`` takes RGB ``uint8`` crops ``[batch, H, W, 3]`` at the model's resize size
+    and normalises them inside the graph (:class:`UInt8Input`); ``float`` takes the normalised
+    ``[batch, C, h, w]`` float batch; ``auto`` (default) is ``uint8`` for 3-channel models, ``float`` for
+    grayscale ones. :class:`~agegender.inference.backends.OnnxBackend` reads which from the metadata.
     """
     bundle = (
         model_path if isinstance(model_path, ModelBundle) else load_bundle(resolve_model_path(model_path))
@@ -70,7 +115,21 @@ def export_onnx(
     x = torch.randn(batch, channels, h, w)
     with torch.no_grad():
         names = sorted(model.decode(model(x)))
-    wrapper = DecodedModel(model, names).eval()
+    wrapper: nn.Module = DecodedModel(model, names).eval()
+    if input_format == "auto":
+        input_format = "uint8" if channels == 3 else "float"
+    if input_format not in ("uint8", "float"):
+        raise AgeGenderError(f"input_format must be 'auto', 'uint8' or 'float', not {input_format!r}",
+                             code="bad_option")
+    if input_format == "uint8":
+        if channels != 3:
+            raise AgeGenderError("input_format='uint8' needs a 3-channel model; use 'float'", code="bad_option")
+        pp = bundle.preprocess
+        rh, rw, _ = _uint8_shape(bundle)
+        wrapper = UInt8Input(wrapper, (rh, rw), (h, w), pp.get("mean") or (0.485, 0.456, 0.406),
+                             pp.get("std") or (0.229, 0.224, 0.225),
+                             str(pp.get("channel_order", "RGB")).upper() == "BGR").eval()
+        x = torch.randint(0, 256, (batch, rh, rw, 3), dtype=torch.uint8)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}}
@@ -104,10 +163,11 @@ def export_onnx(
         "meta": {**bundle.meta, "exported_from": bundle.source, "opset": int(opset)},
         "outputs": names,
         "input": INPUT_NAME,
+        "input_format": input_format,
     }
     extra: dict[str, Any] = {}
     if int8_calibration is not None:
-        proto, extra = _quantize_int8(bundle, proto, int8_calibration, calibration_limit)
+        proto, extra = _quantize_int8(bundle, proto, int8_calibration, calibration_limit, input_format)
         meta["meta"].update(extra)
     del proto.metadata_props[:]
     for key, value in {
@@ -122,7 +182,8 @@ def export_onnx(
     summary: dict[str, Any] = {
         "onnx": str(out),
         "opset": int(opset),
-        "input": [INPUT_NAME, channels, h, w],
+        "input": [INPUT_NAME, *(_uint8_shape(bundle) if input_format == "uint8" else (channels, h, w))],
+        "input_format": input_format,
         "outputs": names,
         "bytes": out.stat().st_size,
         **extra,
@@ -133,20 +194,30 @@ def export_onnx(
 
 
 def parity(bundle: ModelBundle, onnx_path: str | Path, batch: int = 5, seed: int = 0) -> dict[str, float]:
-    """Largest absolute difference per output between torch and ONNX Runtime on a random batch."""
-    from agegender.inference.backends import OnnxBackend
+    """Largest absolute difference per output between torch and ONNX Runtime on a random batch (random
+    uint8 crops through the predictor's preprocessing for a ``uint8`` model, random floats otherwise)."""
+    from agegender.inference.backends import OnnxBackend, TorchBackend
+    from agegender.inference.predictor import Predictor
 
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *_input_shape(bundle), generator=gen)
-    ref = bundle.predict_tensor(x)
-    got = OnnxBackend(onnx_path).run(x)
+    onnx_backend = OnnxBackend(onnx_path)
+    if onnx_backend.input_format == "uint8":
+        crops = torch.randint(0, 256, (batch, *_uint8_shape(bundle)), generator=gen, dtype=torch.uint8).numpy()
+        ref = bundle.predict_tensor(Predictor(TorchBackend.from_bundle(bundle), detector="none").to_batch(crops))
+        got = onnx_backend.run(crops)
+    else:
+        x = torch.randn(batch, *_input_shape(bundle), generator=gen)
+        ref = bundle.predict_tensor(x)
+        got = onnx_backend.run(x)
     return {k: float(np.max(np.abs(ref[k] - got[k]))) for k in ref}
 
 
 def _calibration_batches(
-    bundle: ModelBundle, images: Sequence[Any] | str | Path, limit: int, batch: int = 16
+    bundle: ModelBundle, images: Sequence[Any] | str | Path, limit: int, batch: int = 16,
+    input_format: str = "float",
 ) -> list[np.ndarray]:
-    """Calibration crops through the model's own preprocessing (as face crops: no detection)."""
+    """Calibration crops through the model's own preprocessing (as face crops: no detection); stacked
+    uint8 crops for a ``uint8`` graph, normalised float batches otherwise."""
     from agegender.data.images import load_image
     from agegender.inference.backends import TorchBackend
     from agegender.inference.predictor import Predictor, list_inputs
@@ -166,11 +237,13 @@ def _calibration_batches(
         raise AgeGenderError(
             "no readable calibration images; pass a folder of face crops", code="missing_file"
         )
+    if input_format == "uint8":
+        return [np.stack(crops[i : i + batch]) for i in range(0, len(crops), batch)]
     return [pred.to_batch(crops[i : i + batch]).numpy() for i in range(0, len(crops), batch)]
 
 
 def _quantize_int8(
-    bundle: ModelBundle, proto: Any, images: Sequence[Any] | str | Path, limit: int
+    bundle: ModelBundle, proto: Any, images: Sequence[Any] | str | Path, limit: int, input_format: str = "float"
 ) -> tuple[Any, dict[str, Any]]:
     import tempfile
 
@@ -178,7 +251,7 @@ def _quantize_int8(
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    batches = _calibration_batches(bundle, images, limit)
+    batches = _calibration_batches(bundle, images, limit, input_format=input_format)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

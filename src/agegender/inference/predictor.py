@@ -455,12 +455,19 @@ class Predictor:
             x = x.flip(1)
         return self._batch_tf(x.contiguous())
 
+    def model_input(self, crops: Sequence[np.ndarray]) -> torch.Tensor | np.ndarray:
+        """A batch as the backend takes it: the stacked uint8 crops for an ONNX file that normalises
+        inside its graph (``input_format`` ``uint8``), else the normalised float batch of :meth:`to_batch`."""
+        if getattr(self.backend, "input_format", "float") == "uint8":
+            return np.stack(crops)
+        return self.to_batch(crops)
+
     def infer_crops(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw model outputs for crops already resized by :meth:`detect_crops` (batched by ``batch_size``)."""
         parts = []
         for s in range(0, len(crops), self.batch_size):
             parts.append(
-                self.backend.run(self.to_batch(crops[s : s + self.batch_size]), tta_flip=self.tta_flip)
+                self.backend.run(self.model_input(crops[s : s + self.batch_size]), tta_flip=self.tta_flip)
             )
         if not parts:
             return {}

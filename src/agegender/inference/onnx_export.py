@@ -47,7 +47,7 @@ class UInt8Input(nn.Module):
         super().__init__()
         self.inner = inner
         (rh, rw), (h, w) = resize_hw, input_hw
-        self.top, self.left = int(round((rh - h) / 2.0)), int(round((rw - w) / 2.0))  # = v2.CenterCrop
+        self.top, self.left = round((rh - h) / 2.0), round((rw - w) / 2.0)  # = v2.CenterCrop
         self.h, self.w = h, w
         self.bgr = bool(bgr)
         m, sd = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)

@@ -87,3 +87,39 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
                             {"train": "agegender train x", "eval test": "agegender evaluate y"}, ["tiny test model"])
     text = card.read_text()
     assert "| age MAE (years) | 9.50 |" in text and "non-commercial research" in text and "tiny test model" in text
+
+
+def test_init_from_copies_matching_weights(tmp_path):
+    """model.init_from: a package's trunk and matching heads are copied, other heads keep their init,
+    temperatures stay 1; a different trunk is refused."""
+    import torch
+
+    from agegender.errors import AgeGenderError
+    from agegender.models import build_model
+    from agegender.training.train import init_weights
+    from helpers_models import write_tiny_package
+
+    src_path = write_tiny_package(tmp_path / "src.pt", "face", seed=1)
+    from agegender.models.package import ModelBundle, load_bundle, save_package
+
+    b = load_bundle(src_path)
+    b.model.heads["gender"].temperature.fill_(2.5)
+    save_package(ModelBundle(b.model, b.config, b.dims, b.preprocess, b.labels, b.meta), src_path)
+    dims = dict(b.dims, age_group=5)
+    cfg = {"trunk": {"name": "small_cnn"},
+           "heads": {"gender": {"type": "classification"}, "age_group": {"type": "classification"}}}
+    torch.manual_seed(9)
+    target = build_model(cfg, dims, stats=None, with_losses=False)
+    fresh_group = target.heads["age_group"].state_dict()
+    counts = init_weights(target, str(src_path))
+    assert counts["copied"] > 0 and counts["kept"] > 0
+    for k, v in b.model.trunk.state_dict().items():
+        assert torch.equal(target.trunk.state_dict()[k], v), k
+    g_src, g_dst = b.model.heads["gender"].state_dict(), target.heads["gender"].state_dict()
+    assert all(torch.equal(g_src[k], g_dst[k]) for k in g_src if not k.endswith("temperature"))
+    assert float(target.heads["gender"].temperature) == 1.0
+    assert all(torch.equal(v, target.heads["age_group"].state_dict()[k]) for k, v in fresh_group.items())
+    other = build_model({"trunk": {"name": "levi_hassner"}, "heads": {"gender": {"type": "classification"}}},
+                        dims, stats=None, with_losses=False)
+    with pytest.raises(AgeGenderError, match="no trunk weight matches"):
+        init_weights(other, str(src_path))

@@ -214,7 +214,7 @@ def run_evaluation(
     detector: str | None = None,
 ) -> Evaluation:
     """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`)."""
-    from agegender.inference.registry import resolve_model_path
+    from agegender.models.bundled import resolve_model_path
 
     t0 = time.time()
     bundle = model if isinstance(model, ModelBundle) else load_bundle(resolve_model_path(model))

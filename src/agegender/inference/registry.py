@@ -1,39 +1,6 @@
-"""Named models: bundled weights shipped inside the package, or paths to checkpoints / ONNX files."""
+"""Named models for the inference API: re-exported from :mod:`agegender.models.bundled`, where they live so
+that training (``model.init_from``) and evaluation can resolve them without importing the inference layer."""
 
-from __future__ import annotations
+from agegender.models.bundled import BUNDLED, WEIGHTS_DIR, bundled_models, resolve_model_path
 
-from pathlib import Path
-
-from agegender.errors import AgeGenderError
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-
-#: bundled model name → file inside ``agegender/weights`` (a model card sits beside each)
-BUNDLED: dict[str, str] = {
-    "default": "default-face.pt",
-    "default-face": "default-face.pt",
-    "default-body": "default-body.pt",
-}
-
-
-def bundled_models() -> dict[str, Path]:
-    """Bundled names whose weight file is present in this installation."""
-    return {n: WEIGHTS_DIR / f for n, f in BUNDLED.items() if (WEIGHTS_DIR / f).is_file()}
-
-
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A bundled model name or an existing file path → the file to load."""
-    key = str(name_or_path)
-    if key in BUNDLED:
-        p = WEIGHTS_DIR / BUNDLED[key]
-        if not p.is_file():
-            raise AgeGenderError(
-                f"bundled model {key!r} is not in this installation ({p} missing); reinstall agegender "
-                "or pass a checkpoint path", code="unknown_model")
-        return p
-    p = Path(key).expanduser()
-    if p.is_file():
-        return p
-    known = ", ".join(sorted(BUNDLED))
-    raise AgeGenderError(
-        f"unknown model {key!r}: not a bundled name ({known}) and no such file", code="unknown_model")
+__all__ = ["BUNDLED", "WEIGHTS_DIR", "bundled_models", "resolve_model_path"]

@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
         "trunk": {"name": "small_cnn", "pretrained": False},
         "heads": {},
         "weighting": {"name": "fixed"},
+        # start from another model's weights: a bundled name ("default"), a package .pt or a checkpoint
+        # .ckpt; every tensor whose name and shape match is copied (fine-tuning, staged training)
+        "init_from": None,
     },
     "optim": {
         "name": "adam",

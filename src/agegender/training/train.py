@@ -41,9 +41,31 @@ def build(cfg: Mapping[str, Any]) -> tuple[AgeGenderDataModule, AgeGenderModule]
         "attributes": list(dm.attribute_names),
     }
     module = AgeGenderModule(cfg, dm.dims, dm.stats, dm.preprocess(), labels)
+    if cfg["model"].get("init_from"):
+        init_weights(module.model, cfg["model"]["init_from"])
     if cfg["trainer"].get("channels_last"):
         module.model.to(memory_format=torch.channels_last)
     return dm, module
+
+
+def init_weights(model: torch.nn.Module, source: str) -> dict[str, int]:
+    """Copy into ``model`` every tensor of ``source`` (bundled model name, package or checkpoint) whose
+    name and shape match; fitted temperatures are left at 1 (they are refitted after training). Returns the
+    counts; an error if nothing matches (a different architecture)."""
+    from agegender.models.bundled import resolve_model_path
+    from agegender.models.package import load_bundle
+
+    src = load_bundle(resolve_model_path(source)).model.state_dict()
+    own = model.state_dict()
+    take = {k: v for k, v in src.items()
+            if k in own and own[k].shape == v.shape and not k.endswith("temperature")}
+    if not any(k.startswith("trunk.") for k in take):  # heads alone on another trunk would be meaningless
+        raise AgeGenderError(f"model.init_from={source!r}: no trunk weight matches this network; it needs the same trunk",
+                             code="bad_config")
+    model.load_state_dict(take, strict=False)
+    skipped = len(own) - len(take)
+    log.warning("init_from %s: %d tensors copied, %d kept as initialised", source, len(take), skipped)
+    return {"copied": len(take), "kept": skipped}
 
 
 def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = False) -> dict[str, Any]:

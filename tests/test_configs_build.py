@@ -220,11 +220,20 @@ def test_every_paper_has_configs_with_a_citing_header():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO / "configs")) for p in CONFIGS])
-def test_config_builds_and_trains_one_step(path: Path, tiny_roots, request):
+def test_config_builds_and_trains_one_step(path: Path, tiny_roots, request, tmp_path_factory):
     cfg = load_config(path)
     gender_net = request.getfixturevalue("tiny_gender_net") if cfg["model"]["composition"] == "cross_modal" else None
     cfg = tiny_config(path, tiny_roots, gender_net)
     import lightning as L  # after agegender: its torchvision compat fix must come first
+
+    if cfg["model"].get("init_from"):  # a staged config: start from a tiny package of the same network
+        from agegender.models.package import ModelBundle, save_package
+
+        first = {**cfg, "model": {**cfg["model"], "init_from": None}}
+        dm0, m0 = build(first)
+        start = tmp_path_factory.mktemp("init") / "stage1.pt"
+        save_package(ModelBundle(m0.model, first, dict(dm0.dims), dm0.preprocess()), start)
+        cfg["model"]["init_from"] = str(start)
 
     L.seed_everything(0, verbose=False)
     dm, module = build(cfg)

@@ -163,3 +163,26 @@ def test_uint8_graph_matches_float_graph(tmp_path: Path, resize: int | None, ord
     # a wrong choice is refused with the accepted values named
     with pytest.raises(AgeGenderError, match="uint8"):
         export_onnx(bundle, tmp_path / "x.onnx", input_format="int16")
+
+
+def test_int8_keeps_stem_depthwise_and_heads_in_float(tiny_face_model: Path, utkface_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from agegender.inference.onnx_export import float_nodes
+
+    calib = sorted((utkface_dir / "images").iterdir())[::1000][:8]
+    s = export_onnx(tiny_face_model, tmp_path / "q.onnx", verify=False, int8_calibration=calib)
+    proto = onnx.load(str(tmp_path / "q.onnx"))
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    stem = next(n for n in convs if "/trunk/" in n.name)
+    # a quantized Conv reads a DequantizeLinear output; the stem and the head/decode nodes read float
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    assert producers.get(stem.input[0]) != "DequantizeLinear"
+    later = [n for n in convs if "/trunk/" in n.name and n is not stem]
+    assert any(producers.get(n.input[0]) == "DequantizeLinear" for n in later)
+    assert s["float_nodes"] >= 2
+    # a graph without agegender's scope names is quantized throughout
+    bare = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+                                  [onnx.helper.make_tensor_value_info("x", 1, [1])],
+                                  [onnx.helper.make_tensor_value_info("y", 1, [1])])
+    assert float_nodes(onnx.helper.make_model(bare)) == []

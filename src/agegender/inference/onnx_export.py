@@ -268,6 +268,7 @@ def _quantize_int8(
             warnings.simplefilter("ignore")
             try:
                 quant_pre_process(str(fp32), str(pre))
+                keep_float = float_nodes(onnx.load(str(pre)))
                 quantize_static(
                     str(pre),
                     str(q),
@@ -277,10 +278,37 @@ def _quantize_int8(
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+                    nodes_to_exclude=keep_float,
                 )
             except Exception as e:  # noqa: BLE001 - the quantizer raises many untyped errors
                 raise AgeGenderError(
                     f"int8 quantization failed: {type(e).__name__}: {e}", code="export_failed"
                 ) from None
         quantized = onnx.load(str(q))
-    return quantized, {"quantized": "int8", "calibration_images": int(sum(len(b) for b in batches))}
+    return quantized, {
+        "quantized": "int8",
+        "calibration_images": int(sum(len(b) for b in batches)),
+        "float_nodes": len(keep_float),
+    }
+
+
+def float_nodes(proto: Any) -> list[str]:
+    """Nodes the int8 export leaves in float: everything outside the trunk (input preprocessing, heads,
+    decoding), the trunk's first convolution and its depthwise convolutions.
+
+    Measured on the default face model (EfficientNet-Lite0; 300 UTKFace crops, int8 vs fp32): quantizing
+    every convolution moved the expected age by 4.0 years on average and kept only 95 % / 78 % of the
+    gender / ethnicity decisions; keeping the stem and the 16 depthwise convolutions in float brought that to
+    0.47 years and 98.7 % / 98.7 % (per-channel weights cannot fix one activation scale shared by channels of
+    very different ranges, which is what a depthwise layer's input has).
+    """
+    nodes = [n for n in proto.graph.node if n.name]
+    trunk = [n for n in nodes if "/trunk/" in n.name]
+    if not trunk:  # not exported by agegender (no scope names): quantize every convolution
+        return []
+    keep = {n.name for n in nodes if "/trunk/" not in n.name}
+    convs = [n for n in trunk if n.op_type == "Conv"]
+    if convs:
+        keep.add(convs[0].name)
+        keep.update(n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute))
+    return sorted(keep)

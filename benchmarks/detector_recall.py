@@ -28,6 +28,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "haar-640-1.1": ("haar", {"max_side": 640, "scale_factor": 1.1}),
     "haar-640-1.1-min40": ("haar", {"max_side": 640, "scale_factor": 1.1, "min_face_size": 40}),
     "haar-640-1.2": ("haar", {"max_side": 640, "scale_factor": 1.2}),
+    "haar-640-1.15-min40": ("haar", {"max_side": 640, "scale_factor": 1.15, "min_face_size": 40}),
+    "haar-480-1.1-min40": ("haar", {"max_side": 480, "scale_factor": 1.1, "min_face_size": 40}),
     "haar-480-1.15": ("haar", {"max_side": 480, "scale_factor": 1.15}),
     "haar-480-1.2": ("haar", {"max_side": 480, "scale_factor": 1.2}),
     "haar-320-1.2": ("haar", {"max_side": 320, "scale_factor": 1.2}),

@@ -47,7 +47,7 @@ def fairface_age(age: float) -> str:
 def loosen(rgb: np.ndarray, face_fraction: float, rng: np.random.Generator) -> np.ndarray:
     import cv2
 
-    side = int(round(FAIRFACE_SIZE * face_fraction / UTK_FACE_FRACTION))
+    side = round(FAIRFACE_SIZE * face_fraction / UTK_FACE_FRACTION)
     crop = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_CUBIC)
     pad = FAIRFACE_SIZE - side
     left = int(rng.integers(pad // 4, pad - pad // 4 + 1))

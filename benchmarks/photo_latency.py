@@ -44,7 +44,7 @@ def main() -> None:
     from agegender.inference.samples import photo_640x480
 
     path, desc = resolve_model(args.model, args.fallback)
-    if args.backend == "onnx":
+    if args.backend == "onnx" and not path.endswith(".onnx"):
         import tempfile
 
         from agegender.inference.onnx_export import export_onnx

@@ -68,6 +68,9 @@ def test_deviations_are_derived_from_the_config():
     assert "input 64×64 instead of 256×256" in text
     assert "stopped after 12 of 30 epochs" in text
     assert not any(d.startswith(("optimiser", "batch", "CPU", "dataset")) for d in devs)  # as in the paper
+    assert "precision" not in text
+    cfg["trainer"]["precision"] = "bf16-mixed"
+    assert "bf16-mixed precision" in "; ".join(deviations(tb.protocol, cfg, result))
     # change the config and the deviations follow
     cfg["data"]["input_size"] = 256
     cfg["data"]["dataset"] = "fairface"

@@ -202,6 +202,8 @@ def deviations(p: Protocol, cfg: Mapping[str, Any], result: Mapping[str, Any], r
                    f"paper" + (f": stopped after {ran} of {max_epochs} epochs" if stopped else ""))
     if t.get("limit_train_batches"):
         out.append(f"only {t['limit_train_batches']} training batch(es) per epoch")
+    if str(t.get("precision", "32-true")) not in ("32-true", "32", "32-mixed"):  # the papers trained in fp32
+        out.append(f"{t['precision']} precision (the run's last segment, if resumed)")
     if p.batch_size and int(d.get("batch_size") or 0) != p.batch_size:
         out.append(f"batch {d.get('batch_size')} instead of {p.batch_size}")
     if p.optimizer and str(o.get("name")).lower() != p.optimizer:

@@ -50,7 +50,8 @@ def main() -> None:
         dm.prepare_samples()
         by_name = {r["file"]: r for r in rows}
         part = {k: [by_name[Path(dm.samples[i].path).name] for i in dm.split[k]] for k in ("train", "test")}
-        calib = [root / "images" / part["train"][i]["file"] for i in order[:256] if i < len(part["train"])]
+        pick = np.random.default_rng(args.seed).permutation(len(part["train"]))[:256]
+        calib = [root / "images" / part["train"][i]["file"] for i in pick]
         test = part["test"]
         what = f"the model's test split ({len(test)} crops)"
     else:

@@ -25,21 +25,16 @@ from _common import REPO, machine
 
 #: settings measured: name → (detector, options)
 SETTINGS: dict[str, tuple[str, dict]] = {
-    "haar-640-1.1": ("haar", {"max_side": 640, "scale_factor": 1.1}),
-    "haar-640-1.1-min40": ("haar", {"max_side": 640, "scale_factor": 1.1, "min_face_size": 40}),
-    "haar-640-1.2": ("haar", {"max_side": 640, "scale_factor": 1.2}),
-    "haar-640-1.15-min40": ("haar", {"max_side": 640, "scale_factor": 1.15, "min_face_size": 40}),
-    "haar-480-1.1-min40": ("haar", {"max_side": 480, "scale_factor": 1.1, "min_face_size": 40}),
+    "haar": ("haar", {}),  # the defaults: max_side 640, scale_factor 1.1, min_face_size 40
+    "haar-min30": ("haar", {"min_face_size": 30}),  # the default before 2026-11-23
+    "haar-640-1.15": ("haar", {"scale_factor": 1.15}),
+    "haar-640-1.2": ("haar", {"scale_factor": 1.2}),
+    "haar-480-1.1": ("haar", {"max_side": 480}),
     "haar-480-1.15": ("haar", {"max_side": 480, "scale_factor": 1.15}),
-    "haar-480-1.2": ("haar", {"max_side": 480, "scale_factor": 1.2}),
-    "haar-320-1.2": ("haar", {"max_side": 320, "scale_factor": 1.2}),
-    "haar-320-1.1": ("haar", {"max_side": 320, "scale_factor": 1.1}),
-    "haar-alt2-640-1.1": ("haar", {"cascade": "alt2", "max_side": 640, "scale_factor": 1.1}),
-    "haar-alt2-640-1.15": ("haar", {"cascade": "alt2", "max_side": 640, "scale_factor": 1.15}),
-    "haar-alt2-480-1.1": ("haar", {"cascade": "alt2", "max_side": 480, "scale_factor": 1.1}),
-    "haar-alt2-480-1.15-min40": ("haar", {"cascade": "alt2", "max_side": 480, "scale_factor": 1.15,
-                                          "min_face_size": 40}),
-    "haar-alt-640-1.1": ("haar", {"cascade": "alt", "max_side": 640, "scale_factor": 1.1}),
+    "haar-fast": ("haar", {"max_side": 320, "scale_factor": 1.2}),  # photo_latency.py's fast setting
+    "haar-320-1.1": ("haar", {"max_side": 320}),
+    "haar-alt2": ("haar", {"cascade": "alt2"}),
+    "haar-alt2-480-1.15": ("haar", {"cascade": "alt2", "max_side": 480, "scale_factor": 1.15}),
     "dlib": ("dlib", {}),
 }
 

@@ -58,22 +58,3 @@ def test_default_body_on_peta(peta_dir):
     acc = np.mean([(r.people[0].gender == "female") == (s.gender == 1) for r, s in zip(results, test)])
     assert acc > 0.75, acc
 
-
-def test_default_int8_onnx_agrees_with_the_torch_model(face, grace_hopper, utkface_dir):
-    """The bundled int8 ONNX file is the same model: ONNX Runtime backend, uint8 input, same decisions."""
-    if "default-int8" not in bundled_models():
-        pytest.skip("bundled int8 model not in this checkout")
-    fast = agegender.load("default-int8")
-    assert fast.backend.name == "onnx" and fast.backend.input_format == "uint8"
-    assert fast.info()["meta"]["quantized"] == "int8"
-    a, b = face.predict(str(grace_hopper))[0], fast.predict(str(grace_hopper))[0]
-    assert a.box == b.box and a.gender == b.gender and abs(a.age.years - b.age.years) < 2.0
-    bundle = face.backend.bundle
-    dm = AgeGenderDataModule({**bundle.config["data"], "root": str(utkface_dir), "cache": False})
-    dm.prepare_samples()
-    idx = np.random.default_rng(1).choice(dm.split["test"], 200, replace=False)
-    crops = [load_image(dm.samples[i].path) for i in idx]
-    ref, got = face.predict_arrays(crops), fast.predict_arrays(crops)
-    assert np.mean(ref["gender_probs"].argmax(1) == got["gender_probs"].argmax(1)) > 0.97
-    assert np.mean(ref["ethnicity_probs"].argmax(1) == got["ethnicity_probs"].argmax(1)) > 0.95
-    assert np.mean(np.abs(ref["age"] - got["age"])) < 1.0

@@ -14,9 +14,6 @@ BUNDLED: dict[str, str] = {
     "default": "default-face.pt",
     "default-face": "default-face.pt",
     "default-body": "default-body.pt",
-    # the face model exported to ONNX with int8 convolutions (`agegender export default --onnx ...
-    # --int8-calibration ...`): the fast batch path, run by ONNX Runtime; docs/performance.md
-    "default-int8": "default-face.int8.onnx",
 }
 
 

@@ -26,6 +26,18 @@ UTKFACE = SHARED / "data" / "utkface"
 PETA = SHARED / "data" / "peta"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on a shared 2-core machine, two spinning OpenMP threads make
+    each training step ~10x slower. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch  # here, not at import time: the cache variables above must be set first
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def utkface_dir() -> Path:
     if not (UTKFACE / "labels.csv").exists():

@@ -28,13 +28,7 @@ DIMS = {"age_group": 8, "gender": 2, "ethnicity": 5, "attributes": K, "pedestria
 SIZE = 64  # Levi-Hassner needs ~64 px to keep its three max-pools non-empty
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning OpenMP threads slow every step ~10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # --------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class UInt8Input(nn.Module):
     size → centre crop to the input size → (BGR if the model wants it) → ``(x / 255 - mean) / std`` → NCHW
     float. Exactly ``Predictor.to_batch`` (torchvision's ``CenterCrop`` offsets, ``ToDtype(scale=True)``,
     ``Normalize``), but ONNX Runtime fuses it with the first convolution instead of Python/torch doing it
-    batch by batch (the bottleneck of int8 throughput, docs/performance.md)."""
+    batch by batch (which had become the bottleneck of ONNX throughput, docs/performance.md)."""
 
     def __init__(self, inner: nn.Module, resize_hw: tuple[int, int], input_hw: tuple[int, int],
                  mean: Sequence[float], std: Sequence[float], bgr: bool) -> None:

@@ -82,11 +82,7 @@ _KEYS = [
 
 def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[str, dict[str, Any]],
                      commands: dict[str, str], limits: list[str], path: str | Path | None = None) -> Path:
-    """A Markdown model card beside a packaged model: data, split, training, measured figures, limits, licence.
-
-    ``commands``: ``train`` and ``package`` (the commands), ``eval…`` (one line per evaluation), and optionally
-    ``config`` and ``time`` to replace the defaults (the default config path; the time recorded in the
-    checkpoint) — for a model trained in stages."""
+    """A Markdown model card beside a packaged model: data, split, training, measured figures, limits, licence."""
     from agegender.models.package import load_bundle
 
     b = load_bundle(package)
@@ -113,10 +109,10 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         f"- split: `{cfg['data']['split']}` → sizes {tr.get('split_sizes')}",
         "",
         "## Training",
-        f"- config: `{commands.get('config') or 'configs/default/' + ('body' if meta.get('mode') == 'body' else 'face') + '.yaml'}`",
+        f"- config: `configs/default/{'body' if meta.get('mode') == 'body' else 'face'}.yaml`",
         f"- command: `{commands.get('train', '')}`",
-        "- time: " + (commands.get("time") or f"{tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} "
-                      f"epochs ({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)"),
+        f"- time: {tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} epochs "
+        f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)",
         f"- packaged with: `{commands.get('package', '')}`",
     ]
     cal = (meta.get("calibration") or {}).get("heads") or {}

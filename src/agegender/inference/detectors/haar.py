@@ -45,7 +45,7 @@ class HaarDetector(Detector):
             ``factor = max_side / longer side`` (e.g. about 150 px in a 4000 px photo with the default 640).
         min_face_size, score_threshold, max_faces: see :class:`Detector`. Haar's default is 40 px (not the
             interface's 30): the pyramid levels for 30–40 px faces are the largest images searched, and on
-            640×480 scenes (``benchmarks/detector_recall.py``) skipping them cut the CPU time by 28 % with the
+            640×480 scenes (``benchmarks/detector_recall.py``) skipping them cut the CPU time by 20–28 % with the
             same recall; a 30-px face also carries little age detail at the model's 96-px input.
 
     Score: a Haar cascade only says yes or no, but ``detectMultiScale3(outputRejectLevels=True)``

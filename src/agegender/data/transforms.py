@@ -30,7 +30,8 @@ AUGMENTS: tuple[str, ...] = ("none", "standard", "strong")
 Size = int | Sequence[int]
 
 
-def _hw(size: Size) -> tuple[int, int]:
+def size_hw(size: Size) -> tuple[int, int]:
+    """(height, width) of an input size given as an int (square) or a (height, width) pair."""
     if isinstance(size, (int, np.integer)):
         return int(size), int(size)
     h, w = (int(v) for v in size)
@@ -83,7 +84,7 @@ class ToImage:
 
 def _resize_arg(resize: Size) -> int | list[int]:
     """v2.Resize's size: an int (shorter side) or [height, width] (exact)."""
-    return int(resize) if isinstance(resize, (int, np.integer)) else list(_hw(resize))
+    return int(resize) if isinstance(resize, (int, np.integer)) else list(size_hw(resize))
 
 
 def _normalise(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
@@ -116,7 +117,7 @@ def train_transform(
         raise AgeGenderError(f"augment {augment!r} must be one of {', '.join(AUGMENTS)}", code="bad_config")
     if augment == "none":
         return eval_transform(input_size, mean, std)
-    h, w = _hw(input_size)
+    h, w = size_hw(input_size)
     aspect = w / h
     steps: list[Any] = [
         ToImage(len(mean)),
@@ -147,7 +148,7 @@ def eval_transform(
     ``input_size`` such as PETA's (256, 128), whose pedestrian crops are stretched to it as in
     chatzitzisi2020.
     """
-    h, w = _hw(input_size)
+    h, w = size_hw(input_size)
     size = _resize_arg(resize if resize is not None else (h if h == w else (h, w)))
     return v2.Compose([ToImage(len(mean)), v2.Resize(size, antialias=True), v2.CenterCrop((h, w)),
                        *_normalise(mean, std), _PLAIN()])
@@ -162,7 +163,7 @@ class TenCrop:
     """
 
     def __init__(self, size: Size) -> None:
-        self.size = list(_hw(size))
+        self.size = list(size_hw(size))
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         five = torch.stack([c.as_subclass(torch.Tensor) for c in F.five_crop(img, self.size)])
@@ -183,7 +184,7 @@ def ten_crop_transform(
     Feed ``batch.flatten(0, 1)`` (B·10 images, each image's crops consecutive) to the model and
     reduce its outputs with :func:`average_crops`. ``resize`` follows :func:`eval_transform`.
     """
-    h, w = _hw(input_size)
+    h, w = size_hw(input_size)
     size = _resize_arg(resize)
     rh, rw = (size, size) if isinstance(size, int) else size
     if rh < h or rw < w:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agegender.data.transforms import size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import ONNX_META_KEY
 from agegender.inference.registry import resolve_model_path
@@ -66,21 +67,16 @@ def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def _hw(size: Any) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, int) else size[:2]
-    return int(h), int(w)
-
-
 def _input_shape(bundle: ModelBundle) -> tuple[int, int, int]:
     """Channels, height, width of the network's normalised float input."""
-    h, w = _hw(bundle.preprocess.get("input_size") or 224)
+    h, w = size_hw(bundle.preprocess.get("input_size") or 224)
     return len(bundle.preprocess.get("mean") or (0, 0, 0)), h, w
 
 
 def _uint8_shape(bundle: ModelBundle) -> tuple[int, int, int]:
     """Height, width, channels of a ``uint8`` model's input: RGB crops at the resize size."""
     pp = bundle.preprocess
-    h, w = _hw(pp.get("resize") or pp.get("input_size") or 224)
+    h, w = size_hw(pp.get("resize") or pp.get("input_size") or 224)
     return h, w, 3
 
 

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
-from agegender.data.transforms import eval_transform
+from agegender.data.transforms import eval_transform, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import OnnxBackend, TorchBackend, open_backend
 from agegender.inference.registry import resolve_model_path
@@ -51,13 +51,6 @@ BODY_DATASETS: tuple[str, ...] = ("peta", "rap")
 FACE_FRAMING: dict[str, tuple[float, float]] = {"haar": (-0.017, 0.082), "dlib": (0.035, 0.035)}
 #: status of an image whose processing failed for a reason that is not a known user error (a bug)
 STATUS_ERROR = "error"
-
-
-def _hw(size: Any) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    h, w = size
-    return int(h), int(w)
 
 
 def source_name(image: Any) -> str:
@@ -116,8 +109,8 @@ class Predictor:
                 "re-save it with agegender.models.package.save_package",
                 code="bad_model",
             )
-        self.input_hw = _hw(pp["input_size"])
-        self.resize_hw = _hw(pp.get("resize") or pp["input_size"])
+        self.input_hw = size_hw(pp["input_size"])
+        self.resize_hw = size_hw(pp.get("resize") or pp["input_size"])
         self.mean = [float(v) for v in pp.get("mean") or (0.485, 0.456, 0.406)]
         self.std = [float(v) for v in pp.get("std") or (0.229, 0.224, 0.225)]
         self.channel_order = str(pp.get("channel_order", "RGB")).upper()

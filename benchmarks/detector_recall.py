@@ -36,6 +36,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "haar-alt2": ("haar", {"cascade": "alt2"}),
     "haar-alt2-480-1.15": ("haar", {"cascade": "alt2", "max_side": 480, "scale_factor": 1.15}),
     "dlib": ("dlib", {}),
+    "blazeface": ("blazeface", {}),  # bundled CNN; onnxruntime when installed
+    "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),  # the same network through OpenCV DNN
 }
 
 

@@ -4,7 +4,7 @@ The photo is matplotlib's grace_hopper resized to 480 px high on a 640×480 canv
 (``agegender.inference.samples.photo_640x480``), JPEG-encoded once; each call decodes it again.
 Prints the median and 90th percentile per detector setting, with the time split by stage.
 
-    python benchmarks/photo_latency.py [--model default] [--detectors haar,haar-fast,dlib] [--threads 1]
+    python benchmarks/photo_latency.py [--model default] [--detectors haar,haar-fast,blazeface,dlib] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "haar": ("haar", {}),
     "haar-fast": ("haar", {"max_side": 320, "scale_factor": 1.2}),
     "dlib": ("dlib", {}),
+    "blazeface": ("blazeface", {}),
+    "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
 }
 
 
@@ -31,7 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--fallback", default=DEFAULT_STANDIN, help="config YAML or trunk of the stand-in model")
-    ap.add_argument("--detectors", default="haar,haar-fast,dlib", help=f"among {', '.join(SETTINGS)}")
+    ap.add_argument("--detectors", default="haar,haar-fast,blazeface,dlib", help=f"among {', '.join(SETTINGS)}")
     ap.add_argument("--backend", default="torch", help="torch or onnx")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=60)

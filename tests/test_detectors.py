@@ -52,7 +52,7 @@ def assert_on_hopper_face(det: Detection, scale: float = 1.0) -> None:
 def test_default_detector_is_haar() -> None:
     assert DEFAULT_DETECTOR == "haar"
     assert isinstance(build_detector(), HaarDetector)
-    assert {"haar", "dlib", "none", "onnx"} <= set(DETECTORS.names())
+    assert {"haar", "blazeface", "dlib", "none", "onnx"} <= set(DETECTORS.names())
 
 
 def test_haar_finds_grace_hopper(hopper: np.ndarray) -> None:
@@ -130,6 +130,70 @@ def test_dlib_missing_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
         build_detector("dlib")
     assert info.value.code == "missing_dependency"
     assert "pip install agegender[dlib]" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------- blazeface
+
+
+@pytest.mark.parametrize("runtime", ["opencv", "onnxruntime"])
+def test_blazeface_finds_grace_hopper_with_landmarks(hopper: np.ndarray, runtime: str) -> None:
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    detector = build_detector("blazeface", runtime=runtime)
+    assert detector.runtime == runtime
+    faces = detector.detect(hopper)
+    assert len(faces) == 1
+    assert_on_hopper_face(faces[0])
+    pts = faces[0].landmarks
+    assert pts is not None and len(pts) == 6
+    (rx, ry), (lx, ly), (nx, ny), (mx, my) = pts[:4]  # right eye, left eye, nose tip, mouth centre
+    assert rx < nx < lx and max(ry, ly) < ny < my  # a face's layout, upright
+    assert faces[0].box[0] < rx and lx < faces[0].box[2]
+
+
+def test_blazeface_runtimes_agree_and_boxes_follow_the_image(hopper: np.ndarray) -> None:
+    pytest.importorskip("onnxruntime")
+    a = build_detector("blazeface", runtime="opencv").detect(hopper)[0]
+    b = build_detector("blazeface", runtime="onnxruntime").detect(hopper)[0]
+    assert np.allclose(a.box, b.box, atol=0.5) and abs(a.score - b.score) < 1e-3
+    # On a canvas twice the size with the photo at an offset, the box moves and scales with it.
+    canvas = np.zeros((1200, 1400, 3), np.uint8)
+    canvas[300:900, 500:1012] = hopper
+    c = build_detector("blazeface").detect(canvas)[0]
+    assert np.allclose(c.box, np.array(a.box) + [500, 300, 500, 300], atol=12), (c.box, a.box)
+
+
+def test_blazeface_finds_nothing_on_blank_or_noise_and_checks_options() -> None:
+    detector = build_detector("blazeface")
+    assert detector.detect(np.full((300, 400, 3), 128, np.uint8)) == []
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    assert detector.detect(noise) == []
+    with pytest.raises(AgeGenderError) as info:
+        build_detector("blazeface", runtime="tensorflow")
+    assert info.value.code == "bad_config"
+
+
+def test_blazeface_finds_several_faces_and_the_framing_is_registered(hopper: np.ndarray) -> None:
+    from agegender.inference.predictor import FACE_FRAMING
+
+    small = cv2.resize(hopper, (256, 300))
+    canvas = np.full((400, 900, 3), 200, np.uint8)
+    canvas[50:350, 20:276] = small
+    canvas[50:350, 600:856] = small
+    faces = build_detector("blazeface").detect(canvas)
+    assert len(faces) == 2
+    assert sorted(f.center[0] < 450 for f in faces) == [False, True]
+    assert "blazeface" in FACE_FRAMING
+
+
+def test_weighted_nms_merges_overlaps() -> None:
+    from agegender.inference.detectors.blazeface import weighted_nms
+
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [40, 40, 50, 50], [5, 5, 5, 5]], dtype=float)
+    scores = np.array([0.9, 0.3, 0.8, 0.7])
+    out = weighted_nms(boxes, np.zeros((4, 6, 2)), scores, 0.3)
+    assert [o[2] for o in out] == [0.9, 0.8, 0.7]  # the degenerate box is kept alone, not looped on
+    assert np.allclose(out[0][0], [0.5, 0, 10.5, 10])  # (0.9·0 + 0.3·2) / 1.2 = 0.5
 
 
 # --------------------------------------------------------------------------------------------- none

@@ -39,3 +39,17 @@ def test_fairface_defaults_to_haar_and_counts_no_face(tiny_face_model, grace_hop
     assert rep["gender_n"] == 5 and rep["age_scheme"] == "fairface9"
     rep2 = evaluate(str(tiny_face_model), "fairface", root, detector="none")
     assert rep2["detector"] == "none" and rep2["no_face"] == 0
+
+
+def test_fairface_uses_the_models_own_detector(tiny_face_model, grace_hopper, tmp_path):
+    """A package that names its face detector (`agegender package --detector`) is evaluated with it on
+    loose images, as `predict` would run it; tight crops still go without a detector."""
+    from agegender.models.package import load_bundle, save_package
+
+    path = save_package(load_bundle(tiny_face_model), tmp_path / "blaze.pt", meta={"default_detector": "blazeface"})
+    (tmp_path / "ff").mkdir()
+    root = _loose_fairface(tmp_path / "ff", grace_hopper)
+    rep = evaluate(str(path), "fairface", root)
+    assert rep["detector"] == "blazeface"
+    assert rep["n_images"] == 5 and rep["no_face"] == 1
+    assert evaluate(str(path), "fairface", root, detector="haar")["detector"] == "haar"

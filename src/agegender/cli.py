@@ -94,8 +94,9 @@ def evaluate(
     scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the dataset's)"),
     batch_size: int = typer.Option(64, "--batch-size"),
     tta_flip: Optional[bool] = typer.Option(None, "--tta-flip/--no-tta-flip", help="average with mirrored images"),
-    detector: Optional[str] = typer.Option(None, "--detector", help="face detector for loose images (default: the "
-                                           "dataset's: none for tight crops such as UTKFace, haar for FairFace/Adience)"),
+    detector: Optional[str] = typer.Option(None, "--detector", help="face detector for loose images (default: "
+                                           "none for tight crops such as UTKFace; for FairFace/Adience the model's own "
+                                           "detector, else haar)"),
     ten_crop: Optional[bool] = typer.Option(None, "--ten-crop/--centre-crop",
                                             help="aminian_noubir's 10-crop over-sampling (default: the model config's)"),
     report: Optional[Path] = typer.Option(None, "--report", help="also write report.md with plots, fairness tables, "
@@ -158,11 +159,20 @@ def package(
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="fit temperature scaling on the validation split"),
     half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),
     name: Optional[str] = typer.Option(None, "--name"),
+    detector: Optional[str] = typer.Option(
+        None, "--detector", help="the model's default face detector (default: haar; none for body models)"
+    ),
 ) -> None:
     """Package a checkpoint with its preprocessing, labels and calibration into one model file."""
+    from agegender.inference.detectors import DETECTORS
     from agegender.training.packaging import package_checkpoint
 
-    meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name)
+    if detector is not None and detector not in DETECTORS.names():
+        raise AgeGenderError(
+            f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS.names())}", code="unknown_detector"
+        )
+    meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name,
+                              detector=detector)
     typer.echo(json.dumps(meta, indent=2, default=str))
 
 

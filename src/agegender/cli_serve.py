@@ -37,7 +37,7 @@ def serve(
     threads: int | None = typer.Option(
         None, "--threads", help="torch/onnxruntime threads per worker [CPU cores / workers]"),
     detector: str | None = typer.Option(
-        None, "--detector", "-d", help="haar | dlib | none | detector.onnx [the model's default]"),
+        None, "--detector", "-d", help="haar | blazeface | dlib | none | detector.onnx [the model's default]"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda[:N] [cpu]"),
     max_upload_mb: float | None = typer.Option(None, "--max-upload-mb", help="largest image upload, MiB [10]"),
     max_batch_mb: float | None = typer.Option(None, "--max-batch-mb", help="largest batch request body, MiB [32]"),

@@ -247,8 +247,13 @@ def run_evaluation(
         tta_flip = bool(ecfg.get("tta_flip", False))
     if ten_crop is None:
         ten_crop = bool(ecfg.get("ten_crop", False))
-    # Tight crops (UTKFace, PETA) are scored as they are; loose images (FairFace, Adience) through a detector.
-    detector = detector or meta.get("default_detector") or "none"
+    # Tight crops (UTKFace, PETA) are scored as they are; loose images (FairFace, Adience) through a face
+    # detector: the model's own (its package's default_detector, what `predict` would use) when it names one.
+    if detector is None:
+        detector = meta.get("default_detector") or "none"
+        model_detector = (bundle.meta or {}).get("default_detector")
+        if detector != "none" and model_detector not in (None, "none"):
+            detector = str(model_detector)
     cropper = DetectorCropper(bundle, detector) if detector != "none" else None
     res = run_model(bundle, samples, batch_size=batch_size, tta_flip=tta_flip, ten_crop=ten_crop, raw=keep_raw,
                     progress=progress, cropper=cropper)

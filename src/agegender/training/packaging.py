@@ -26,17 +26,22 @@ def package_checkpoint(
     name: str | None = None,
     version: str | None = None,
     extra_meta: dict[str, Any] | None = None,
+    detector: str | None = None,
 ) -> dict[str, Any]:
-    """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures)."""
+    """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures).
+
+    ``detector`` is the face detector the predictor uses for this model unless told otherwise (default:
+    ``none`` for pedestrian models, ``haar`` for face models)."""
     bundle = load_bundle(checkpoint)
+    body = bundle.config["data"].get("dataset") in ("peta", "rap")
     meta: dict[str, Any] = {
         "name": name or bundle.config.get("name"),
         "version": version or _dt.date.today().isoformat(),
         "description": bundle.config.get("description", ""),
         "trained_from": str(checkpoint),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mode": "body" if bundle.config["data"].get("dataset") in ("peta", "rap") else "face",
-        "default_detector": "none" if bundle.config["data"].get("dataset") in ("peta", "rap") else "haar",
+        "mode": "body" if body else "face",
+        "default_detector": detector or ("none" if body else "haar"),
     }
     results = Path(checkpoint).parent.parent / "results.json"
     if results.is_file():

@@ -1,4 +1,5 @@
-"""Face-detector backends behind one interface: "haar" (default), "dlib", "none" and user-supplied "onnx".
+"""Face-detector backends behind one interface: "haar" (default), "blazeface", "dlib", "none" and
+user-supplied "onnx".
 
 >>> from agegender.inference.detectors import build_detector
 >>> detector = build_detector("none")
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np  # noqa: F401 - used by the doctest above
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors import dlib_hog, haar, none, onnx  # noqa: F401 - registers the backends
+from agegender.inference.detectors import blazeface, dlib_hog, haar, none, onnx  # noqa: F401 - registers the backends
 from agegender.inference.detectors.base import (
     DETECTORS,
     Detection,
@@ -27,6 +28,7 @@ from agegender.inference.detectors.base import (
     margin_score,
     nms,
 )
+from agegender.inference.detectors.blazeface import BlazeFaceDetector
 from agegender.inference.detectors.dlib_hog import DlibHogDetector
 from agegender.inference.detectors.haar import HaarDetector
 from agegender.inference.detectors.none import NoneDetector
@@ -36,6 +38,7 @@ from agegender.inference.detectors.onnx import OnnxDetector
 DEFAULT_DETECTOR = "haar"
 
 __all__ = [
+    "BlazeFaceDetector",
     "DEFAULT_DETECTOR",
     "DETECTORS",
     "Detection",

@@ -1,0 +1,190 @@
+"""The "blazeface" detector: MediaPipe's BlazeFace full-range face detector, bundled as ONNX.
+
+BlazeFace (Bazarevsky et al. 2019, "BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs") is
+a single-shot detector; the *full-range* model MediaPipe ships (``face_detection_full_range_sparse``,
+Apache-2.0) takes a 192×192 letterboxed image and predicts, for each of 48×48 anchors (stride 4), a
+face score and a box with six key points (eyes, nose tip, mouth, ear tragions). It was converted to ONNX
+by ``tools/convert_blazeface.py`` (outputs checked against the TFLite interpreter) and ships inside the
+package (``weights/blazeface_full_range.onnx``, licence in ``weights/blazeface_full_range.md``), so it
+works offline with no extra dependency: it runs through OpenCV's DNN module, or onnxruntime when it is
+installed (faster).
+
+Decoding follows MediaPipe's ``face_detection_full_range.pbtxt``: anchors at ``((x + 0.5) / 48,
+(y + 0.5) / 48)`` with unit size; ``x_center = raw[0] / 192 + anchor_x`` (likewise y, key points),
+``w = raw[2] / 192``, ``h = raw[3] / 192``; score = sigmoid of the raw logit clipped to ±100; then
+weighted non-maximum suppression (IoU 0.3): overlapping boxes are averaged, weighted by score.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agegender.errors import AgeGenderError
+from agegender.inference.detectors.base import DETECTORS, Detection, Detector, downscale
+
+INPUT = 192
+GRID = 48  # 192 / stride 4
+WEIGHTS = "blazeface_full_range.onnx"
+
+
+def weights_path() -> Path:
+    """The bundled ONNX file."""
+    return Path(str(resources.files("agegender") / "weights" / WEIGHTS))
+
+
+def _anchors() -> np.ndarray:
+    ys, xs = np.mgrid[0:GRID, 0:GRID]
+    return np.stack([(xs.ravel() + 0.5) / GRID, (ys.ravel() + 0.5) / GRID], axis=1)  # (2304, 2): x, y
+
+
+ANCHORS = _anchors()
+
+
+@DETECTORS.register("blazeface", description="MediaPipe BlazeFace full-range CNN (bundled ONNX); fast")
+class BlazeFaceDetector(Detector):
+    """BlazeFace full-range face detector.
+
+    Args:
+        nms_threshold: IoU above which boxes are merged (MediaPipe: 0.3).
+        runtime: ``"auto"`` (onnxruntime if installed, else OpenCV DNN), ``"onnxruntime"`` or ``"opencv"``.
+        max_side: downscale larger images to this longer side first (the network sees 192×192 anyway;
+            this only bounds the cost of the resize of very large photos).
+        min_face_size, score_threshold, max_faces: see :class:`Detector`; the score threshold defaults to
+            0.5 (MediaPipe's ``min_detection_confidence``), scores are the network's sigmoid.
+
+    The whole image is letterboxed to 192×192, so a face must cover about 4 % of the image's longer side
+    to be found (about 25 px in a 640-px photo; smaller faces in large photos are missed: use ``haar`` or
+    ``dlib`` with a larger ``max_side`` for crowds).
+    """
+
+    name = "blazeface"
+
+    def __init__(
+        self,
+        *,
+        nms_threshold: float = 0.3,
+        runtime: str = "auto",
+        max_side: int | None = 1920,
+        min_face_size: float = 20,
+        score_threshold: float = 0.5,
+        max_faces: int | None = None,
+    ) -> None:
+        super().__init__(min_face_size=min_face_size, score_threshold=score_threshold, max_faces=max_faces)
+        if runtime not in ("auto", "onnxruntime", "opencv"):
+            raise AgeGenderError(
+                f"runtime must be 'auto', 'onnxruntime' or 'opencv', not {runtime!r}", code="bad_config"
+            )
+        self.nms_threshold = float(nms_threshold)
+        self.max_side = max_side
+        path = weights_path()
+        if not path.is_file():
+            raise AgeGenderError(f"{path}: the bundled BlazeFace model is missing; reinstall agegender",
+                                 code="missing_file")
+        self._session: Any = None
+        self._net: Any = None
+        self._lock = threading.Lock()
+        if runtime in ("auto", "onnxruntime"):
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                if runtime == "onnxruntime":
+                    raise AgeGenderError(
+                        "onnxruntime is not installed: pip install agegender[onnx], or runtime='opencv'",
+                        code="missing_dependency",
+                    ) from None
+            else:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = max(1, cv2.getNumThreads())
+                self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        if self._session is None:
+            self._net = cv2.dnn.readNetFromONNX(str(path))
+        self.runtime = "onnxruntime" if self._session is not None else "opencv"
+
+    def _forward(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._session is not None:
+            regs, scores = self._session.run(None, {"input": blob})
+            return regs, scores
+        with self._lock:  # an OpenCV Net holds its input as state
+            self._net.setInput(blob)
+            regs, scores = self._net.forward(["regressors", "scores"])
+        return regs, scores
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        small, factor = downscale(image, self.max_side)
+        h, w = small.shape[:2]
+        side = max(h, w)
+        # Letterbox to a centred square (as MediaPipe's ImageToTensorCalculator with keep_aspect_ratio).
+        px, py = (side - w) // 2, (side - h) // 2
+        scale = INPUT / side
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        canvas = np.zeros((INPUT, INPUT, 3), dtype=np.uint8)
+        ox, oy = round(px * scale), round(py * scale)
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        canvas[oy : oy + nh, ox : ox + nw] = cv2.resize(small, (nw, nh), interpolation=interp)
+        blob = (canvas.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+        regs, logits = self._forward(np.ascontiguousarray(blob))
+        regs, logits = regs.reshape(-1, 16), logits.reshape(-1)
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
+        keep = scores >= self.score_threshold
+        if not keep.any():
+            return []
+        regs, scores, anchors = regs[keep], scores[keep], ANCHORS[keep]
+        cx = regs[:, 0] / INPUT + anchors[:, 0]
+        cy = regs[:, 1] / INPUT + anchors[:, 1]
+        bw, bh = regs[:, 2] / INPUT, regs[:, 3] / INPUT
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        points = regs[:, 4:16].reshape(-1, 6, 2) / INPUT + anchors[:, None, :]
+        # normalised letterbox coordinates → pixels of the original image
+        offset = np.array([ox, oy], dtype=np.float64) / INPUT
+        to_px = INPUT / scale / factor
+        detections = []
+        for box, pts, score in weighted_nms(boxes, points, scores, self.nms_threshold):
+            b = (box.reshape(2, 2) - offset).reshape(4) * to_px
+            p = (pts - offset) * to_px
+            detections.append(Detection(
+                box=tuple(float(v) for v in b),  # type: ignore[arg-type]
+                score=float(score),
+                landmarks=tuple((float(x), float(y)) for x, y in p),
+            ))
+        return detections
+
+    def __repr__(self) -> str:
+        return (f"BlazeFaceDetector(runtime={self.runtime!r}, min_face_size={self.min_face_size:g}, "
+                f"score_threshold={self.score_threshold:g})")
+
+
+def weighted_nms(
+    boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, iou_threshold: float
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """MediaPipe's WEIGHTED non-maximum suppression: take the best remaining box, average it with every
+    remaining box overlapping it by more than ``iou_threshold`` (weights = scores; key points likewise),
+    keep the best box's score, drop the group; repeat.
+
+    >>> b = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=float)
+    >>> out = weighted_nms(b, np.zeros((3, 1, 2)), np.array([0.9, 0.6, 0.8]), 0.3)
+    >>> [(list(np.round(o[0], 1)), round(o[2], 2)) for o in out]
+    [([0.4, 0.4, 10.4, 10.4], 0.9), ([50.0, 50.0, 60.0, 60.0], 0.8)]
+    """
+    order = np.argsort(-scores, kind="stable")
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    out = []
+    while order.size:
+        i = order[0]
+        w = np.clip(np.minimum(boxes[i, 2], boxes[order, 2]) - np.maximum(boxes[i, 0], boxes[order, 0]), 0, None)
+        h = np.clip(np.minimum(boxes[i, 3], boxes[order, 3]) - np.maximum(boxes[i, 1], boxes[order, 1]), 0, None)
+        inter = w * h
+        iou = inter / np.maximum(area[i] + area[order] - inter, 1e-12)
+        merged = iou > iou_threshold
+        merged[0] = True  # the best box itself (even when degenerate, with IoU 0)
+        group = order[merged]
+        wts = scores[group] / scores[group].sum()
+        out.append(((boxes[group] * wts[:, None]).sum(0), (points[group] * wts[:, None, None]).sum(0),
+                    float(scores[i])))
+        order = order[~merged]
+    return out

@@ -393,3 +393,28 @@ def test_every_loss_registered_with_kind_and_equation() -> None:
     for name in LOSSES.names():
         meta = LOSSES.meta(name)
         assert meta["kind"] in kinds and meta["eq"], name
+
+
+def test_age_distribution_head_estimates() -> None:
+    """The default point estimate is the distribution's median (interpolated in its bin); "mean" gives
+    the DEX/DLDL expected value; a skewed distribution separates the two."""
+    import torch
+
+    from agegender.errors import AgeGenderError
+    from agegender.models.heads import AgeDistributionHead, distribution_median
+
+    p = torch.zeros(2, 101)
+    p[0, 10], p[0, 11], p[0, 60] = 0.4, 0.4, 0.2  # a child with a long adult tail
+    p[1, 30] = 1.0
+    # median: cdf 0.4 below bin 11, which holds 0.4 → 10.5 + 0.1 / 0.4; bin 30 holds all → its centre
+    assert torch.allclose(distribution_median(p), torch.tensor([10.75, 30.0]))
+    logits = torch.log(p.clamp_min(1e-30))
+    median_head, mean_head = AgeDistributionHead("age", 8), AgeDistributionHead("age", 8, estimate="mean")
+    assert median_head.estimate == "median"
+    assert torch.allclose(median_head.decode(logits)["age"], torch.tensor([10.75, 30.0]), atol=1e-4)
+    assert torch.allclose(mean_head.decode(logits)["age"], torch.tensor([20.4, 30.0]), atol=1e-3)
+    # uniform within a bin: half of bin 3's mass → its centre; all below → interpolated edge
+    q = torch.tensor([[0.2, 0.2, 0.0, 0.2, 0.4]])
+    assert torch.allclose(distribution_median(q), torch.tensor([3.0]))  # cdf 0.4 below, bin 3 holds 0.2 → 2.5 + 0.5
+    with pytest.raises(AgeGenderError):
+        AgeDistributionHead("age", 8, estimate="mode")

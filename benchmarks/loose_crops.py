@@ -6,7 +6,7 @@ training): each 200×200 UTKFace crop is scaled so its face (≈ 80 % of the cro
 of a 448×448 canvas, placed off-centre at random, and the rest of the canvas is filled by stretching the
 crop's border pixels outwards and blurring them (no second face, no hard edge). The images are written in FairFace's own
 layout (``fairface_label_val.csv`` + ``val/*.jpg``) to a temporary folder, and scored with the product's
-path: ``agegender evaluate --dataset fairface`` (the Haar detector finds the face, the predictor frames
+path: ``agegender evaluate --dataset fairface`` (the model's face detector finds the face, the predictor frames
 and crops it). Prints the evaluate report's figures and how many images had no face found.
 
     python benchmarks/loose_crops.py [--model default] [--limit 0] [--face-fraction 0.4] [--keep DIR]

@@ -80,6 +80,14 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     assert float(b.model.heads["gender"].temperature) == pytest.approx(cal["gender"]["temperature"], rel=1e-3)
     assert b.preprocess["input_size"] == [64, 64] and b.labels["gender"] == ["male", "female"]
     assert b.meta["mode"] == "face" and b.meta["training"]["split_sizes"]["test"] == 64
+    assert b.meta["default_detector"] == "haar"
+    # a package may name its own face detector; an unknown name is refused before any work
+    ckpt = str(out / "checkpoints" / "last.ckpt")
+    r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "b.pt"), "--no-calibrate", "--detector", "blazeface"])
+    assert r.exit_code == 0, r.output
+    assert load_bundle(tmp_path / "b.pt").meta["default_detector"] == "blazeface"
+    r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "c.pt"), "--no-calibrate", "--detector", "yolo"])
+    assert r.exit_code == 2 and "unknown detector 'yolo'" in r.output and not (tmp_path / "c.pt").exists()
 
     from agegender.training.packaging import write_model_card
 
@@ -87,6 +95,11 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
                             {"train": "agegender train x", "eval test": "agegender evaluate y"}, ["tiny test model"])
     text = card.read_text()
     assert "| age MAE (years) | 9.50 |" in text and "non-commercial research" in text and "tiny test model" in text
+    assert "- config: `configs/default/face.yaml`" in text
+    card = write_model_card(pkg, b.meta, {}, {"train": "t"}, [], config="configs/x/stage2.yaml",
+                            training_notes=["stage 1: agegender train configs/x/stage1.yaml"])
+    text = card.read_text()
+    assert "- config: `configs/x/stage2.yaml`" in text and "- stage 1: agegender train configs/x/stage1.yaml" in text
 
 
 def test_init_from_copies_matching_weights(tmp_path):

@@ -86,8 +86,12 @@ _KEYS = [
 
 
 def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[str, dict[str, Any]],
-                     commands: dict[str, str], limits: list[str], path: str | Path | None = None) -> Path:
-    """A Markdown model card beside a packaged model: data, split, training, measured figures, limits, licence."""
+                     commands: dict[str, str], limits: list[str], path: str | Path | None = None,
+                     config: str | None = None, training_notes: list[str] | None = None) -> Path:
+    """A Markdown model card beside a packaged model: data, split, training, measured figures, limits, licence.
+
+    ``config`` names the training config (default: ``configs/default/{face,body}.yaml``); ``training_notes``
+    are extra lines for the training section (e.g. earlier stages of a staged schedule)."""
     from agegender.models.package import load_bundle
 
     b = load_bundle(package)
@@ -114,11 +118,12 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         f"- split: `{cfg['data']['split']}` → sizes {tr.get('split_sizes')}",
         "",
         "## Training",
-        f"- config: `configs/default/{'body' if meta.get('mode') == 'body' else 'face'}.yaml`",
+        f"- config: `{config or 'configs/default/' + ('body' if meta.get('mode') == 'body' else 'face') + '.yaml'}`",
         f"- command: `{commands.get('train', '')}`",
         f"- time: {tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} epochs "
         f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)",
         f"- packaged with: `{commands.get('package', '')}`",
+        *[f"- {note}" for note in training_notes or []],
     ]
     cal = (meta.get("calibration") or {}).get("heads") or {}
     if cal:

@@ -14,6 +14,8 @@ BUNDLED: dict[str, str] = {
     "default": "default-face.pt",
     "default-face": "default-face.pt",
     "default-body": "default-body.pt",
+    # the face model at 80 px: ~35 % more crops/s than `default`, slightly less accurate (see its card)
+    "default-fast": "default-fast.pt",
 }
 
 

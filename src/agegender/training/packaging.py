@@ -85,13 +85,21 @@ _KEYS = [
 ]
 
 
+def _init_text(model_cfg: dict[str, Any]) -> str:
+    if model_cfg.get("init_from"):
+        return f"initialised from `{model_cfg['init_from']}`"
+    return f"ImageNet-pretrained: {model_cfg['trunk'].get('pretrained', False)}"
+
+
 def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[str, dict[str, Any]],
                      commands: dict[str, str], limits: list[str], path: str | Path | None = None,
-                     config: str | None = None, training_notes: list[str] | None = None) -> Path:
+                     config: str | None = None, training_notes: list[str] | None = None,
+                     figure_notes: list[str] | None = None) -> Path:
     """A Markdown model card beside a packaged model: data, split, training, measured figures, limits, licence.
 
     ``config`` names the training config (default: ``configs/default/{face,body}.yaml``); ``training_notes``
-    are extra lines for the training section (e.g. earlier stages of a staged schedule)."""
+    are extra lines for the training section (e.g. earlier stages of a staged schedule), ``figure_notes``
+    for the measured-figures section (e.g. figures from a benchmark script)."""
     from agegender.models.package import load_bundle
 
     b = load_bundle(package)
@@ -105,8 +113,7 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         f"{meta.get('description', '')}",
         "",
         "## Model",
-        f"- trunk: `{cfg['model']['trunk']['name']}` (ImageNet-pretrained: {cfg['model']['trunk'].get('pretrained', False)}), "
-        f"heads: {heads}",
+        f"- trunk: `{cfg['model']['trunk']['name']}` ({_init_text(cfg['model'])}), heads: {heads}",
         f"- parameters: {tr.get('parameters', 'n/a'):,}" if isinstance(tr.get("parameters"), int) else "- parameters: n/a",
         f"- input: {b.preprocess.get('input_size')} px RGB, mean {b.preprocess.get('mean')}, std {b.preprocess.get('std')}"
         f"; mode `{meta.get('mode')}`, default detector `{meta.get('default_detector')}`",
@@ -143,6 +150,7 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         for name, cmd in commands.items():
             if name.startswith("eval"):
                 lines.append(f"- {name}: `{cmd}`")
+        lines += [f"- {note}" for note in figure_notes or []]
     lines += ["", "## Known limits"] + [f"- {x}" for x in limits]
     lines += ["", "## Licence", f"- {_LICENCES.get(dataset, 'See the training data licence.')} The weights inherit "
               "this restriction: **non-commercial research use only.**", ""]

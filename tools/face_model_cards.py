@@ -1,0 +1,113 @@
+"""Write the model cards of the bundled face models (``default-face.md``, ``default-fast.md``) from measured files.
+
+Reads each package's metadata (training time, split, calibration), the test-split report written by
+``agegender evaluate ... --output docs/reports/<name>/metrics.json`` and the loose-crop benchmark's output
+(``python benchmarks/loose_crops.py --model NAME > runs/loose_<name>.log``); nothing is typed in by hand.
+
+    python tools/face_model_cards.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+DATA = "../shared/data/utkface"
+
+#: bundled name → (package file, report folder, loose-crop log, config, training notes, package command)
+MODELS = {
+    "default-face": dict(
+        report="docs/reports/default_face",
+        loose="runs/loose_face.log",
+        config="configs/default/face.yaml",
+        train="agegender train configs/default/face.yaml --set trainer.threads=2",
+        notes=[],
+        package="agegender package runs/default_face/checkpoints/best.ckpt --output "
+        "src/agegender/weights/default-face.pt --name default-face --detector blazeface",
+        eval_name="default",
+    ),
+    "default-fast": dict(
+        report="docs/reports/default_fast",
+        loose="runs/loose_fast.log",
+        config="configs/default/face_stage2_80.yaml",
+        train="agegender train configs/default/face_stage2_80.yaml --output runs/default_face_stage2_80 "
+        "--set trainer.threads=1 --set data.num_workers=1",
+        notes=[
+            "stage 1 (the `default-face` model's run, 3898 s for 10 epochs at 96 px): "
+            "`agegender train configs/default/face.yaml --set trainer.threads=2`; this model continues it at "
+            "80 px (`model.init_from` = stage 1's best checkpoint), so its total training time is both stages",
+        ],
+        package="agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
+        "src/agegender/weights/default-fast.pt --name default-fast --detector blazeface",
+        eval_name="default-fast",
+    ),
+}
+
+
+def loose_figures(log: Path) -> str | None:
+    if not log.is_file():
+        return None
+    text = log.read_text()
+    start = text.find("{")
+    rep = json.loads(text[start : text.rfind("}") + 1])
+    n = rep["n_images"]
+    return (
+        "looser crops (a FairFace-style stand-in: the same 1,844 test faces on 448×448 canvases, face ≈ 40 % "
+        f"of the side, found by the model's detector `{rep['detector']}`; `python benchmarks/loose_crops.py "
+        f"--model NAME`): gender {100 * rep['gender_accuracy']:.1f} %, ethnicity "
+        f"{100 * rep['ethnicity_accuracy']:.1f} %, `fairface9` group {100 * rep['age_group_accuracy']:.1f} %; "
+        f"no face found in {100 * rep['no_face'] / n:.1f} % of the images"
+    )
+
+
+def main() -> None:
+    from agegender.models.bundled import WEIGHTS_DIR, resolve_model_path
+    from agegender.models.package import load_bundle
+    from agegender.training.packaging import write_model_card
+
+    for name, m in MODELS.items():
+        pkg = resolve_model_path(name if name != "default-face" else "default")
+        meta = load_bundle(pkg).meta
+        rep = json.loads((REPO / m["report"] / "metrics.json").read_text())
+        gap = rep["fairness"]["gaps"]["ethnicity"]["gender_accuracy"]
+        u18 = 100 * rep["under18_false_adult_rate"]
+        limits = [
+            "Trained only on UTKFace's tight, aligned 200×200 crops: loose crops depend on the face detector and "
+            "the crop framing (`FACE_FRAMING` in the predictor, measured per detector by "
+            "`benchmarks/face_framing.py`); profile faces, occlusion, heavy make-up and low light are barely covered.",
+            f"Gender accuracy differs by ethnicity: {gap['best']} {100 * gap['best_value']:.1f} % vs {gap['worst']} "
+            f"{100 * gap['worst_value']:.1f} % (gap {100 * gap['gap']:.1f} points on the test split); see the "
+            f"report in `{m['report']}/report.md`.",
+            f"Children and the elderly: {u18:.1f} % of minors are estimated 18 or older (false-adult rate at "
+            "threshold 18; the age is the median of the predicted distribution); use the threshold sweep in the "
+            "evaluation report to choose a safer operating point for age checks. Ages above 100 are outside the "
+            "distribution head (0–100).",
+            "Ethnicity uses UTKFace's five coarse classes (White, Black, Asian, Indian, Others); 'Others' is small "
+            "and poorly recognised. These are annotations of appearance, not identity; do not use them to make "
+            "decisions about people.",
+            "UTKFace's labels are partly estimated and noisy; use `min_confidence` to abstain on uncertain "
+            "predictions.",
+            "Validation figures come from our own stratified split of the development set; the independent "
+            "held-out judgement may differ.",
+        ]
+        eval_cmd = (f"agegender evaluate --model {m['eval_name']} --dataset utkface --data {DATA} --split test "
+                    f"--report {m['report']} --output {m['report']}/metrics.json")
+        notes = [n for n in [loose_figures(REPO / m["loose"])] if n]
+        card = write_model_card(
+            pkg, meta, {"test split, 1,844 images (flip TTA)": rep},
+            {"train": m["train"], "package": m["package"], "eval test split": eval_cmd},
+            limits, path=WEIGHTS_DIR / Path(pkg).with_suffix(".md").name, config=m["config"],
+            training_notes=m["notes"], figure_notes=notes,
+        )
+        print(f"wrote {card}")
+        text = card.read_text()
+        assert not re.search(r"\bnan\b", text), f"{card}: a figure is missing"
+
+
+if __name__ == "__main__":
+    main()

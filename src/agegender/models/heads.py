@@ -121,9 +121,9 @@ class AgeDistributionHead(Head):
     ``estimate`` picks the point estimate read from the distribution: ``"median"`` (default) or
     ``"mean"`` (the expected value, as DEX and DLDL report it). The median minimises the expected
     absolute error under the predicted distribution, and age distributions are right-skewed for
-    children and teenagers, whose expected value is pulled towards adulthood. Measured with the
-    default face model (flip TTA; val 1,660 / test 1,844 UTKFace images): MAE 4.77 → 4.72 / 4.64 →
-    4.59 years and under-18 false-adult rate 12.1 → 10.8 % / 9.1 → 8.5 % from mean to median.
+    children and teenagers, whose expected value is pulled towards adulthood. Measured with stage 1
+    of the default face model (flip TTA; val 1,660 / test 1,844 UTKFace images): MAE 4.77 → 4.72 /
+    4.64 → 4.61 years and under-18 false-adult rate 12.1 → 10.8 % / 9.1 → 8.5 % from mean to median.
     The median is interpolated within its one-year bin (bin ``k`` spans ``[k − 0.5, k + 0.5)``).
     """
 

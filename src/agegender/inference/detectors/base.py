@@ -215,21 +215,22 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     order = np.argsort(-scores, kind="stable")
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
     keep: list[int] = []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(int(i))
-        w = np.clip(
-            np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None
-        )
-        h = np.clip(
-            np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None
-        )
-        inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
-        order = rest[iou <= iou_threshold]
+        order = rest[iou_one_to_many(boxes[i], boxes[rest]) <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``(x1, y1, x2, y2)`` box with each row of ``boxes`` (empty boxes: 0)."""
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = w * h
+    area = max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    return inter / np.maximum(area + areas - inter, 1e-12)
 
 
 def downscale(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:

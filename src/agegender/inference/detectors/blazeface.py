@@ -18,7 +18,6 @@ weighted non-maximum suppression (IoU 0.3): overlapping boxes are averaged, weig
 from __future__ import annotations
 
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import cv2
 import numpy as np
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors.base import DETECTORS, Detection, Detector, downscale
+from agegender.inference.detectors.base import DETECTORS, Detection, Detector, downscale, iou_one_to_many
+from agegender.models.bundled import WEIGHTS_DIR
 
 INPUT = 192
 GRID = 48  # 192 / stride 4
@@ -34,8 +34,8 @@ WEIGHTS = "blazeface_full_range.onnx"
 
 
 def weights_path() -> Path:
-    """The bundled ONNX file."""
-    return Path(str(resources.files("agegender") / "weights" / WEIGHTS))
+    """The bundled ONNX file (beside the bundled age/gender models)."""
+    return WEIGHTS_DIR / WEIGHTS
 
 
 def _anchors() -> np.ndarray:
@@ -172,19 +172,14 @@ def weighted_nms(
 
     >>> b = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=float)
     >>> out = weighted_nms(b, np.zeros((3, 1, 2)), np.array([0.9, 0.6, 0.8]), 0.3)
-    >>> [(list(np.round(o[0], 1)), round(o[2], 2)) for o in out]
+    >>> [([round(float(v), 1) for v in o[0]], round(o[2], 2)) for o in out]
     [([0.4, 0.4, 10.4, 10.4], 0.9), ([50.0, 50.0, 60.0, 60.0], 0.8)]
     """
     order = np.argsort(-scores, kind="stable")
-    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
     out = []
     while order.size:
         i = order[0]
-        w = np.clip(np.minimum(boxes[i, 2], boxes[order, 2]) - np.maximum(boxes[i, 0], boxes[order, 0]), 0, None)
-        h = np.clip(np.minimum(boxes[i, 3], boxes[order, 3]) - np.maximum(boxes[i, 1], boxes[order, 1]), 0, None)
-        inter = w * h
-        iou = inter / np.maximum(area[i] + area[order] - inter, 1e-12)
-        merged = iou > iou_threshold
+        merged = iou_one_to_many(boxes[i], boxes[order]) > iou_threshold
         merged[0] = True  # the best box itself (even when degenerate, with IoU 0)
         group = order[merged]
         wts = scores[group] / scores[group].sum()

@@ -90,6 +90,16 @@ def test_deviations_weights_folds_hardware_crops():
     assert "no ImageNet weights: trunk trained from scratch" in deviations(tb.protocol, cfg, {})
 
 
+def test_deviation_for_a_substituted_trunk():
+    """--set model.trunk.name=... is reported against the trunk the row's committed config names."""
+    tb = get_tables("chatzitzisi2020", "1")[0]
+    row = tb.rows[0]
+    cfg = load_config(REPO / row.config)
+    assert not any(d.startswith("trunk") for d in deviations(tb.protocol, cfg, {}, row))
+    cfg = load_config(REPO / row.config, ["model.trunk.name=efficientnet_lite0"])
+    assert "trunk efficientnet_lite0 instead of the paper's resnet50" in deviations(tb.protocol, cfg, {}, row)
+
+
 # -- the command -------------------------------------------------------------------------------------------
 
 def test_reproduce_list():

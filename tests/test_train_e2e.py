@@ -136,3 +136,24 @@ def test_init_from_copies_matching_weights(tmp_path):
                         dims, stats=None, with_losses=False)
     with pytest.raises(AgeGenderError, match="no trunk weight matches"):
         init_weights(other, str(src_path))
+
+
+def test_ema_checkpoint_holds_the_average(utkface_dir, tmp_path):
+    """trainer.ema: the checkpoint's weights are the moving average (differ from the live weights and lie
+    between the start and the live weights), and a bad decay is a one-line config error."""
+    import torch
+
+    out = tmp_path / "ema"
+    r = CliRunner().invoke(app, ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(out), *FAST,
+                                 "--set", "data.limit=128", "--set", "trainer.max_epochs=1",
+                                 "--set", "trainer.ema={decay: 0.9}"])
+    assert r.exit_code == 0, r.output
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    avg, live = ck["state_dict"], ck["current_model_state"]
+    key = next(k for k, v in avg.items() if v.is_floating_point() and "weight" in k)
+    assert not torch.equal(avg[key], live[key])
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 1
+
+    r = CliRunner().invoke(app, ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(tmp_path / "x"),
+                                 *FAST, "--set", "trainer.ema={decay: 1.5}"])
+    assert r.exit_code == 2 and "trainer.ema.decay" in r.output

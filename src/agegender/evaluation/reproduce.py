@@ -152,6 +152,18 @@ def load_row_config(path: Path, data: Mapping[str, str], quick: bool, sets: Sequ
 
 # -- deviations -------------------------------------------------------------------------------------------
 
+def row_trunk(row: Row | None) -> str | None:
+    """The trunk a row's committed config names (before any ``--set``), or None without a config."""
+    from agegender.training.config import load_config
+
+    if row is None or row.config is None:
+        return None
+    path = resolve_path(row.config)
+    if not path.is_file():
+        return None
+    return (load_config(path)["model"].get("trunk") or {}).get("name")
+
+
 def _hw_text(hw: Sequence[int]) -> str:
     return f"{hw[0]}×{hw[1]}"
 
@@ -210,6 +222,10 @@ def deviations(p: Protocol, cfg: Mapping[str, Any], result: Mapping[str, Any], r
         out.append(f"optimiser {o.get('name')} instead of {p.optimizer}")
     elif p.lr and o.get("lr") is not None and abs(float(o["lr"]) - p.lr) > 1e-12:
         out.append(f"learning rate {o['lr']:g} instead of {p.lr:g}")
+    wanted_trunk = row_trunk(row)
+    ran_trunk = (m.get("trunk") or {}).get("name")
+    if wanted_trunk and ran_trunk and ran_trunk != wanted_trunk:
+        out.append(f"trunk {ran_trunk} instead of the paper's {wanted_trunk}")
     pre = bool((m.get("trunk") or {}).get("pretrained"))
     if p.pretrained and not pre:
         offline = WEIGHTS_OFFLINE in out

@@ -16,7 +16,7 @@ from agegender.errors import AgeGenderError
 
 #: keys whose value is a free-form mapping (validated by the part that consumes it)
 _FREE = {"data.options", "data.split", "data.filter", "model.trunk", "model.heads", "model.weighting",
-         "model.composition_args", "optim.scheduler", "trainer.early_stopping", "eval"}
+         "model.composition_args", "optim.scheduler", "trainer.early_stopping", "trainer.ema", "eval"}
 
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
@@ -80,6 +80,9 @@ DEFAULTS: dict[str, Any] = {
         "gradient_clip_val": None,
         "progress_bar": True,
         "deterministic": False,
+        # exponential moving average of the weights (Lightning's EMAWeightAveraging): validation, checkpoints
+        # and the final model use the average; e.g. {decay: 0.998, start_step: 300}
+        "ema": None,
     },
     "eval": {"tta_flip": False, "ten_crop": False},
 }

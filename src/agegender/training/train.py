@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (EarlyStopping, EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint,
+                                         TQDMProgressBar)
 from lightning.pytorch.loggers import CSVLogger
 
 from agegender.errors import AgeGenderError
@@ -68,6 +69,18 @@ def init_weights(model: torch.nn.Module, source: str) -> dict[str, int]:
     return {"copied": len(take), "kept": skipped}
 
 
+def _ema_callback(ema: Mapping[str, Any]) -> EMAWeightAveraging:
+    """``trainer.ema`` → an EMA of the weights (batch-norm statistics included); unknown keys are a config error."""
+    unknown = set(ema) - {"decay", "start_step"}
+    if unknown:
+        raise AgeGenderError(f"trainer.ema: unknown key(s) {sorted(unknown)}; valid: decay, start_step",
+                             code="bad_config")
+    decay = float(ema.get("decay", 0.999))
+    if not 0.0 < decay < 1.0:
+        raise AgeGenderError(f"trainer.ema.decay must be between 0 and 1, got {decay}", code="bad_config")
+    return EMAWeightAveraging(decay=decay, update_starting_at_step=int(ema.get("start_step", 0)))
+
+
 def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = False) -> dict[str, Any]:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +99,9 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
     if es and has_val:
         callbacks.append(EarlyStopping(monitor=es.get("monitor", "val/loss"), patience=int(es.get("patience", 5)),
                                        mode=es.get("mode", "min")))
+    ema = t.get("ema")
+    if ema:
+        callbacks.append(_ema_callback(ema))
     if t.get("progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=20))
     trainer = L.Trainer(

@@ -12,6 +12,7 @@ from agegender.evaluation.fairness import (
     per_group_metrics,
     pick_threshold,
     under18_sweep,
+    within_age_groups,
 )
 from agegender.labels import ETHNICITIES, GENDERS
 
@@ -42,6 +43,29 @@ def test_per_group_metrics_and_gaps_by_hand():
     # male rows 0, 2, 5: predicted male, female, male → 2/3; female rows 1, 3, 4: female, female, male → 2/3
     assert by_gender["male"]["gender_accuracy"] == pytest.approx(2 / 3)
     assert set(by_gender) <= set(GENDERS) and set(by) <= set(ETHNICITIES)
+
+
+def test_within_age_groups_separates_age_make_up():
+    """Overall, white (mostly infants) looks 40 points worse on gender than black; within each age group the
+    two are equal, so the gap is the age make-up alone."""
+    # infants (age 1, group 0-2): white 4 of them, black 1; adults (age 30, group 25-32): white 1, black 4
+    age = np.array([1, 1, 1, 1, 30, 1, 30, 30, 30, 30], dtype=float)
+    eth = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    gender = np.zeros(10, dtype=int)
+    # every infant is wrong, every adult right
+    p_female = np.where(age < 18, 0.9, 0.1)
+    preds, targets = {"gender_probs": _gender(p_female)}, {"age": age, "gender": gender, "ethnicity": eth}
+    overall = per_group_metrics(preds, targets, "ethnicity", "adience8")
+    assert overall["white"]["gender_accuracy"] == pytest.approx(0.2) and overall["black"]["gender_accuracy"] == 0.8
+    c = within_age_groups(preds, targets, "ethnicity", "gender_accuracy", "adience8", min_n=1)
+    assert c["rows"]["0-2"] == {"white": {"n": 4, "value": 0.0}, "black": {"n": 1, "value": 0.0}}
+    assert c["rows"]["25-32"]["black"] == {"n": 4, "value": 1.0}
+    assert c["gaps"]["0-2"]["gap"] == 0.0 and c["largest_within_age_group_gap"] == 0.0
+    # cells under min_n take no part in the gap
+    assert within_age_groups(preds, targets, "ethnicity", "gender_accuracy", "adience8", min_n=2)["gaps"] == {}
+    rep = fairness_report(preds, targets, "adience8", min_n=1)
+    assert rep["within_age_group"]["ethnicity"]["gender_accuracy"]["rows"]["0-2"]["white"]["n"] == 4
+    assert within_age_groups(preds, {"gender": gender, "ethnicity": eth}, "ethnicity", "gender_accuracy") == {}
 
 
 def test_age_group_grouping_and_gap_support():

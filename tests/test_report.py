@@ -15,7 +15,8 @@ from helpers_models import write_tiny_package
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("## Metrics", "## Confusion matrices", "## MAE and accuracy by true age",
             "## Calibration (temperature scaling)", "## Fairness: metrics per group", "### By ethnicity",
-            "### By gender", "### By age group", "## Under-18 detection")
+            "### By gender", "### By age group", "### gender_accuracy by ethnicity within each true age group",
+            "### age_mae by gender within each true age group", "## Under-18 detection")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,8 @@ def test_report_face_model(small_utkface, tmp_path):
     # fairness in the JSON; years model → age-threshold sweep
     assert set(rep["fairness"]["by"]) == {"ethnicity", "gender", "age_group"}
     assert rep["fairness"]["under18"]["score"] == "years"
+    cross = rep["fairness"]["within_age_group"]["ethnicity"]["gender_accuracy"]
+    assert sum(c["n"] for cells in cross["rows"].values() for c in cells.values()) == rep["n_images"]
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["report"] == str(out / "report.md") and "fairness" in saved
     lines = (out / "predictions.csv").read_text().splitlines()

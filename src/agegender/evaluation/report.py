@@ -291,6 +291,25 @@ def _fairness_md(fair: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _within_age_md(fair: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for by, per_metric in fair.get("within_age_group", {}).items():
+        for metric, c in per_metric.items():
+            cols = [g for g in c["groups"] if any(g in r for r in c["rows"].values())]
+            rows = []
+            for age, cells in c["rows"].items():
+                gap = c["gaps"].get(age)
+                rows.append([age, *[f"{_fmt(metric, cells[g]['value'])} ({cells[g]['n']})" if g in cells else ""
+                                    for g in cols],
+                             f"{_fmt(metric, gap['gap'])} ({gap['best']} / {gap['worst']})" if gap else ""])
+            lines.append(f"### {metric} by {by.replace('_', ' ')} within each true age group\n")
+            lines.append(f"Value (images) per cell; the gap column compares cells of at least {c['min_n']} images. "
+                         "A gap between groups overall can come from their different age make-up alone.\n")
+            lines.append(md_table(["age group", *cols, "gap (best / worst)"], rows))
+            lines.append("")
+    return lines
+
+
 def _under18_md(u: Mapping[str, Any]) -> list[str]:
     lines = [(f"Rule: {u['rule']}. Truth: {u['n_minors']} people under 18 among {u['n']} whose side of 18 is "
               "known. See `agegender.evaluation.fairness` for how group classifiers are scored.\n")]
@@ -409,6 +428,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, calibration: str = "auto",
     md.append("\n## Fairness: metrics per group\n")
     fair = fairness_report(ev.preds, ev.targets, ev.scheme, model_scheme, min_n=min_n)
     md.extend(_fairness_md(fair) or ["The data carry no ethnicity, gender or age labels to group by."])
+    md.extend(_within_age_md(fair))
     md.append("## Under-18 detection (jamoliddin_yoo2022 §V)\n")
     u = fair.get("under18")
     if u:

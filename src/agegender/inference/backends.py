@@ -4,6 +4,8 @@ float batch into the same dict of decoded numpy arrays (``age``, ``age_probs``, 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +14,35 @@ import torch
 
 from agegender.errors import AgeGenderError
 
+log = logging.getLogger(__name__)
+
 #: key of the JSON blob inside an exported ONNX model's ``metadata_props``
 ONNX_META_KEY = "agegender"
 
 
 class TorchBackend:
-    """A :class:`~agegender.models.package.ModelBundle` run in eager PyTorch (``channels_last``, no grad)."""
+    """A :class:`~agegender.models.package.ModelBundle` run by PyTorch (no grad).
+
+    It starts in eager mode (``channels_last``). On a CPU, once it has run ``optimize_after`` crops (a batch
+    job, a video, a server), it traces the network once and freezes it for inference
+    (``torch.jit.trace`` → ``torch.jit.freeze`` → ``torch.jit.optimize_for_inference``: batch norm folded
+    into the convolutions, oneDNN kernels). That costs about 2 s once, so one-photo runs stay eager, and it
+    makes each later batch faster (one 96-px face: 18 → 11 ms on one core; `benchmarks/crops_per_second.py`).
+    The outputs agree with eager mode to ~1e-5 (tested). ``optimize_after=None`` keeps eager mode. If
+    tracing fails (an unusual network), it stays eager and says so once in the log.
+    """
 
     name = "torch"
     #: what :meth:`run` takes: a normalised NCHW float batch (``Predictor.model_input`` builds it)
     input_format = "float"
+    #: crops run in eager mode before the network is traced and frozen (see the class docstring)
+    OPTIMIZE_AFTER = 64
+    #: largest output difference (logits) between the frozen trace and eager mode that is accepted
+    FREEZE_TOLERANCE = 1e-3
 
     def __init__(
-        self, path: str | Path | None, device: str = "cpu", threads: int | None = None, bundle: Any = None
+        self, path: str | Path | None, device: str = "cpu", threads: int | None = None, bundle: Any = None,
+        optimize_after: int | None = OPTIMIZE_AFTER,
     ) -> None:
         from agegender.models.package import load_bundle
 
@@ -41,11 +59,49 @@ class TorchBackend:
         self.meta = self.bundle.meta
         self.source = str(path)
         self.model_name = self.bundle.name
+        self.optimize_after = optimize_after if self.device.type == "cpu" else None
+        self._seen = 0
+        self._frozen: Any = None  # the traced + frozen network, once built
+        self._lock = threading.Lock()
 
     @classmethod
-    def from_bundle(cls, bundle: Any, device: str = "cpu") -> TorchBackend:
+    def from_bundle(cls, bundle: Any, device: str = "cpu", optimize_after: int | None = OPTIMIZE_AFTER) -> TorchBackend:
         """Wrap an already loaded :class:`~agegender.models.package.ModelBundle`."""
-        return cls(None, device, bundle=bundle)
+        return cls(None, device, bundle=bundle, optimize_after=optimize_after)
+
+    @property
+    def optimized(self) -> bool:
+        """Whether the network now runs traced and frozen."""
+        return self._frozen is not None and self._frozen is not False
+
+    def _network(self, x: torch.Tensor) -> Any:
+        """The callable to run ``x`` through: eager until ``optimize_after`` crops, then the frozen trace."""
+        self._seen += int(x.shape[0])
+        if self._frozen is None and self.optimize_after is not None and self._seen > self.optimize_after:
+            with self._lock:
+                if self._frozen is None:
+                    self._frozen = self._freeze(x[:2])
+        return self._frozen if self.optimized else self.bundle.model
+
+    def _freeze(self, example: torch.Tensor) -> Any:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about Python values
+                traced = torch.jit.trace(self.bundle.model.eval(), example.contiguous(), strict=False)
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+                want, got = self.bundle.model(example), frozen(example.contiguous())
+                worst = max(float((want[k].float() - got[k].float()).abs().max()) for k in want)
+        except Exception as e:  # noqa: BLE001 - any tracing failure: keep the (correct) eager path
+            log.warning("%s: tracing for faster CPU inference failed (%s: %s); staying in eager mode",
+                        self.model_name, type(e).__name__, e)
+            return False
+        if not worst <= self.FREEZE_TOLERANCE:  # a trace that does not reproduce the network is never used
+            log.warning("%s: the frozen trace differs from the network by %.3g; staying in eager mode",
+                        self.model_name, worst)
+            return False
+        return frozen
 
     def run(self, x: torch.Tensor, tta_flip: bool = False) -> dict[str, np.ndarray]:
         """Decoded outputs; ``tta_flip`` averages with the mirrored crops (same result as
@@ -55,8 +111,9 @@ class TorchBackend:
         if tta_flip:
             x = torch.cat([x, torch.flip(x, dims=[3])])
         with torch.inference_mode():
-            x = x.contiguous(memory_format=torch.channels_last)
-            dec = self.bundle.model.decode(self.bundle.model(x))
+            net = self._network(x)
+            x = x.contiguous(memory_format=torch.channels_last) if net is self.bundle.model else x.contiguous()
+            dec = self.bundle.model.decode(net(x))
         out = {k: v.float().cpu().numpy() for k, v in dec.items()}
         return {k: (v[:n] + v[n:]) / 2 for k, v in out.items()} if tta_flip else out
 

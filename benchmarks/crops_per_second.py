@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,8,32,64,128")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per setting")
-    ap.add_argument("--backends", default="torch,onnx,onnx-int8")
+    ap.add_argument("--backends", default="torch,torch-eager,onnx,onnx-int8",
+                    help="torch (traced + frozen after warm-up), torch-eager, onnx, onnx-int8")
     ap.add_argument(
         "--calibration",
         default=str(REPO.parent / "shared" / "data" / "utkface" / "images"),
@@ -60,7 +61,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="agegender-bench-"))
-    files = {"torch": path}
+    files = {"torch": path, "torch-eager": path}
     if "onnx" in args.backends.split(","):
         files["onnx"] = export_onnx(path, folder / "model.onnx", verify=False)["onnx"]
     if "onnx-int8" in args.backends.split(","):
@@ -79,10 +80,16 @@ def main() -> None:
         p = load(files[backend], detector="none", threads=args.threads)
         tta_default = p.tta_flip
         h, w = p.resize_hw
-        print(
-            f"# {backend}: input {p.input_hw}, threads {args.threads or 'default'}, model's tta_flip={tta_default}"
-        )
         rng = np.random.default_rng(0)
+        if backend.startswith("torch"):
+            # "torch" traces + freezes the network after its first crops (TorchBackend); "torch-eager" never
+            p.backend.optimize_after = None if backend == "torch-eager" else 0
+            p.backend.run(p.model_input([rng.integers(0, 256, (h, w, 3), dtype=np.uint8)] * 2))
+        frozen = f", traced+frozen={p.backend.optimized}" if backend.startswith("torch") else ""
+        print(
+            f"# {backend}: input {p.input_hw}, threads {args.threads or 'default'}, "
+            f"model's tta_flip={tta_default}{frozen}"
+        )
         for bs in sizes:
             crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(bs)]
             p.batch_size = bs

@@ -67,7 +67,8 @@ def main() -> None:
     for name in args.detectors.split(","):
         det, opts = SETTINGS[name]
         p = load(path, detector=det, detector_options=opts, threads=args.threads, backend=args.backend)
-        p.predict(jpeg)  # warm-up
+        for _ in range(70):  # warm-up to the steady state (the torch backend freezes its network after 64 crops)
+            p.predict(jpeg)
         total, dec, detect, model, cpu = [], [], [], [], []
         faces = 0
         for _ in range(args.repeats):

@@ -39,7 +39,7 @@ def main() -> None:
     clip = synthetic_video(folder / "clip.mp4", frames=args.frames)
     print(f"video: {clip} ({args.frames} frames, 640x480, 25 fps)")
     p = load(path, threads=args.threads, detector=args.detector, backend=args.backend)
-    process_video(p, str(clip), every=1, max_frames=10)  # warm-up
+    process_video(p, str(clip), every=1, max_frames=70)  # warm-up (the torch backend freezes after 64 crops)
     print("frames per second: wall clock, and per CPU-second of this process (= one idle core)")
     print(f"{'every':>5} {'fps':>7} {'fps/CPU':>7} {'fps writing mp4':>15} {'fps/CPU':>7} {'tracks':>6}")
     for every in (int(e) for e in args.every.split(",")):

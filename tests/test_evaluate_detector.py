@@ -2,7 +2,6 @@
 
 import csv
 
-
 import numpy as np
 from PIL import Image
 

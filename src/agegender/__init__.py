@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 __all__ = ["AgeGenderError", "__version__", "load"]
 
 
-def load(name_or_path: str = "default", **kwargs):  # noqa: ANN201 - returns agegender.inference.Predictor
+def load(name_or_path: str = "default", **kwargs):
     """Load a predictor: a bundled model name (``default``, ``default-body``), a checkpoint or an ONNX file."""
     from agegender.inference.predictor import load as _load
 

@@ -76,7 +76,7 @@ def ensure_torchvision_ops() -> bool:
             return False
     except Exception:
         return False
-    lib = torch.library.Library("torchvision", "DEF")  # noqa: F841 - kept alive below
+    lib = torch.library.Library("torchvision", "DEF")
     # torchvision/_meta_registrations.py registers fake kernels for both of these at import time.
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.impl("nms", _nms_reference, "CPU")

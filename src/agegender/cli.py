@@ -10,8 +10,9 @@ import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import typer
 
@@ -40,9 +41,9 @@ def user_errors(fn: Callable) -> Callable:
 @user_errors
 def train(
     config: Path = typer.Argument(..., help="experiment YAML (see configs/)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (overrides data.root)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder (default runs/<config name>)"),
-    set_: List[str] = typer.Option([], "--set", help="override a config key: --set optim.lr=0.001 (repeatable)"),
+    data: Path | None = typer.Option(None, "--data", help="dataset folder (overrides data.root)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="run folder (default runs/<config name>)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: --set optim.lr=0.001 (repeatable)"),
     resume: bool = typer.Option(False, "--resume", help="continue from <output>/checkpoints/last.ckpt"),
 ) -> None:
     """Train a model from a config; writes checkpoints, CSV logs and results.json."""
@@ -70,9 +71,9 @@ def train(
 @user_errors
 def refine(
     config: Path = typer.Argument(..., help="cross-modal age config with model.composition_args.refine"),
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (overrides data.root of both configs)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder (default runs/<config name>)"),
-    set_: List[str] = typer.Option([], "--set", help="override a key of both configs (repeatable)"),
+    data: Path | None = typer.Option(None, "--data", help="dataset folder (overrides data.root of both configs)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="run folder (default runs/<config name>)"),
+    set_: list[str] = typer.Option([], "--set", help="override a key of both configs (repeatable)"),
 ) -> None:
     """Iterative refinement (aminian_noubir §4.5): gender net → cross-modal age net → gender net from the
     age net's embedding → age again, as many rounds as the config says."""
@@ -89,17 +90,17 @@ def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="checkpoint/package path or bundled model name"),
     dataset: str = typer.Option(..., "--dataset", "-d", help="dataset reader name (see `agegender datasets`)"),
     data: Path = typer.Option(..., "--data", help="dataset folder"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the JSON report here"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the JSON report here"),
     split: str = typer.Option("all", "--split", help="all (independent test set) or the model's own train/val/test split"),
-    scheme: Optional[str] = typer.Option(None, "--scheme", help="age-group scheme (default: the dataset's)"),
+    scheme: str | None = typer.Option(None, "--scheme", help="age-group scheme (default: the dataset's)"),
     batch_size: int = typer.Option(64, "--batch-size"),
-    tta_flip: Optional[bool] = typer.Option(None, "--tta-flip/--no-tta-flip", help="average with mirrored images"),
-    detector: Optional[str] = typer.Option(None, "--detector", help="face detector for loose images (default: "
+    tta_flip: bool | None = typer.Option(None, "--tta-flip/--no-tta-flip", help="average with mirrored images"),
+    detector: str | None = typer.Option(None, "--detector", help="face detector for loose images (default: "
                                            "none for tight crops such as UTKFace; for FairFace/Adience the model's own "
                                            "detector, else haar)"),
-    ten_crop: Optional[bool] = typer.Option(None, "--ten-crop/--centre-crop",
+    ten_crop: bool | None = typer.Option(None, "--ten-crop/--centre-crop",
                                             help="aminian_noubir's 10-crop over-sampling (default: the model config's)"),
-    report: Optional[Path] = typer.Option(None, "--report", help="also write report.md with plots, fairness tables, "
+    report: Path | None = typer.Option(None, "--report", help="also write report.md with plots, fairness tables, "
                                           "the under-18 sweep and calibration into this folder"),
     calibration: str = typer.Option("auto", "--calibration", help="where the report fits temperature scaling: auto "
                                     "(the model's val split with --split test, else two halves of the data), val, halves"),
@@ -155,11 +156,11 @@ def models() -> None:
 def package(
     checkpoint: Path = typer.Argument(..., help="a Lightning checkpoint from `agegender train`"),
     output: Path = typer.Option(..., "--output", "-o", help="package file to write (.pt)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset folder for calibration (default: the config's)"),
+    data: Path | None = typer.Option(None, "--data", help="dataset folder for calibration (default: the config's)"),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="fit temperature scaling on the validation split"),
     half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),
-    name: Optional[str] = typer.Option(None, "--name"),
-    detector: Optional[str] = typer.Option(
+    name: str | None = typer.Option(None, "--name"),
+    detector: str | None = typer.Option(
         None, "--detector", help="the model's default face detector (default: haar; none for body models)"
     ),
 ) -> None:
@@ -177,9 +178,9 @@ def package(
 
 
 # Command groups that live in their own modules register on the same app.
-import agegender.cli_eval  # noqa: E402,F401  (reproduce)
-import agegender.cli_inference  # noqa: E402,F401  (predict, video, export)
-import agegender.cli_serve  # noqa: E402,F401  (serve)
+import agegender.cli_eval
+import agegender.cli_inference
+import agegender.cli_serve  # noqa: F401  (serve)
 
 
 def main() -> None:

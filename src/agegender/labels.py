@@ -9,8 +9,9 @@ distribution heads, and the age-group schemes used everywhere (`adience8`, `kang
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -198,7 +199,7 @@ class SampleSet:
             f" ({detail})" if detail else ""
         )
 
-    def subset(self, indices: Sequence[int]) -> "SampleSet":
+    def subset(self, indices: Sequence[int]) -> SampleSet:
         return SampleSet(
             self.name, [self.samples[i] for i in indices], self.attribute_names, self.age_scheme, [], self.root
         )

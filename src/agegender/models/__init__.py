@@ -7,4 +7,4 @@ from agegender.models import attribute_ae, cross_modal, heads, losses, multitask
 from agegender.models.multitask import MultiTaskNet, build_model
 from agegender.models.registry import COMPOSITIONS, HEADS, LOSSES, TRUNKS, WEIGHTINGS
 
-__all__ = ["build_model", "MultiTaskNet", "TRUNKS", "HEADS", "LOSSES", "WEIGHTINGS", "COMPOSITIONS"]
+__all__ = ["COMPOSITIONS", "HEADS", "LOSSES", "TRUNKS", "WEIGHTINGS", "MultiTaskNet", "build_model"]

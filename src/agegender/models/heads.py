@@ -10,7 +10,7 @@ temperature scaling (fitted on validation data) sets after training.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

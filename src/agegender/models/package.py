@@ -7,9 +7,10 @@ margin), label names and a model card — like torchvision's ``weights.transform
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

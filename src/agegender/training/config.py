@@ -7,8 +7,9 @@ Unknown keys are rejected with a message listing the valid ones, so a typo never
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 

@@ -8,7 +8,8 @@ preprocessing, label names) is saved in the checkpoint's hyper-parameters.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import numpy as np

@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import (EarlyStopping, EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint,
-                                         TQDMProgressBar)
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger
 
 from agegender.errors import AgeGenderError
@@ -145,7 +151,7 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
         "train_seconds": round(train_seconds, 1),
         "parameters": int(n_params),
         "read_summary": dm.read_summary,
-        "split_sizes": {k: int(len(v)) for k, v in dm.split.items()},
+        "split_sizes": {k: len(v) for k, v in dm.split.items()},
     }
     if len(dm.split.get("test", [])):
         from agegender.evaluation.evaluate import evaluate

@@ -38,9 +38,9 @@ from agegender.inference.detectors.onnx import OnnxDetector
 DEFAULT_DETECTOR = "haar"
 
 __all__ = [
-    "BlazeFaceDetector",
     "DEFAULT_DETECTOR",
     "DETECTORS",
+    "BlazeFaceDetector",
     "Detection",
     "Detector",
     "DlibHogDetector",

@@ -152,16 +152,42 @@ def load_row_config(path: Path, data: Mapping[str, str], quick: bool, sets: Sequ
 
 # -- deviations -------------------------------------------------------------------------------------------
 
-def row_trunk(row: Row | None) -> str | None:
-    """The trunk a row's committed config names (before any ``--set``), or None without a config."""
+def row_config(row: Row | None) -> dict[str, Any] | None:
+    """The row's committed config as written (before any ``--set``), or None without a config."""
     from agegender.training.config import load_config
 
     if row is None or row.config is None:
         return None
     path = resolve_path(row.config)
-    if not path.is_file():
-        return None
-    return (load_config(path)["model"].get("trunk") or {}).get("name")
+    return load_config(path) if path.is_file() else None
+
+
+def row_trunk(row: Row | None) -> str | None:
+    """The trunk a row's committed config names (before any ``--set``), or None without a config."""
+    cfg = row_config(row)
+    return None if cfg is None else (cfg["model"].get("trunk") or {}).get("name")
+
+
+def _flat(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def optim_changes(row: Row | None, cfg: Mapping[str, Any]) -> list[str]:
+    """Optimiser settings of the run that differ from the row's committed config (e.g. a ``--set optim.lr``
+    for a shortened schedule). The committed values follow the paper or, where it is silent, say so in the
+    config; either way a reader of the table must see the change."""
+    committed = row_config(row)
+    if committed is None:
+        return []
+    was, now = _flat(committed.get("optim") or {}, "optim."), _flat(cfg.get("optim") or {}, "optim.")
+    return [f"{k} {now.get(k, 'unset')} instead of the config's {was.get(k, 'unset')}"
+            for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
 
 
 def _hw_text(hw: Sequence[int]) -> str:
@@ -222,6 +248,8 @@ def deviations(p: Protocol, cfg: Mapping[str, Any], result: Mapping[str, Any], r
         out.append(f"optimiser {o.get('name')} instead of {p.optimizer}")
     elif p.lr and o.get("lr") is not None and abs(float(o["lr"]) - p.lr) > 1e-12:
         out.append(f"learning rate {o['lr']:g} instead of {p.lr:g}")
+    covered = (("optim.name ",) if p.optimizer else ()) + (("optim.lr ",) if p.lr else ())  # reported above
+    out += [c for c in optim_changes(row, cfg) if not c.startswith(covered)]
     wanted_trunk = row_trunk(row)
     ran_trunk = (m.get("trunk") or {}).get("name")
     if wanted_trunk and ran_trunk and ran_trunk != wanted_trunk:

@@ -100,14 +100,16 @@ def test_deviation_for_a_substituted_trunk():
     assert "trunk efficientnet_lite0 instead of the paper's resnet50" in deviations(tb.protocol, cfg, {}, row)
 
 
-def test_deviation_for_changed_optimiser_settings():
-    """A --set on the optimiser (e.g. a higher LR for a shortened schedule) is listed against the committed config."""
+def test_deviation_for_a_changed_schedule():
+    """A --set on the optimiser or epoch limit (a shortened schedule) is listed against the committed config."""
     tb = get_tables("chatzitzisi2020", "1")[0]
     row = tb.rows[0]
     cfg = load_config(REPO / row.config)
     assert not any(d.startswith("optim.") for d in deviations(tb.protocol, cfg, {}, row))
-    cfg = load_config(REPO / row.config, ["optim.lr=0.01", "optim.scheduler={name: cosine, warmup_steps: 100}"])
+    cfg = load_config(REPO / row.config, ["optim.lr=0.01", "optim.scheduler={name: cosine, warmup_steps: 100}",
+                                          "trainer.max_epochs=10"])
     devs = deviations(tb.protocol, cfg, {}, row)
+    assert "trainer.max_epochs 10 instead of the config's 100" in devs
     assert "optim.lr 0.01 instead of the config's 0.001" in devs
     assert "optim.scheduler.name cosine instead of the config's none" in devs
     assert "optim.scheduler.warmup_steps 100 instead of the config's unset" in devs

@@ -178,14 +178,19 @@ def _flat(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def optim_changes(row: Row | None, cfg: Mapping[str, Any]) -> list[str]:
-    """Optimiser settings of the run that differ from the row's committed config (e.g. a ``--set optim.lr``
-    for a shortened schedule). The committed values follow the paper or, where it is silent, say so in the
-    config; either way a reader of the table must see the change."""
+def schedule_changes(row: Row | None, cfg: Mapping[str, Any]) -> list[str]:
+    """Optimiser settings and epoch limit of the run that differ from the row's committed config (e.g.
+    ``--set optim.lr`` for a shortened schedule). The committed values follow the paper or, where it is
+    silent, say so in the config; either way a reader of the table must see the change."""
     committed = row_config(row)
     if committed is None:
         return []
-    was, now = _flat(committed.get("optim") or {}, "optim."), _flat(cfg.get("optim") or {}, "optim.")
+
+    def keys(c: Mapping[str, Any]) -> dict[str, Any]:
+        return {**_flat(c.get("optim") or {}, "optim."),
+                "trainer.max_epochs": (c.get("trainer") or {}).get("max_epochs")}
+
+    was, now = keys(committed), keys(cfg)
     return [f"{k} {now.get(k, 'unset')} instead of the config's {was.get(k, 'unset')}"
             for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
 
@@ -248,8 +253,9 @@ def deviations(p: Protocol, cfg: Mapping[str, Any], result: Mapping[str, Any], r
         out.append(f"optimiser {o.get('name')} instead of {p.optimizer}")
     elif p.lr and o.get("lr") is not None and abs(float(o["lr"]) - p.lr) > 1e-12:
         out.append(f"learning rate {o['lr']:g} instead of {p.lr:g}")
-    covered = (("optim.name ",) if p.optimizer else ()) + (("optim.lr ",) if p.lr else ())  # reported above
-    out += [c for c in optim_changes(row, cfg) if not c.startswith(covered)]
+    covered = (("optim.name ",) if p.optimizer else ()) + (("optim.lr ",) if p.lr else ()) + \
+        (("trainer.max_epochs ",) if p.epochs else ())  # each reported above against the paper
+    out += [c for c in schedule_changes(row, cfg) if not c.startswith(covered)]
     wanted_trunk = row_trunk(row)
     ran_trunk = (m.get("trunk") or {}).get("name")
     if wanted_trunk and ran_trunk and ran_trunk != wanted_trunk:

@@ -162,12 +162,6 @@ def row_config(row: Row | None) -> dict[str, Any] | None:
     return load_config(path) if path.is_file() else None
 
 
-def row_trunk(row: Row | None) -> str | None:
-    """The trunk a row's committed config names (before any ``--set``), or None without a config."""
-    cfg = row_config(row)
-    return None if cfg is None else (cfg["model"].get("trunk") or {}).get("name")
-
-
 def _flat(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -178,13 +172,10 @@ def _flat(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def schedule_changes(row: Row | None, cfg: Mapping[str, Any]) -> list[str]:
+def schedule_changes(committed: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
     """Optimiser settings and epoch limit of the run that differ from the row's committed config (e.g.
     ``--set optim.lr`` for a shortened schedule). The committed values follow the paper or, where it is
     silent, say so in the config; either way a reader of the table must see the change."""
-    committed = row_config(row)
-    if committed is None:
-        return []
 
     def keys(c: Mapping[str, Any]) -> dict[str, Any]:
         return {**_flat(c.get("optim") or {}, "optim."),
@@ -255,8 +246,10 @@ def deviations(p: Protocol, cfg: Mapping[str, Any], result: Mapping[str, Any], r
         out.append(f"learning rate {o['lr']:g} instead of {p.lr:g}")
     covered = (("optim.name ",) if p.optimizer else ()) + (("optim.lr ",) if p.lr else ()) + \
         (("trainer.max_epochs ",) if p.epochs else ())  # each reported above against the paper
-    out += [c for c in schedule_changes(row, cfg) if not c.startswith(covered)]
-    wanted_trunk = row_trunk(row)
+    committed = row_config(row)  # the row's config before any --set
+    if committed is not None:
+        out += [c for c in schedule_changes(committed, cfg) if not c.startswith(covered)]
+    wanted_trunk = None if committed is None else (committed["model"].get("trunk") or {}).get("name")
     ran_trunk = (m.get("trunk") or {}).get("name")
     if wanted_trunk and ran_trunk and ran_trunk != wanted_trunk:
         out.append(f"trunk {ran_trunk} instead of the paper's {wanted_trunk}")

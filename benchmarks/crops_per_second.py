@@ -44,8 +44,9 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,8,32,64,128")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per setting")
-    ap.add_argument("--backends", default="torch,torch-eager,onnx,onnx-int8",
-                    help="torch (traced + frozen after warm-up), torch-eager, onnx, onnx-int8")
+    ap.add_argument("--backends", default="torch,torch-bf16,torch-eager,onnx,onnx-int8",
+                    help="torch (traced + frozen after warm-up), torch-bf16 (the same in bfloat16: "
+                    "load(..., precision='bf16')), torch-eager, onnx, onnx-int8")
     ap.add_argument(
         "--calibration",
         default=str(REPO.parent / "shared" / "data" / "utkface" / "images"),
@@ -61,7 +62,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="agegender-bench-"))
-    files = {"torch": path, "torch-eager": path}
+    files = {"torch": path, "torch-bf16": path, "torch-eager": path}
     if "onnx" in args.backends.split(","):
         files["onnx"] = export_onnx(path, folder / "model.onnx", verify=False)["onnx"]
     if "onnx-int8" in args.backends.split(","):
@@ -77,7 +78,8 @@ def main() -> None:
         f"{'backend':10} {'batch':>5} {'model':>7} {'crops':>7} {'+flip':>7} {'crops/CPU-s':>11} {'+flip':>7}"
     )
     for backend in args.backends.split(","):
-        p = load(files[backend], detector="none", threads=args.threads)
+        precision = "bf16" if backend == "torch-bf16" else "fp32"
+        p = load(files[backend], detector="none", threads=args.threads, precision=precision)
         tta_default = p.tta_flip
         h, w = p.resize_hw
         rng = np.random.default_rng(0)
@@ -85,7 +87,8 @@ def main() -> None:
             # "torch" traces + freezes the network after its first crops (TorchBackend); "torch-eager" never
             p.backend.optimize_after = None if backend == "torch-eager" else 0
             p.backend.run(p.model_input([rng.integers(0, 256, (h, w, 3), dtype=np.uint8)] * 2))
-        frozen = f", traced+frozen={p.backend.optimized}" if backend.startswith("torch") else ""
+        frozen = (f", traced+frozen={p.backend.optimized} ({p.backend.precision})"
+                  if backend.startswith("torch") else "")
         print(
             f"# {backend}: input {p.input_hw}, threads {args.threads or 'default'}, "
             f"model's tta_flip={tta_default}{frozen}"

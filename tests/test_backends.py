@@ -71,3 +71,52 @@ def test_tracing_failure_or_mismatch_stays_eager(tiny_face_model: Path, monkeypa
     caplog.clear()
     b2.run(x)
     assert not b2.optimized and "differs from the network" in caplog.text
+
+
+@pytest.mark.parametrize("model", ["tiny_face_model", "default"])
+def test_bf16_trace_runs_in_bfloat16_and_stays_close(model: str, request: pytest.FixtureRequest) -> None:
+    from agegender.models.bundled import resolve_model_path
+
+    path = resolve_model_path("default") if model == "default" else request.getfixturevalue(model)
+    ref = TorchBackend(path, optimize_after=None)
+    b = TorchBackend(path, optimize_after=0, precision="bf16")
+    x = _batch(b, 6, seed=3)
+    a, got = ref.run(x, tta_flip=True), b.run(x, tta_flip=True)
+    assert b.optimized and b.precision == "bf16"
+    # the traced graph really computes in bfloat16 (its convolution weights are bfloat16 constants) ...
+    graph = str(b._frozen.graph)
+    assert "BFloat16" in graph
+    # ... while the heads' linear layers and the decoding stay float32
+    assert all(v.dtype == np.float32 for v in got.values())
+    for k in a:
+        if k.endswith("_probs"):
+            np.testing.assert_allclose(a[k], got[k], atol=TorchBackend.BF16_TOLERANCE, err_msg=k)
+            assert not np.array_equal(a[k], got[k])  # it did not silently run float32
+    # the float32 copy the predictor decodes with is untouched
+    assert next(b.bundle.model.parameters()).dtype == torch.float32
+
+
+def test_bf16_mismatch_stays_eager_and_precision_options(tiny_face_model: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from agegender.errors import AgeGenderError
+    from agegender.inference import backends
+    from agegender.inference.backends import open_backend
+
+    monkeypatch.setattr(TorchBackend, "BF16_TOLERANCE", -1.0)  # no trace can pass
+    b = TorchBackend(tiny_face_model, optimize_after=0, precision="bf16")
+    x = _batch(b, 3)
+    out = b.run(x)
+    assert not b.optimized and "frozen bf16 trace differs" in caplog.text
+    want = TorchBackend(tiny_face_model, optimize_after=None).run(x)
+    for k in want:  # eager float32 results
+        np.testing.assert_allclose(want[k], out[k], atol=1e-6)
+
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
+    assert TorchBackend(tiny_face_model, precision="auto").precision == "fp32"
+    monkeypatch.setattr(backends, "cpu_has_bf16", lambda: True)
+    assert TorchBackend(tiny_face_model, precision="auto").precision == "bf16"
+    assert TorchBackend(tiny_face_model).precision == "fp32"  # the default
+    with pytest.raises(AgeGenderError, match="unknown precision 'fp8'"):
+        TorchBackend(tiny_face_model, precision="fp8")
+    with pytest.raises(AgeGenderError, match="torch backend option"):
+        open_backend(tiny_face_model, backend="onnx", precision="bf16")

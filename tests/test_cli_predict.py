@@ -181,3 +181,26 @@ def test_user_errors_exit_2(tiny_face_model: Path, tmp_path: Path) -> None:
     assert code == 2 and "no image files" in err
     code, _, err = run(str(tmp_path), "--model", str(tiny_face_model), "--ray", "--out", str(tmp_path / "a"))
     assert code == 2 and "--ray" in err
+
+
+def test_precision_bf16_for_batch_jobs(tiny_face_model: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(96):  # more than the 64 crops after which the torch backend traces the network
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i:03d}.png")
+    base = [str(tmp_path), "--model", str(tiny_face_model), "--detector", "none", "--format", "jsonl",
+            "--batch-size", "32", "--no-tta-flip"]
+    people = {}
+    for precision in ("fp32", "bf16"):
+        code, out, err = run(*base, "--precision", precision)
+        assert code == 0, err
+        people[precision] = [r for r in read_records(out, "jsonl") if r["record"] == "person"]
+    assert len(people["fp32"]) == len(people["bf16"]) == 96
+    key = next(k for k in people["fp32"][0] if k.startswith("gender_prob_"))
+    p32, p16 = (np.array([float(r[key]) for r in people[p]]) for p in ("fp32", "bf16"))
+    np.testing.assert_allclose(p32[:64], p16[:64], atol=1e-5)  # the first batches run float32 either way
+    assert np.abs(p32[64:] - p16[64:]).max() < 0.1 and not np.array_equal(p32[64:], p16[64:])
+    code, _, err = run(*base, "--precision", "fp8")
+    assert code == 2 and "unknown precision" in err

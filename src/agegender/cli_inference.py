@@ -86,6 +86,14 @@ Backend = Annotated[
     str | None, typer.Option("--backend", help="torch | onnx (default: from the file extension)")
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="model threads (default: torch's)")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="torch backend, batch jobs: fp32 | bf16 (~1.8x crops/s on CPUs with native bfloat16, outputs "
+        "move slightly) | auto (bf16 where native)",
+    ),
+]
 DetectorOptions = Annotated[
     list[str],
     typer.Option(
@@ -131,6 +139,7 @@ def predict(
     ] = None,
     backend: Backend = None,
     threads: Threads = None,
+    precision: Precision = "fp32",
     tta_flip: TtaFlip = None,
     detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
     min_face_size: Annotated[
@@ -181,6 +190,7 @@ def predict(
         "min_confidence": min_confidence,
         "scheme": scheme,
         "backend": backend,
+        "precision": precision,
     }
     if det_opts:
         options["detector_options"] = det_opts
@@ -298,6 +308,7 @@ def video(
     min_confidence: MinConfidence = 0.0,
     backend: Backend = None,
     threads: Threads = None,
+    precision: Precision = "fp32",
     tta_flip: TtaFlip = None,
     detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
 ) -> None:
@@ -318,6 +329,7 @@ def video(
         min_confidence=min_confidence,
         backend=backend,
         threads=threads,
+        precision=precision,
         tta_flip=tta_flip,
     )
     summary = process_video(

@@ -585,6 +585,7 @@ def load(
     threads: int | None = None,
     workers: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    precision: str = "fp32",
 ) -> Predictor:
     """Load a model and wrap it in a :class:`Predictor`.
 
@@ -607,9 +608,12 @@ def load(
         tta_flip: average with the mirrored crop (default: the model config's ``eval.tta_flip``).
         batch_size: crops per model call; threads: torch/ORT intra-op threads; workers: decode threads.
         max_pixels: larger images get status ``too_large`` (decompression-bomb guard).
+        precision: the torch backend's precision once it has traced the network (after 64 crops): ``fp32``
+            (default), ``bf16`` (~1.8x the crops/s on CPUs with native bfloat16, outputs move slightly) or
+            ``auto`` (bf16 where native, else fp32). See ``TorchBackend``.
     """
     path = resolve_model_path(name_or_path)
-    be = open_backend(path, backend, device, threads)
+    be = open_backend(path, backend, device, threads, precision=precision)
     return Predictor(
         be,
         detector=detector,

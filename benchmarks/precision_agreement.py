@@ -1,12 +1,14 @@
-"""How close the int8 ONNX export stays to the float model on real face crops (UTKFace): accuracy of both
-against the labels, top-1 agreement and the largest probability difference. Use a trained model.
+"""How close the reduced-precision runtimes stay to the float32 model on real face crops (UTKFace): the
+torch backend's bfloat16 trace (``bf16``) and the int8 ONNX export (``int8``). Prints the accuracy of each
+against the labels, top-1 agreement with float32 and the largest probability difference. Use a trained model.
 
-    python benchmarks/int8_agreement.py MODEL [--data ../shared/data/utkface] [--images 1000]
-    python benchmarks/int8_agreement.py default --split test      # the model's own held-out test part
+    python benchmarks/precision_agreement.py MODEL [--data ../shared/data/utkface] [--images 1000]
+    python benchmarks/precision_agreement.py default --split test      # the model's own held-out test part
+    python benchmarks/precision_agreement.py default --split test --variants bf16
 
-Calibration uses 256 other crops of the same folder (with ``--split test``: of the model's training part).
-Random images may include training images, so only agreement is unbiased there; ``--split test`` scores
-the model's held-out test part, with and without flip test-time augmentation.
+int8 calibration uses 256 other crops of the same folder (with ``--split test``: of the model's training
+part). Random images may include training images, so only agreement is unbiased there; ``--split test``
+scores the model's held-out test part, with and without flip test-time augmentation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import csv
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +33,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default=None, help="'test': the model's own held-out test part (all of it)")
+    ap.add_argument("--variants", default="bf16,int8", help="comma-separated: bf16 (torch), int8 (ONNX)")
     args = ap.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or set(variants) - {"bf16", "int8"}:
+        ap.error("--variants takes bf16 and/or int8")
 
     from agegender.data.images import load_image
     from agegender.inference.onnx_export import export_onnx
@@ -58,15 +65,24 @@ def main() -> None:
         calib = [root / "images" / rows[i]["file"] for i in order[:256]]
         test = [rows[i] for i in order[256 : 256 + args.images]]
         what = f"{len(test)} random UTKFace crops"
-    folder = Path(tempfile.mkdtemp(prefix="agegender-int8-"))
-    int8 = export_onnx(args.model, folder / "int8.onnx", verify=False, int8_calibration=calib)["onnx"]
-    print(f"model: {args.model}; {what} from {root}; calibration: {len(calib)} other crops")
+    # name → (model file, load() options); float32 is the reference
+    runs: dict[str, tuple[Any, dict[str, Any]]] = {"torch fp32": (args.model, {"precision": "fp32"})}
+    if "bf16" in variants:
+        runs["torch bf16"] = (args.model, {"precision": "bf16"})
+    if "int8" in variants:
+        folder = Path(tempfile.mkdtemp(prefix="agegender-int8-"))
+        int8 = export_onnx(args.model, folder / "int8.onnx", verify=False, int8_calibration=calib)["onnx"]
+        runs["onnx int8"] = (int8, {})
+    print(f"model: {args.model}; {what} from {root}"
+          + (f"; int8 calibration: {len(calib)} other crops" if "int8" in variants else ""))
     print(f"machine: {machine()}")
     crops = [load_image(root / "images" / r["file"]) for r in test]
-    runs = [("torch fp32", args.model, False), ("onnx int8", int8, False)]
-    if args.split == "test":
-        runs += [("torch fp32 +flip", args.model, True), ("onnx int8 +flip", int8, True)]
-    out = {name: load(path, detector="none", tta_flip=tta).predict_arrays(crops) for name, path, tta in runs}
+    flips = (False, True) if args.split == "test" else (False,)
+    out = {
+        name + (" +flip" if tta else ""): load(path, detector="none", tta_flip=tta, **opts).predict_arrays(crops)
+        for tta in flips
+        for name, (path, opts) in runs.items()
+    }
     truth = {
         "gender_probs": np.array([int(r["gender"]) for r in test]),
         "age_group_probs": np.array([int(r["age_group"]) for r in test]),
@@ -87,10 +103,13 @@ def main() -> None:
             under = ages < 18
             parts.append(f"under-18 false-adult {np.mean(arr['age'][under] >= 18):.4f}")
         print(f"{name:16} " + "; ".join(parts))
-    for k, v in ref.items():
-        q = out["onnx int8"][k]
-        agree = f", top-1 agreement {np.mean(q.argmax(1) == v.argmax(1)):.4f}" if k.endswith("_probs") else ""
-        print(f"{k:16} max |int8 - fp32| {np.abs(q - v).max():.4f}, mean {np.abs(q - v).mean():.5f}{agree}")
+    for name in runs:
+        if name == "torch fp32":
+            continue
+        for k, v in ref.items():
+            q = out[name][k]
+            agree = f", top-1 agreement {np.mean(q.argmax(1) == v.argmax(1)):.4f}" if k.endswith("_probs") else ""
+            print(f"{name}: {k:16} max |diff| {np.abs(q - v).max():.4f}, mean {np.abs(q - v).mean():.5f}{agree}")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def test_tracing_failure_or_mismatch_stays_eager(tiny_face_model: Path, monkeypa
     assert not b2.optimized and "differs from the network" in caplog.text
 
 
-@pytest.mark.parametrize("model", ["tiny_face_model", "default"])
+@pytest.mark.parametrize("model", ["tiny_face_model", "tiny_body_model", "default"])
 def test_bf16_trace_runs_in_bfloat16_and_stays_close(model: str, request: pytest.FixtureRequest) -> None:
     from agegender.models.bundled import resolve_model_path
 

@@ -105,3 +105,51 @@ def test_calibrate_bundle_sets_temperatures(few_faces):
     # a second fit starts from the stored temperature and finds (about) the same one
     again = calibrate_bundle(bundle, few_faces, apply=False)
     assert again["gender"]["temperature_before"] == pytest.approx(res["gender"]["temperature"])
+
+
+def test_fit_age_quantile_corrects_a_biased_age_head():
+    from agegender.evaluation.calibration import fit_age_quantile
+
+    rng = np.random.default_rng(0)
+    ages = rng.uniform(5, 80, 400)
+    # every prediction is a wide distribution centred 3 years too old: a lower quantile fits better
+    grid = np.arange(101)[None, :]
+    z = -0.5 * ((grid - (ages[:, None] + 3.0)) / 6.0) ** 2
+    r = fit_age_quantile([z], ages)
+    assert r["estimate"] < 0.40 and r["mae_after"] < r["mae_before"] - 1.0
+    assert r["before"] == "median" and r["n"] == 400 and r["views"] == 1
+    # an unbiased head keeps (about) the median; unlabelled ages are ignored
+    z0 = -0.5 * ((grid - ages[:, None]) / 6.0) ** 2
+    r0 = fit_age_quantile([z0, z0], np.concatenate([ages[:-1], [np.nan]]))
+    assert abs(r0["estimate"] - 0.5) <= 0.02 and r0["n"] == 399 and r0["views"] == 2
+    assert fit_age_quantile([z], np.full(400, np.nan))["estimate"] == "median"
+
+
+def test_age_quantile_estimate_in_the_head():
+    from agegender.errors import AgeGenderError
+    from agegender.models.heads import AgeDistributionHead, distribution_quantile
+
+    p = torch.zeros(1, 101)
+    p[0, 20], p[0, 40] = 0.5, 0.5
+    assert float(distribution_quantile(p, 0.25)) == pytest.approx(19.5 + 0.5)  # half of bin 20
+    assert float(distribution_quantile(p, 0.75)) == pytest.approx(39.5 + 0.5)
+    head = AgeDistributionHead("age", 8, estimate=0.25)
+    logits = torch.log(p.clamp_min(1e-9))
+    assert float(head.decode(logits)["age"]) == pytest.approx(20.0, abs=1e-3)
+    for bad in (0.0, 1.0, 1.5, "p90", True):
+        with pytest.raises(AgeGenderError, match="quantile between 0 and 1"):
+            AgeDistributionHead("age", 8, estimate=bad)
+
+
+def test_calibrate_bundle_fits_the_age_quantile_into_the_config(few_faces):
+    from helpers_models import tiny_bundle
+
+    torch.set_num_threads(1)
+    bundle = tiny_bundle("face")
+    bundle.config.setdefault("eval", {})["tta_flip"] = True
+    res = calibrate_bundle(bundle, few_faces, batch_size=32, age_quantile=True)
+    a = res["age"]["age_estimate"]
+    assert a["views"] == 2 and a["n"] == len(few_faces) and a["mae_after"] <= a["mae_before"] + 1e-9
+    assert bundle.model.heads["age"].estimate == a["estimate"]
+    assert bundle.config["model"]["heads"]["age"]["estimate"] == a["estimate"]
+    assert "age_estimate" not in res["gender"]

@@ -81,6 +81,20 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     assert b.preprocess["input_size"] == [64, 64] and b.labels["gender"] == ["male", "female"]
     assert b.meta["mode"] == "face" and b.meta["training"]["split_sizes"]["test"] == 64
     assert b.meta["default_detector"] == "haar"
+    # the age estimate (a quantile of the distribution) is fitted on the same validation images and kept
+    est = cal["age"]["age_estimate"]["estimate"]
+    assert b.model.heads["age"].estimate == est and b.config["model"]["heads"]["age"]["estimate"] == est
+    # re-packaging a package keeps its metadata (training facts, detector) and records where it came from
+    r = runner.invoke(app, ["package", str(pkg), "-o", str(tmp_path / "again.pt"), "--data", str(utkface_dir),
+                            "--no-fit-age-quantile"])
+    assert r.exit_code == 0, r.output
+    again = load_bundle(tmp_path / "again.pt")
+    assert again.meta["training"] == b.meta["training"] and again.meta["repackaged_from"] == str(pkg)
+    assert again.meta["trained_from"] == b.meta["trained_from"]
+    assert "age_estimate" not in again.meta["calibration"]["heads"]["age"]
+    assert again.model.heads["age"].estimate == est  # not refitted: the package's own estimate stays
+    for head, first in cal.items():  # "before" still means the uncalibrated network of the first fit
+        assert again.meta["calibration"]["heads"][head]["ece_before"] == first["ece_before"]
     # a package may name its own face detector; an unknown name is refused before any work
     ckpt = str(out / "checkpoints" / "last.ckpt")
     r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "b.pt"), "--no-calibrate", "--detector", "blazeface"])

@@ -34,7 +34,9 @@ MODELS = {
             "model's total training time is both stages",
         ],
         package="agegender package runs/default_face_stage2_96_strong/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-face.pt --name default-face --detector blazeface",
+        "src/agegender/weights/default-face.pt --name default-face --detector blazeface`, then re-calibrated with the age "
+        "quantile fit (session 6): `agegender package src/agegender/weights/default-face.pt -o "
+        "src/agegender/weights/default-face.pt --data ../shared/data/utkface",
         eval_name="default",
     ),
     "default-fast": dict(
@@ -49,7 +51,9 @@ MODELS = {
             "80 px (`model.init_from` = stage 1's best checkpoint), so its total training time is both stages",
         ],
         package="agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-fast.pt --name default-fast --detector blazeface",
+        "src/agegender/weights/default-fast.pt --name default-fast --detector blazeface`, then re-calibrated with the age "
+        "quantile fit (session 6): `agegender package src/agegender/weights/default-fast.pt -o "
+        "src/agegender/weights/default-fast.pt --data ../shared/data/utkface",
         eval_name="default-fast",
     ),
 }
@@ -78,7 +82,12 @@ def main() -> None:
 
     for name, m in MODELS.items():
         pkg = resolve_model_path(name if name != "default-face" else "default")
-        meta = load_bundle(pkg).meta
+        bundle = load_bundle(pkg)
+        meta = bundle.meta
+        est = bundle.model.heads["age"].estimate
+        est_text = ("the median of the predicted distribution" if est == "median" else
+                    f"the {est:.2f}-quantile of the predicted distribution, fitted on the validation split"
+                    if isinstance(est, float) else f"the {est} of the predicted distribution")
         rep = json.loads((REPO / m["report"] / "metrics.json").read_text())
         gap = rep["fairness"]["gaps"]["ethnicity"]["gender_accuracy"]
         u18 = 100 * rep["under18_false_adult_rate"]
@@ -90,7 +99,7 @@ def main() -> None:
             f"{100 * gap['worst_value']:.1f} % (gap {100 * gap['gap']:.1f} points on the test split); see the "
             f"report in `{m['report']}/report.md`.",
             f"Children and the elderly: {u18:.1f} % of minors are estimated 18 or older (false-adult rate at "
-            "threshold 18; the age is the median of the predicted distribution); use the threshold sweep in the "
+            f"threshold 18; the age is {est_text}); use the threshold sweep in the "
             "evaluation report to choose a safer operating point for age checks. Ages above 100 are outside the "
             "distribution head (0–100).",
             "Ethnicity uses UTKFace's five coarse classes (White, Black, Asian, Indian, Others); 'Others' is small "

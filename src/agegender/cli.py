@@ -154,10 +154,14 @@ def models() -> None:
 @app.command()
 @user_errors
 def package(
-    checkpoint: Path = typer.Argument(..., help="a Lightning checkpoint from `agegender train`"),
+    checkpoint: Path = typer.Argument(..., help="a Lightning checkpoint from `agegender train` (or a package to re-calibrate)"),
     output: Path = typer.Option(..., "--output", "-o", help="package file to write (.pt)"),
     data: Path | None = typer.Option(None, "--data", help="dataset folder for calibration (default: the config's)"),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="fit temperature scaling on the validation split"),
+    age_quantile: bool = typer.Option(
+        True, "--fit-age-quantile/--no-fit-age-quantile",
+        help="with --calibrate: also fit the age estimate (a quantile of the age distribution) on the validation split",
+    ),
     half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),
     name: str | None = typer.Option(None, "--name"),
     detector: str | None = typer.Option(
@@ -173,7 +177,7 @@ def package(
             f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS.names())}", code="unknown_detector"
         )
     meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name,
-                              detector=detector)
+                              detector=detector, age_quantile=age_quantile)
     typer.echo(json.dumps(meta, indent=2, default=str))
 
 

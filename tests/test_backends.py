@@ -86,7 +86,7 @@ def test_bf16_trace_runs_in_bfloat16_and_stays_close(model: str, request: pytest
     # the traced graph really computes in bfloat16 (its convolution weights are bfloat16 constants) ...
     graph = str(b._frozen.graph)
     assert "BFloat16" in graph
-    # ... while the heads' linear layers and the decoding stay float32
+    # ... while the decoded outputs are float32
     assert all(v.dtype == np.float32 for v in got.values())
     for k in a:
         if k.endswith("_probs"):

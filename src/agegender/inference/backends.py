@@ -32,8 +32,8 @@ class TorchBackend:
     The outputs agree with eager mode to ~1e-5 (tested). ``optimize_after=None`` keeps eager mode. If
     tracing fails (an unusual network), it stays eager and says so once in the log.
 
-    ``precision="bf16"`` traces a bfloat16 copy of the network instead (its fully connected layers and the
-    decoding stay in float32). On CPUs with native bfloat16 instructions (AVX512-BF16 or AMX;
+    ``precision="bf16"`` traces a bfloat16 copy of the network instead (the decoding of its outputs stays in
+    float32). On CPUs with native bfloat16 instructions (AVX512-BF16 or AMX;
     :func:`cpu_has_bf16`) that is about 1.8x the crops per second of the frozen float32 network, for a small
     change of the outputs (`benchmarks/precision_agreement.py`: on the default model's test split, 99.6 % /
     98.6 % of gender / ethnicity decisions unchanged, age MAE +0.02 years). The first ``optimize_after``
@@ -110,7 +110,7 @@ class TorchBackend:
         import warnings
 
         model = self.bundle.model.eval()
-        net = model if self._dtype == torch.float32 else _reduced_copy(model, self._dtype)
+        net = model if self._dtype == torch.float32 else copy.deepcopy(model).to(self._dtype)
         x = example.contiguous().to(self._dtype)
         try:
             with warnings.catch_warnings():
@@ -214,22 +214,6 @@ class OnnxBackend:
         if tta_flip:
             out = {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
-
-
-def _float_input(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
-
-
-def _reduced_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """A copy of ``model`` in ``dtype`` whose fully connected layers (the heads' logits, which the
-    softmax turns into probabilities) stay float32 and take a float32 input: bfloat16 logits move the
-    probabilities by up to ~0.1, float32 ones by a tenth of that (`benchmarks/precision_agreement.py`),
-    for <2 % of the compute."""
-    net = copy.deepcopy(model).to(dtype)
-    for m in net.modules():
-        if isinstance(m, torch.nn.Linear):
-            m.float().register_forward_pre_hook(_float_input)
-    return net
 
 
 def cpu_has_bf16() -> bool:

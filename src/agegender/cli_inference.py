@@ -90,7 +90,7 @@ Precision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="torch backend, batch jobs: fp32 | bf16 (~1.8x crops/s on CPUs with native bfloat16, outputs "
+        help="torch backend, batch jobs: fp32 | bf16 (1.4-1.8x crops/s on CPUs with native bfloat16, outputs "
         "move slightly) | auto (bf16 where native)",
     ),
 ]

@@ -34,7 +34,7 @@ class TorchBackend:
 
     ``precision="bf16"`` traces a bfloat16 copy of the network instead (the decoding of its outputs stays in
     float32). On CPUs with native bfloat16 instructions (AVX512-BF16 or AMX;
-    :func:`cpu_has_bf16`) that is about 1.8x the crops per second of the frozen float32 network, for a small
+    :func:`cpu_has_bf16`) that is 1.4–1.8x the crops per second of the frozen float32 network, for a small
     change of the outputs (`benchmarks/precision_agreement.py`: on the default model's test split, 99.6 % /
     98.6 % of gender / ethnicity decisions unchanged, age MAE +0.02 years). The first ``optimize_after``
     crops still run in float32, so a batch job's results differ slightly from one-photo runs; that is why

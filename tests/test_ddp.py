@@ -19,7 +19,7 @@ def test_ddp_two_cpu_processes(utkface_dir, tmp_path):
         "--set", "trainer.threads=1", "--set", "trainer.progress_bar=false", "--set", "trainer.limit_val_batches=1",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     log = r.stderr + r.stdout
     assert "distributed_backend=gloo" in log, log[-2000:]

@@ -146,7 +146,7 @@ def test_blazeface_finds_grace_hopper_with_landmarks(hopper: np.ndarray, runtime
     assert_on_hopper_face(faces[0])
     pts = faces[0].landmarks
     assert pts is not None and len(pts) == 6
-    (rx, ry), (lx, ly), (nx, ny), (mx, my) = pts[:4]  # right eye, left eye, nose tip, mouth centre
+    (rx, ry), (lx, ly), (nx, ny), (_mx, my) = pts[:4]  # right eye, left eye, nose tip, mouth centre
     assert rx < nx < lx and max(ry, ly) < ny < my  # a face's layout, upright
     assert faces[0].box[0] < rx and lx < faces[0].box[2]
 

@@ -21,47 +21,45 @@ DATA = "../shared/data/utkface"
 
 #: bundled name → (package file, report folder, loose-crop log, config, training notes, package command)
 MODELS = {
-    "default-face": dict(
-        report="docs/reports/default_face",
-        loose="runs/loose_face.log",
-        config="configs/default/face_stage2_96_strong.yaml",
-        train="agegender train configs/default/face_stage2_96_strong.yaml --output "
+    "default-face": {
+        "report": "docs/reports/default_face",
+        "loose": "runs/loose_face.log",
+        "config": "configs/default/face_stage2_96_strong.yaml",
+        "train": "agegender train configs/default/face_stage2_96_strong.yaml --output "
         "runs/default_face_stage2_96_strong --set trainer.threads=1 --set data.num_workers=1",
-        notes=[
-            "stage 1 (3898 s for 10 epochs at 96 px, standard augmentation): "
+        "notes": [
+            ("stage 1 (3898 s for 10 epochs at 96 px, standard augmentation): "
             "`agegender train configs/default/face.yaml --set trainer.threads=2`; this stage continues it "
             "(`model.init_from` = stage 1's best checkpoint) with RandAugment and random erasing, so the "
-            "model's total training time is both stages",
+            "model's total training time is both stages"),
         ],
-        package="agegender package runs/default_face_stage2_96_strong/checkpoints/best.ckpt --output "
+        "package": "agegender package runs/default_face_stage2_96_strong/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-face.pt --name default-face --detector blazeface`, then re-calibrated with the age "
         "quantile fit (session 6): `agegender package src/agegender/weights/default-face.pt -o "
         "src/agegender/weights/default-face.pt --data ../shared/data/utkface",
-        eval_name="default",
-    ),
-    "default-fast": dict(
-        report="docs/reports/default_fast",
-        loose="runs/loose_fast.log",
-        config="configs/default/face_stage2_80.yaml",
-        train="agegender train configs/default/face_stage2_80.yaml --output runs/default_face_stage2_80 "
+        "eval_name": "default",
+    },
+    "default-fast": {
+        "report": "docs/reports/default_fast",
+        "loose": "runs/loose_fast.log",
+        "config": "configs/default/face_stage2_80.yaml",
+        "train": "agegender train configs/default/face_stage2_80.yaml --output runs/default_face_stage2_80 "
         "--set trainer.threads=1 --set data.num_workers=1",
-        notes=[
-            "stage 1 (the first stage of `default-face`, 3898 s for 10 epochs at 96 px): "
+        "notes": [
+            ("stage 1 (the first stage of `default-face`, 3898 s for 10 epochs at 96 px): "
             "`agegender train configs/default/face.yaml --set trainer.threads=2`; this model continues it at "
-            "80 px (`model.init_from` = stage 1's best checkpoint), so its total training time is both stages",
+            "80 px (`model.init_from` = stage 1's best checkpoint), so its total training time is both stages"),
         ],
-        package="agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
+        "package": "agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-fast.pt --name default-fast --detector blazeface`, then re-calibrated with the age "
         "quantile fit (session 6): `agegender package src/agegender/weights/default-fast.pt -o "
         "src/agegender/weights/default-fast.pt --data ../shared/data/utkface",
-        eval_name="default-fast",
-    ),
+        "eval_name": "default-fast",
+    },
 }
 
 
-def loose_figures(log: Path) -> str | None:
-    if not log.is_file():
-        return None
+def loose_figures(log: Path) -> str:
     text = log.read_text()
     start = text.find("{")
     rep = json.loads(text[start : text.rfind("}") + 1])
@@ -76,6 +74,12 @@ def loose_figures(log: Path) -> str | None:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    missing = [m["loose"] for m in MODELS.values() if not (REPO / m["loose"]).is_file()]
+    if missing:  # a card without its loose-crop line would silently lose a published figure
+        sys.exit(f"missing {', '.join(missing)}: run `python benchmarks/loose_crops.py --model NAME > LOG` first")
     from agegender.models.bundled import WEIGHTS_DIR, resolve_model_path
     from agegender.models.package import load_bundle
     from agegender.training.packaging import write_model_card
@@ -92,27 +96,27 @@ def main() -> None:
         gap = rep["fairness"]["gaps"]["ethnicity"]["gender_accuracy"]
         u18 = 100 * rep["under18_false_adult_rate"]
         limits = [
-            "Trained only on UTKFace's tight, aligned 200×200 crops: loose crops depend on the face detector and "
+            ("Trained only on UTKFace's tight, aligned 200×200 crops: loose crops depend on the face detector and "
             "the crop framing (`FACE_FRAMING` in the predictor, measured per detector by "
-            "`benchmarks/face_framing.py`); profile faces, occlusion, heavy make-up and low light are barely covered.",
-            f"Gender accuracy differs by ethnicity: {gap['best']} {100 * gap['best_value']:.1f} % vs {gap['worst']} "
+            "`benchmarks/face_framing.py`); profile faces, occlusion, heavy make-up and low light are barely covered."),
+            (f"Gender accuracy differs by ethnicity: {gap['best']} {100 * gap['best_value']:.1f} % vs {gap['worst']} "
             f"{100 * gap['worst_value']:.1f} % (gap {100 * gap['gap']:.1f} points on the test split); see the "
-            f"report in `{m['report']}/report.md`.",
-            f"Children and the elderly: {u18:.1f} % of minors are estimated 18 or older (false-adult rate at "
+            f"report in `{m['report']}/report.md`."),
+            (f"Children and the elderly: {u18:.1f} % of minors are estimated 18 or older (false-adult rate at "
             f"threshold 18; the age is {est_text}); use the threshold sweep in the "
             "evaluation report to choose a safer operating point for age checks. Ages above 100 are outside the "
-            "distribution head (0–100).",
-            "Ethnicity uses UTKFace's five coarse classes (White, Black, Asian, Indian, Others); 'Others' is small "
+            "distribution head (0–100)."),
+            ("Ethnicity uses UTKFace's five coarse classes (White, Black, Asian, Indian, Others); 'Others' is small "
             "and poorly recognised. These are annotations of appearance, not identity; do not use them to make "
-            "decisions about people.",
-            "UTKFace's labels are partly estimated and noisy; use `min_confidence` to abstain on uncertain "
-            "predictions.",
-            "Validation figures come from our own stratified split of the development set; the independent "
-            "held-out judgement may differ.",
+            "decisions about people."),
+            ("UTKFace's labels are partly estimated and noisy; use `min_confidence` to abstain on uncertain "
+            "predictions."),
+            ("Validation figures come from our own stratified split of the development set; the independent "
+            "held-out judgement may differ."),
         ]
         eval_cmd = (f"agegender evaluate --model {m['eval_name']} --dataset utkface --data {DATA} --split test "
                     f"--report {m['report']} --output {m['report']}/metrics.json")
-        notes = [n for n in [loose_figures(REPO / m["loose"])] if n]
+        notes = [loose_figures(REPO / m["loose"])]
         card = write_model_card(
             pkg, meta, {"test split, 1,844 images (flip TTA)": rep},
             {"train": m["train"], "package": m["package"], "eval test split": eval_cmd},

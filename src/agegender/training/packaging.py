@@ -131,10 +131,10 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         "## Model",
         f"- trunk: `{cfg['model']['trunk']['name']}` ({_init_text(cfg['model'])}), heads: {heads}",
         f"- parameters: {tr.get('parameters', 'n/a'):,}" if isinstance(tr.get("parameters"), int) else "- parameters: n/a",
-        f"- input: {b.preprocess.get('input_size')} px RGB, mean {b.preprocess.get('mean')}, std {b.preprocess.get('std')}"
-        f"; mode `{meta.get('mode')}`, default detector `{meta.get('default_detector')}`",
-        f"- weights stored as {'fp16' if meta.get('half', True) else 'fp32'}; age-group scheme of the training labels: "
-        f"`{b.age_scheme}` (any scheme can be asked for at prediction time)",
+        (f"- input: {b.preprocess.get('input_size')} px RGB, mean {b.preprocess.get('mean')}, std {b.preprocess.get('std')}"
+        f"; mode `{meta.get('mode')}`, default detector `{meta.get('default_detector')}`"),
+        (f"- weights stored as {'fp16' if meta.get('half', True) else 'fp32'}; age-group scheme of the training labels: "
+        f"`{b.age_scheme}` (any scheme can be asked for at prediction time)"),
         "",
         "## Data and split",
         f"- dataset: `{dataset}` from `{cfg['data']['root']}` ({tr.get('read_summary', '')})",
@@ -143,8 +143,8 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         "## Training",
         f"- config: `{config or 'configs/default/' + ('body' if meta.get('mode') == 'body' else 'face') + '.yaml'}`",
         f"- command: `{commands.get('train', '')}`",
-        f"- time: {tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} epochs "
-        f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)",
+        (f"- time: {tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} epochs "
+        f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)"),
         f"- packaged with: `{commands.get('package', '')}`",
         *[f"- {note}" for note in training_notes or []],
     ]
@@ -158,11 +158,11 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         for h, r in cal.items():
             a = r.get("age_estimate")
             if a and a.get("n"):
-                lines += ["", f"Age point estimate of `{h}` fitted on the same images: the "
+                lines += ["", (f"Age point estimate of `{h}` fitted on the same images: the "
                           f"{a['estimate']:.2f}-quantile of the predicted distribution (was {a['before']}), "
                           f"validation MAE {a['mae_before']:.3f} → {a['mae_after']:.3f} years, under-18 "
                           f"false-adult rate {100 * a['under18_false_adult_before']:.1f} → "
-                          f"{100 * a['under18_false_adult_after']:.1f} %."]
+                          f"{100 * a['under18_false_adult_after']:.1f} %.")]
     if reports:
         lines += ["", "## Measured figures", "", "| metric | " + " | ".join(reports) + " |",
                   "|---|" + "---|" * len(reports)]
@@ -176,8 +176,8 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
                 lines.append(f"- {name}: `{cmd}`")
         lines += [f"- {note}" for note in figure_notes or []]
     lines += ["", "## Known limits"] + [f"- {x}" for x in limits]
-    lines += ["", "## Licence", f"- {_LICENCES.get(dataset, 'See the training data licence.')} The weights inherit "
-              "this restriction: **non-commercial research use only.**", ""]
+    lines += ["", "## Licence", (f"- {_LICENCES.get(dataset, 'See the training data licence.')} The weights inherit "
+              "this restriction: **non-commercial research use only.**"), ""]
     out = Path(path) if path else Path(package).with_suffix(".md")
     out.write_text("\n".join(lines))
     return out

@@ -33,14 +33,15 @@ class TorchBackend:
     tracing fails (an unusual network), it stays eager and says so once in the log.
 
     ``precision="bf16"`` traces a bfloat16 copy of the network instead (the decoding of its outputs stays in
-    float32). On CPUs with native bfloat16 instructions (AVX512-BF16 or AMX;
-    :func:`cpu_has_bf16`) that is 1.4–1.8x the crops per second of the frozen float32 network, for a small
-    change of the outputs (`benchmarks/precision_agreement.py`: on the default model's test split, 99.6 % /
-    98.6 % of gender / ethnicity decisions unchanged, age MAE +0.02 years). The first ``optimize_after``
-    crops still run in float32, so a batch job's results differ slightly from one-photo runs; that is why
-    it is opt-in. ``"auto"`` picks bf16 on such CPUs and float32 elsewhere (where bfloat16 is emulated and
-    slow); ``"fp32"`` is the default. The bfloat16 trace is checked against the float32 network on its
-    first batch and not used if a probability differs by more than :attr:`BF16_TOLERANCE`.
+    float32). On CPUs with native bfloat16 instructions (AVX512-BF16 or AMX; :func:`cpu_has_bf16`) that was
+    1.4–1.8x the crops per second of the frozen float32 network on an AMD EPYC host, but 0.7x on an Intel Xeon
+    host with AVX512-BF16 (docs/performance.md): measure before relying on it. It costs a small change of the
+    outputs (`benchmarks/precision_agreement.py`: on the default model's test split, 99.6 % / 98.6 % of gender /
+    ethnicity decisions unchanged, age MAE +0.02 years). The first ``optimize_after`` crops still run in
+    float32, so a batch job's results differ slightly from one-photo runs; that is why it is opt-in. ``"auto"``
+    picks bf16 on such CPUs (not always the faster choice, as above) and float32 elsewhere (where bfloat16 is
+    emulated and slow); ``"fp32"`` is the default. The bfloat16 trace is checked against the float32 network on
+    its first batch and not used if a probability differs by more than :attr:`BF16_TOLERANCE`.
     """
 
     name = "torch"

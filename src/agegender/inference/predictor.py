@@ -609,7 +609,8 @@ def load(
         batch_size: crops per model call; threads: torch/ORT intra-op threads; workers: decode threads.
         max_pixels: larger images get status ``too_large`` (decompression-bomb guard).
         precision: the torch backend's precision once it has traced the network (after 64 crops): ``fp32``
-            (default), ``bf16`` (1.4-1.8x the crops/s on CPUs with native bfloat16, outputs move slightly) or
+            (default), ``bf16`` (on CPUs with native bfloat16: 1.4-1.8x the crops/s on an AMD EPYC but 0.7x on
+            an Intel Xeon, so measure; outputs move slightly) or
             ``auto`` (bf16 where native, else fp32). See ``TorchBackend``.
     """
     path = resolve_model_path(name_or_path)

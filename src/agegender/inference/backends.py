@@ -35,13 +35,15 @@ class TorchBackend:
     ``precision="bf16"`` traces a bfloat16 copy of the network instead (the decoding of its outputs stays in
     float32). On CPUs with native bfloat16 instructions (AVX512-BF16 or AMX; :func:`cpu_has_bf16`) that was
     1.4–1.8x the crops per second of the frozen float32 network on an AMD EPYC host, but 0.7x on an Intel Xeon
-    host with AVX512-BF16 (docs/performance.md): measure before relying on it. It costs a small change of the
+    host with AVX512-BF16 (docs/performance.md). It costs a small change of the
     outputs (`benchmarks/precision_agreement.py`: on the default model's test split, 99.6 % / 98.6 % of gender /
     ethnicity decisions unchanged, age MAE +0.02 years). The first ``optimize_after`` crops still run in
-    float32, so a batch job's results differ slightly from one-photo runs; that is why it is opt-in. ``"auto"``
-    picks bf16 on such CPUs (not always the faster choice, as above) and float32 elsewhere (where bfloat16 is
-    emulated and slow); ``"fp32"`` is the default. The bfloat16 trace is checked against the float32 network on
-    its first batch and not used if a probability differs by more than :attr:`BF16_TOLERANCE`.
+    float32, so a batch job's results differ slightly from one-photo runs; that is why it is opt-in.
+    ``"auto"`` measures instead of guessing: on a CPU with native bfloat16 it traces both networks when it
+    freezes, times each on the batch at hand and keeps the faster (:attr:`precision` then says which); on
+    other CPUs (where bfloat16 is emulated and slow) it is float32. ``"fp32"`` is the default. The bfloat16
+    trace is checked against the float32 network on its first batch and not used if a probability differs
+    by more than :attr:`BF16_TOLERANCE`.
     """
 
     name = "torch"
@@ -79,9 +81,9 @@ class TorchBackend:
         self.source = str(path)
         self.model_name = self.bundle.name
         self.optimize_after = optimize_after if self.device.type == "cpu" else None
-        #: dtype of the frozen network: bfloat16 only on a CPU that computes it natively (or when asked)
-        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and cpu_has_bf16()) else "fp32"
-        self._dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        #: precision of the frozen network: ``fp32``/``bf16``, or ``auto`` until the freeze has timed both
+        #: (only on a CPU that computes bfloat16 natively; elsewhere ``auto`` is ``fp32`` at once)
+        self.precision = "fp32" if precision == "auto" and not cpu_has_bf16() else precision
         self._seen = 0
         self._frozen: Any = None  # the traced + frozen network, once built
         self._lock = threading.Lock()
@@ -94,6 +96,10 @@ class TorchBackend:
         return cls(None, device, bundle=bundle, optimize_after=optimize_after, precision=precision)
 
     @property
+    def _dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    @property
     def optimized(self) -> bool:
         """Whether the network now runs traced and frozen."""
         return self._frozen is not None and self._frozen is not False
@@ -104,22 +110,51 @@ class TorchBackend:
         if self._frozen is None and self.optimize_after is not None and self._seen > self.optimize_after:
             with self._lock:
                 if self._frozen is None:
-                    self._frozen = self._freeze(x[:2])
+                    if self.precision == "auto":
+                        self._frozen, self.precision = self._freeze_fastest(x)
+                    else:
+                        self._frozen = self._freeze(x[:2], self._dtype)
         return self._frozen if self.optimized else self.bundle.model
 
-    def _freeze(self, example: torch.Tensor) -> Any:
+    def _freeze_fastest(self, batch: torch.Tensor) -> tuple[Any, str]:
+        """``precision="auto"``: freeze the float32 and the bfloat16 network, time both on ``batch`` (best of
+        3 runs each) and return the faster trace with its precision."""
+        import time
+
+        timed: dict[str, tuple[float, Any]] = {}
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            frozen = self._freeze(batch[:2], dtype)
+            if frozen is False:
+                continue
+            x = batch.contiguous().to(dtype)
+            frozen(x)  # warm-up: oneDNN primitives
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                frozen(x)
+                best = min(best, time.perf_counter() - t)
+            timed[name] = (best, frozen)
+        if not timed:
+            return False, "fp32"
+        name = min(timed, key=lambda k: timed[k][0])
+        log.info("%s: precision auto -> %s (%s per batch of %d)", self.model_name, name,
+                 ", ".join(f"{k} {v[0] * 1e3:.1f} ms" for k, v in timed.items()), batch.shape[0])
+        return timed[name][1], name
+
+    def _freeze(self, example: torch.Tensor, dtype: torch.dtype = torch.float32) -> Any:
         import warnings
 
         model = self.bundle.model.eval()
-        net = model if self._dtype == torch.float32 else copy.deepcopy(model).to(self._dtype)
-        x = example.contiguous().to(self._dtype)
+        net = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
+        x = example.contiguous().to(dtype)
+        label = "bf16" if dtype == torch.bfloat16 else "fp32"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer warnings about Python values
                 traced = torch.jit.trace(net, x, strict=False)
                 frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
                 want, got = model(example), frozen(x)
-                if self._dtype == torch.float32:  # raw outputs agree to rounding
+                if dtype == torch.float32:  # raw outputs agree to rounding
                     worst = max(float((want[k].float() - got[k].float()).abs().max()) for k in want)
                     limit = self.FREEZE_TOLERANCE
                 else:  # bfloat16 keeps ~3 significant digits: compare what users get, the probabilities
@@ -128,11 +163,11 @@ class TorchBackend:
                     limit = self.BF16_TOLERANCE
         except Exception as e:  # noqa: BLE001 - any tracing failure: keep the (correct) eager path
             log.warning("%s: tracing for faster CPU inference (%s) failed (%s: %s); staying in eager mode",
-                        self.model_name, self.precision, type(e).__name__, e)
+                        self.model_name, label, type(e).__name__, e)
             return False
         if not worst <= limit:  # a trace that does not reproduce the network is never used
             log.warning("%s: the frozen %s trace differs from the network by %.3g; staying in eager mode",
-                        self.model_name, self.precision, worst)
+                        self.model_name, label, worst)
             return False
         return frozen
 

@@ -189,6 +189,8 @@ class Predictor:
             "version": str(meta.get("version") or agegender.__version__),
             "source": self.backend.source,
             "backend": self.backend.name,
+            "precision": getattr(self.backend, "precision", "fp32"),
+            "backend_selection": getattr(self.backend, "selection", None),
             "mode": self.mode,
             "tasks": self.tasks(),
             "preprocess": dict(self.backend.preprocess),
@@ -593,8 +595,10 @@ def load(
         name_or_path: bundled name (``default``, ``default-body``), a ``.ckpt``/``.pt`` file, or an
             exported ``.onnx`` file.
         device: ``cpu`` or ``cuda[:N]``.
-        backend: ``torch`` or ``onnx`` (default: ``onnx`` for ``.onnx`` files, else ``torch``). ``onnx``
-            with a checkpoint exports it on the fly; ONNX Runtime is the faster runtime on CPUs.
+        backend: ``torch``, ``onnx`` or ``auto`` (default: ``onnx`` for ``.onnx`` files, else ``torch``).
+            ``onnx`` with a checkpoint exports it on the fly. ``auto`` times PyTorch and ONNX Runtime on this
+            machine (a few seconds, then cached) and keeps the faster: for batch jobs, video and servers; see
+            :mod:`agegender.inference.backend_choice`. ``predictor.info()["backend_selection"]`` has the timings.
         detector: ``haar`` (default for face models), ``dlib``, ``none`` (inputs are crops; default for
             body models), ``onnx`` or a path to an ONNX face detector, or a built ``Detector`` instance.
         detector_options: e.g. ``{"min_face_size": 40, "score_threshold": 0.5}``, plus the crop framing
@@ -611,10 +615,16 @@ def load(
         precision: the torch backend's precision once it has traced the network (after 64 crops): ``fp32``
             (default), ``bf16`` (on CPUs with native bfloat16: 1.4-1.8x the crops/s on an AMD EPYC but 0.7x on
             an Intel Xeon, so measure; outputs move slightly) or
-            ``auto`` (bf16 where native, else fp32). See ``TorchBackend``.
+            ``auto`` (where bfloat16 is native, time both when the network is frozen and keep the faster;
+            else fp32). See ``TorchBackend``.
     """
     path = resolve_model_path(name_or_path)
-    be = open_backend(path, backend, device, threads, precision=precision)
+    if backend == "auto":
+        from agegender.inference.backend_choice import open_fastest_backend
+
+        be = open_fastest_backend(path, device, threads, precision, batch_size, tta_flip=bool(tta_flip))
+    else:
+        be = open_backend(path, backend, device, threads, precision=precision)
     return Predictor(
         be,
         detector=detector,

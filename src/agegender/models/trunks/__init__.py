@@ -13,7 +13,7 @@ import torch
 
 from agegender.models.registry import TRUNKS
 from agegender.models.trunks import (  # noqa: F401  (registration)
-    efficientnet_lite0,
+    efficientnet_lite,
     kang,
     levi_hassner,
     mobilenet_transformer,

@@ -38,7 +38,7 @@ def _feature_extractor(features: str, pretrained: bool) -> nn.Module:
     if features == "mobilenet_v2":
         return load_torchvision_model("mobilenet_v2", pretrained, trunk="mobilenet_transformer").features
     if features == "efficientnet_lite0":
-        from agegender.models.trunks.efficientnet_lite0 import efficientnet_lite0
+        from agegender.models.trunks.efficientnet_lite import efficientnet_lite0
 
         net = efficientnet_lite0(pretrained=pretrained).model
         return nn.Sequential(net.conv_stem, net.bn1, net.blocks, net.conv_head, net.bn2)

@@ -1,0 +1,207 @@
+"""``backend="auto"``: time the runtimes this machine offers on the model itself and keep the fastest.
+
+Which runtime is fastest depends on the CPU more than on the model: on an AMD EPYC host the bfloat16
+PyTorch trace gave 1.2–1.4x ONNX Runtime's crops per second, on an Intel Xeon host it gave 0.55x and ONNX
+Runtime won (docs/performance.md). So rather than guess, :func:`open_fastest_backend` builds each candidate —
+the frozen PyTorch network (``precision`` as asked; ``auto`` lets it time float32 against bfloat16 itself)
+and ONNX Runtime on an on-the-fly export — times a batch of the predictor's size through each, and returns
+the fastest. That costs a few seconds once (export, tracing, timing), so it is meant for batch jobs,
+video and servers; the choice is cached per model file, CPU model, thread count and library versions in
+``$AGEGENDER_CACHE_DIR`` (default ``~/.cache/agegender``), so later runs only load the winner.
+
+The candidates compute the same network (tested to agree within the ONNX export tolerance; bfloat16 only
+when ``precision`` allows it), so the choice changes speed, not results beyond rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agegender.data.transforms import size_hw
+from agegender.errors import AgeGenderError
+from agegender.inference.backends import OnnxBackend, TorchBackend, open_backend
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "backend_choice.json"
+
+
+def cache_path() -> Path:
+    root = os.environ.get("AGEGENDER_CACHE_DIR") or Path.home() / ".cache" / "agegender"
+    return Path(root) / CACHE_FILE
+
+
+def cpu_name() -> str:
+    """The CPU model name (``/proc/cpuinfo``), or the platform's processor string elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def candidates(path: str | Path, device: str, precision: str) -> list[str]:
+    """Runtimes worth timing for this model file: an ``.onnx`` file only runs in ONNX Runtime; a checkpoint
+    runs in PyTorch and, unless bfloat16 was asked for (a PyTorch-only option), in ONNX Runtime too."""
+    if str(path).lower().endswith(".onnx"):
+        return ["onnx"]
+    names = ["torch"]
+    if precision != "bf16":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            log.info("backend auto: onnxruntime is not installed; PyTorch only")
+        else:
+            names.append("onnx")
+    return names
+
+
+def synthetic_batch(backend: TorchBackend | OnnxBackend, n: int, seed: int = 0) -> torch.Tensor | np.ndarray:
+    """``n`` random crops in the form ``backend.run`` takes (uint8 NHWC at the resize size for an ONNX file
+    that normalises in its graph, else a normalised NCHW float batch at the input size)."""
+    pp = backend.preprocess or {}
+    rng = np.random.default_rng(seed)
+    if getattr(backend, "input_format", "float") == "uint8":
+        h, w = size_hw(pp.get("resize") or pp["input_size"])
+        return rng.integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+    h, w = size_hw(pp["input_size"])
+    channels = len(pp.get("mean") or (0, 0, 0))
+    return torch.from_numpy(rng.normal(size=(n, channels, h, w)).astype(np.float32))
+
+
+def crops_per_second(
+    backend: TorchBackend | OnnxBackend, batch_size: int, tta_flip: bool = False, min_seconds: float = 1.0
+) -> float:
+    """Best crops per second of ``backend.run`` on a synthetic batch, after a warm-up that also makes a
+    PyTorch backend trace and freeze its network (it is built with ``optimize_after=0``)."""
+    x = synthetic_batch(backend, batch_size)
+    backend.run(x, tta_flip=tta_flip)  # warm-up: tracing/freezing, ORT's and oneDNN's first-call setup
+    backend.run(x, tta_flip=tta_flip)
+    best = float("inf")
+    start = time.perf_counter()
+    runs = 0
+    while runs < 3 or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        backend.run(x, tta_flip=tta_flip)
+        best = min(best, time.perf_counter() - t)
+        runs += 1
+    return batch_size / best
+
+
+def _cache_key(path: str | Path, device: str, threads: int | None, precision: str, batch_size: int,
+               tta_flip: bool) -> str:
+    p = Path(path).resolve()
+    st = p.stat()
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    return json.dumps(
+        {
+            "model": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "device": device,
+            "threads": threads or torch.get_num_threads(), "precision": precision, "batch_size": batch_size,
+            "tta_flip": tta_flip, "cpu": cpu_name(), "torch": torch.__version__, "onnxruntime": ort_version,
+        },
+        sort_keys=True,
+    )
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(key: str, entry: dict[str, Any]) -> None:
+    data = _read_cache()
+    data[key] = entry
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    except OSError as e:  # a read-only home: the choice is just not remembered
+        log.info("backend auto: cannot cache the choice in %s (%s)", path, e)
+
+
+def open_fastest_backend(
+    path: str | Path,
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str = "fp32",
+    batch_size: int = 64,
+    tta_flip: bool = False,
+    use_cache: bool = True,
+    min_seconds: float = 1.0,
+) -> TorchBackend | OnnxBackend:
+    """The fastest runtime for the model file at ``path`` on this machine (see the module docstring).
+
+    The returned backend has a ``selection`` dict: ``choice`` (``torch`` or ``onnx``), ``precision`` (of the
+    PyTorch candidate, as resolved by its own timing when ``auto``), ``crops_per_second`` per candidate, and
+    ``cached`` (True when read from the cache instead of measured). A candidate that cannot be built (an
+    export failure, say) is skipped with a log line; if none can be, the error of the first is raised.
+    """
+    if threads:
+        torch.set_num_threads(int(threads))
+    names = candidates(path, device, precision)
+    key = _cache_key(path, device, threads, precision, batch_size, tta_flip)
+    cached = _read_cache().get(key) if use_cache else None
+    if cached and cached.get("choice") in names:
+        backend = open_backend(path, cached["choice"], device, threads, precision=cached.get("precision", precision))
+        backend.selection = {**cached, "cached": True}  # type: ignore[union-attr]
+        return backend
+    built: dict[str, TorchBackend | OnnxBackend] = {}
+    rates: dict[str, float] = {}
+    first_error: AgeGenderError | None = None
+    for name in names:
+        try:
+            if name == "torch":
+                backend = TorchBackend(path, device, threads, optimize_after=0, precision=precision)
+            else:
+                backend = open_backend(path, "onnx", device, threads)
+            rates[name] = crops_per_second(backend, batch_size, tta_flip, min_seconds)
+        except AgeGenderError as e:
+            first_error = first_error or e
+            log.warning("backend auto: %s is not usable for %s (%s)", name, path, e)
+            continue
+        built[name] = backend
+    if not built:
+        assert first_error is not None
+        raise first_error
+    choice = max(rates, key=rates.__getitem__)
+    backend = built[choice]
+    torch_precision = getattr(built.get("torch"), "precision", None)
+    entry = {
+        "choice": choice,
+        "precision": torch_precision if choice == "torch" else "fp32",
+        "crops_per_second": {k: round(v, 1) for k, v in rates.items()},
+        "torch_precision": torch_precision,
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    log.info("backend auto: %s (%s)", choice, ", ".join(f"{k} {v:.0f} crops/s" for k, v in rates.items()))
+    if choice == "torch" and isinstance(backend, TorchBackend):
+        backend.optimize_after = TorchBackend.OPTIMIZE_AFTER  # already frozen; keep the usual setting
+    if use_cache:
+        _write_cache(key, entry)
+    backend.selection = {**entry, "cached": False}  # type: ignore[union-attr]
+    return backend
+
+
+__all__ = ["cache_path", "candidates", "crops_per_second", "open_fastest_backend"]

@@ -10,6 +10,7 @@ Two figures per setting: ``model`` (a ready normalised batch through the network
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -46,7 +47,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="time per setting")
     ap.add_argument("--backends", default="torch,torch-bf16,torch-eager,onnx,onnx-int8",
                     help="torch (traced + frozen after warm-up), torch-bf16 (the same in bfloat16: "
-                    "load(..., precision='bf16')), torch-eager, onnx, onnx-int8")
+                    "load(..., precision='bf16')), torch-eager, onnx, onnx-int8, auto (load(..., backend='auto', "
+                    "precision='auto'): the runtime this machine times fastest, measured afresh)")
     ap.add_argument(
         "--calibration",
         default=str(REPO.parent / "shared" / "data" / "utkface" / "images"),
@@ -62,7 +64,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="agegender-bench-"))
-    files = {"torch": path, "torch-bf16": path, "torch-eager": path}
+    files = {"torch": path, "torch-bf16": path, "torch-eager": path, "auto": path}
+    os.environ["AGEGENDER_CACHE_DIR"] = str(folder / "cache")  # backend auto measures afresh
     if "onnx" in args.backends.split(","):
         files["onnx"] = export_onnx(path, folder / "model.onnx", verify=False)["onnx"]
     if "onnx-int8" in args.backends.split(","):
@@ -78,8 +81,12 @@ def main() -> None:
         f"{'backend':10} {'batch':>5} {'model':>7} {'crops':>7} {'+flip':>7} {'crops/CPU-s':>11} {'+flip':>7}"
     )
     for backend in args.backends.split(","):
-        precision = "bf16" if backend == "torch-bf16" else "fp32"
-        p = load(files[backend], detector="none", threads=args.threads, precision=precision)
+        if backend == "auto":
+            p = load(files[backend], detector="none", threads=args.threads, backend="auto", precision="auto")
+            print(f"# auto: {p.info()['backend_selection']}")
+        else:
+            precision = "bf16" if backend == "torch-bf16" else "fp32"
+            p = load(files[backend], detector="none", threads=args.threads, precision=precision)
         tta_default = p.tta_flip
         h, w = p.resize_hw
         rng = np.random.default_rng(0)
@@ -88,7 +95,7 @@ def main() -> None:
             p.backend.optimize_after = None if backend == "torch-eager" else 0
             p.backend.run(p.model_input([rng.integers(0, 256, (h, w, 3), dtype=np.uint8)] * 2))
         frozen = (f", traced+frozen={p.backend.optimized} ({p.backend.precision})"
-                  if backend.startswith("torch") else "")
+                  if p.backend.name == "torch" else "")
         print(
             f"# {backend}: input {p.input_hw}, threads {args.threads or 'default'}, "
             f"model's tta_flip={tta_default}{frozen}"

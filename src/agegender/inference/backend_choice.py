@@ -193,7 +193,7 @@ def open_fastest_backend(
         "precision": torch_precision if choice == "torch" else "fp32",
         "crops_per_second": {k: round(v, 1) for k, v in rates.items()},
         "torch_precision": torch_precision,
-        "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     log.info("backend auto: %s (%s)", choice, ", ".join(f"{k} {v:.0f} crops/s" for k, v in rates.items()))
     if choice == "torch" and isinstance(backend, TorchBackend):

@@ -125,6 +125,29 @@ def test_fit_age_quantile_corrects_a_biased_age_head():
     assert fit_age_quantile([z], np.full(400, np.nan))["estimate"] == "median"
 
 
+def test_fit_age_quantile_with_a_false_adult_limit():
+    """max_false_adult: the lowest-MAE quantile among those that pass at most that share of minors as adults."""
+    from agegender.evaluation.calibration import AGE_QUANTILES, fit_age_quantile
+
+    rng = np.random.default_rng(1)
+    ages = rng.uniform(5, 80, 600)
+    grid = np.arange(101)[None, :]
+    centre = ages + rng.normal(0, 4, ages.shape)  # unbiased but noisy: some 15-17-year-olds read 18+
+    z = -0.5 * ((grid - centre[:, None]) / 8.0) ** 2
+    free = fit_age_quantile([z], ages)
+    assert abs(free["estimate"] - 0.5) <= 0.02 and "max_false_adult" not in free
+    limit = free["under18_false_adult_after"] / 2
+    r = fit_age_quantile([z], ages, max_false_adult=limit)
+    assert r["constraint_met"] and r["under18_false_adult_after"] <= limit
+    assert r["estimate"] < free["estimate"] and r["mae_after"] > free["mae_after"]  # paid for in MAE
+    # it is the best-MAE quantile that qualifies: the next one up (closer to the median) does not
+    nxt = min(q for q in AGE_QUANTILES if q > r["estimate"])
+    assert fit_age_quantile([z], ages, grid=[nxt], max_false_adult=limit)["constraint_met"] is False
+    # an impossible limit keeps the unconstrained fit and says so
+    r0 = fit_age_quantile([z], ages, max_false_adult=-1.0)
+    assert r0["estimate"] == free["estimate"] and r0["constraint_met"] is False
+
+
 def test_age_quantile_estimate_in_the_head():
     from agegender.errors import AgeGenderError
     from agegender.models.heads import AgeDistributionHead, distribution_quantile

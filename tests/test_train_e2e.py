@@ -84,6 +84,10 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     # the age estimate (a quantile of the distribution) is fitted on the same validation images and kept
     est = cal["age"]["age_estimate"]["estimate"]
     assert b.model.heads["age"].estimate == est and b.config["model"]["heads"]["age"]["estimate"] == est
+    # by default under the under-age limit of `--max-false-adult 0.08` (if any quantile reaches it)
+    fit = cal["age"]["age_estimate"]
+    assert fit["max_false_adult"] == 0.08
+    assert fit["under18_false_adult_after"] <= 0.08 or not fit["constraint_met"]
     # re-packaging a package keeps its metadata (training facts, detector) and records where it came from
     r = runner.invoke(app, ["package", str(pkg), "-o", str(tmp_path / "again.pt"), "--data", str(utkface_dir),
                             "--no-fit-age-quantile"])

@@ -35,8 +35,9 @@ MODELS = {
         ],
         "package": "agegender package runs/default_face_stage2_96_strong/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-face.pt --name default-face --detector blazeface`, then re-calibrated with the age "
-        "quantile fit (session 6): `agegender package src/agegender/weights/default-face.pt -o "
-        "src/agegender/weights/default-face.pt --data ../shared/data/utkface",
+        "quantile fit under the under-18 limit (session 8; `--max-false-adult 0.08` is the default): `agegender "
+        "package src/agegender/weights/default-face.pt -o src/agegender/weights/default-face.pt --data "
+        "../shared/data/utkface",
         "eval_name": "default",
     },
     "default-fast": {
@@ -52,8 +53,9 @@ MODELS = {
         ],
         "package": "agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-fast.pt --name default-fast --detector blazeface`, then re-calibrated with the age "
-        "quantile fit (session 6): `agegender package src/agegender/weights/default-fast.pt -o "
-        "src/agegender/weights/default-fast.pt --data ../shared/data/utkface",
+        "quantile fit under the under-18 limit (session 8; `--max-false-adult 0.08` is the default): `agegender "
+        "package src/agegender/weights/default-fast.pt -o src/agegender/weights/default-fast.pt --data "
+        "../shared/data/utkface",
         "eval_name": "default-fast",
     },
 }

@@ -162,6 +162,12 @@ def package(
         True, "--fit-age-quantile/--no-fit-age-quantile",
         help="with --calibrate: also fit the age estimate (a quantile of the age distribution) on the validation split",
     ),
+    max_false_adult: float | None = typer.Option(
+        0.08, "--max-false-adult",
+        help="with --fit-age-quantile: the lowest-MAE quantile whose validation under-18 false-adult rate (minors "
+        "estimated 18+) is at most this fraction; 1 = plain MAE fit",
+        min=0.0, max=1.0,
+    ),
     half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),
     name: str | None = typer.Option(None, "--name"),
     detector: str | None = typer.Option(
@@ -177,7 +183,8 @@ def package(
             f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS.names())}", code="unknown_detector"
         )
     meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name,
-                              detector=detector, age_quantile=age_quantile)
+                              detector=detector, age_quantile=age_quantile,
+                              max_false_adult=None if max_false_adult is None or max_false_adult >= 1 else max_false_adult)
     typer.echo(json.dumps(meta, indent=2, default=str))
 
 

@@ -269,14 +269,16 @@ def head_target(targets: Mapping[str, np.ndarray], head: torch.nn.Module, logits
 
 
 def calibrate_bundle(bundle: Any, samples: Sequence[Sample], batch_size: int = 64, apply: bool = True,
-                     progress: bool = False, age_quantile: bool = False) -> dict[str, Any]:
+                     progress: bool = False, age_quantile: bool = False,
+                     max_false_adult: float | None = None) -> dict[str, Any]:
     """Fit one temperature per calibratable head (multiclass, binary, age-distribution, multi-label and
     CORAL heads) on labelled validation ``samples`` (ready crops), set each head's ``temperature`` buffer
     (unless ``apply=False``) and return, per head: kind, task, temperature before/after, NLL and ECE before
     and after (in-sample, on these samples), and n. Heads whose task the samples do not label are skipped.
 
     ``age_quantile``: then also fit the point estimate of each age-distribution head
-    (:func:`fit_age_quantile`, with the model's flip TTA setting) and store it in the head and the config.
+    (:func:`fit_age_quantile`, with the model's flip TTA setting and ``max_false_adult``) and store it in the
+    head and the config.
 
     >>> bundle = load_bundle("runs/x/checkpoints/best.ckpt")          # doctest: +SKIP
     >>> calibrate_bundle(bundle, val_samples)["gender"]["ece_after"]   # doctest: +SKIP
@@ -306,7 +308,8 @@ def calibrate_bundle(bundle: Any, samples: Sequence[Sample], batch_size: int = 6
             head.temperature.fill_(r["temperature"])
         if age_quantile and head.kind == "age_distribution":
             views = [z] + ([res.raw_flip[name]] if name in res.raw_flip else [])
-            r["age_estimate"] = fit_age_quantile(views, t, r["temperature"], head.estimate)
+            r["age_estimate"] = fit_age_quantile(views, t, r["temperature"], head.estimate,
+                                                 max_false_adult=max_false_adult)
             if apply:
                 head.estimate = r["age_estimate"]["estimate"]
                 heads_cfg = bundle.config.get("model", {}).get("heads", {})
@@ -321,9 +324,16 @@ AGE_QUANTILES: tuple[float, ...] = tuple(round(0.30 + 0.01 * i, 2) for i in rang
 
 
 def fit_age_quantile(views: Sequence[np.ndarray], ages: np.ndarray, temperature: float = 1.0,
-                     current: str | float = "median", grid: Sequence[float] = AGE_QUANTILES) -> dict[str, Any]:
+                     current: str | float = "median", grid: Sequence[float] = AGE_QUANTILES,
+                     max_false_adult: float | None = None) -> dict[str, Any]:
     """The quantile of an age-distribution head's output that minimises the mean absolute error on labelled
     images (the validation split), like temperature scaling a decision fitted after training.
+
+    ``max_false_adult`` (a fraction, e.g. 0.08) makes it a constrained choice: the lowest-MAE quantile among
+    those whose under-18 false-adult rate (minors estimated 18 or older) on these images is at most that. A
+    lower quantile reads ages lower, trading a little MAE for fewer minors passed as adults (the under-age
+    concern of jamoliddin2022 §V). If no quantile of the grid meets it (or no minor is labelled), the
+    unconstrained choice is kept and ``constraint_met`` is False.
 
     ``views``: the head's raw outputs (N, 101), one array per test-time view (the image and, with flip TTA,
     its mirror); each view's estimate is read and the views averaged, as the predictor does. ``ages``:
@@ -354,10 +364,16 @@ def fit_age_quantile(views: Sequence[np.ndarray], ages: np.ndarray, temperature:
     if not len(y):
         return {"estimate": current, "n": 0}
     table = {q: scores(q) for q in grid}
-    best_mae = min(m for m, _ in table.values())
-    chosen = min((q for q, (m, _) in table.items() if m <= best_mae + 0.005), key=lambda q: abs(q - 0.5))
+    pool = table
+    if max_false_adult is not None:
+        pool = {q: v for q, v in table.items() if v[1] <= max_false_adult} or table
+    best_mae = min(m for m, _ in pool.values())
+    chosen = min((q for q, (m, _) in pool.items() if m <= best_mae + 0.005), key=lambda q: abs(q - 0.5))
     before = scores(current)
+    constraint = {} if max_false_adult is None else {
+        "max_false_adult": float(max_false_adult), "constraint_met": bool(table[chosen][1] <= max_false_adult)}
     return {
+        **constraint,
         "estimate": float(chosen),
         "before": current,
         "mae_before": before[0],

@@ -28,12 +28,14 @@ def package_checkpoint(
     extra_meta: dict[str, Any] | None = None,
     detector: str | None = None,
     age_quantile: bool = True,
+    max_false_adult: float | None = None,
 ) -> dict[str, Any]:
     """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures).
 
     ``detector`` is the face detector the predictor uses for this model unless told otherwise (default:
     ``none`` for pedestrian models, ``haar`` for face models). ``age_quantile`` (with ``calibrate``) also
-    fits the age point estimate on the validation split (:func:`~agegender.evaluation.calibration.fit_age_quantile`).
+    fits the age point estimate on the validation split (:func:`~agegender.evaluation.calibration.fit_age_quantile`;
+    ``max_false_adult``: the lowest-MAE estimate whose under-18 false-adult rate there is at most that).
     ``checkpoint`` may be a package already: it is then re-calibrated and keeps its metadata (training
     facts, origin, detector) unless told otherwise."""
     bundle = load_bundle(checkpoint)
@@ -64,7 +66,7 @@ def package_checkpoint(
         dm = AgeGenderDataModule(dcfg)
         dm.prepare_samples()
         val = [dm.samples[i] for i in dm.split["val"]]
-        cal = calibrate_bundle(bundle, val, age_quantile=age_quantile)
+        cal = calibrate_bundle(bundle, val, age_quantile=age_quantile, max_false_adult=max_false_adult)
         # re-calibrating a package: its weights are the ones first calibrated, so the "before" figures of
         # that first fit (the uncalibrated network) still describe it; the new fit starts from its temperatures
         first = ((old.get("calibration") or {}).get("heads") or {})
@@ -162,7 +164,11 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
                           f"{a['estimate']:.2f}-quantile of the predicted distribution (was {a['before']}), "
                           f"validation MAE {a['mae_before']:.3f} → {a['mae_after']:.3f} years, under-18 "
                           f"false-adult rate {100 * a['under18_false_adult_before']:.1f} → "
-                          f"{100 * a['under18_false_adult_after']:.1f} %.")]
+                          f"{100 * a['under18_false_adult_after']:.1f} %" + (
+                              f" (the lowest-MAE quantile whose validation false-adult rate is at most "
+                              f"{100 * a['max_false_adult']:.0f} %"
+                              + ("" if a.get("constraint_met") else "; none reached it, so the plain MAE fit") + ")"
+                              if a.get("max_false_adult") is not None else "") + ".")]
     if reports:
         lines += ["", "## Measured figures", "", "| metric | " + " | ".join(reports) + " |",
                   "|---|" + "---|" * len(reports)]

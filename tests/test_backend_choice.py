@@ -54,8 +54,21 @@ def test_auto_measures_keeps_the_fastest_and_caches(tiny_face_model: Path, cache
         raise AssertionError("measured again despite the cache")
 
     monkeypatch.setattr(backend_choice, "crops_per_second", no_timing)
-    again = open_fastest_backend(tiny_face_model, batch_size=16)
+    exports = list((cache_dir / "onnx").glob("*.onnx"))
+    assert len(exports) == 1  # the ONNX candidate's export is kept beside the choice ...
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again despite the cache")
+
+    import agegender.inference.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    again = open_fastest_backend(tiny_face_model, batch_size=16)  # ... and reused
     assert again.selection["cached"] and again.name == sel["choice"]
+    assert again.source == str(tiny_face_model)
+    monkeypatch.undo()
+    monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(cache_dir))
+    monkeypatch.setattr(backend_choice, "crops_per_second", no_timing)
     # another batch size, or a changed model file, is a new key: measured again
     with pytest.raises(AssertionError, match="measured again"):
         open_fastest_backend(tiny_face_model, batch_size=8)
@@ -78,10 +91,10 @@ def test_auto_follows_the_measurement(tiny_face_model: Path, cache_dir: Path, mo
 def test_auto_skips_a_candidate_that_cannot_be_built(tiny_face_model: Path, cache_dir: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    def no_onnx(path, kind, *a, **k):
+    def no_onnx(path, *a, **k):
         raise AgeGenderError("export failed", code="bad_model")
 
-    monkeypatch.setattr(backend_choice, "open_backend", no_onnx)
+    monkeypatch.setattr(backend_choice, "_open_onnx", no_onnx)
     be = open_fastest_backend(tiny_face_model, use_cache=False, min_seconds=0.01)
     assert isinstance(be, TorchBackend) and list(be.selection["crops_per_second"]) == ["torch"]
     assert "onnx is not usable" in caplog.text
@@ -137,7 +150,7 @@ def test_precision_auto_keeps_the_faster_trace(tiny_face_model: Path, monkeypatc
 
         def net(x: torch.Tensor):
             if slow:
-                time.sleep(0.03)
+                time.sleep(0.25)  # far above any run time of the tiny net, even on a busy machine
             return model(x.float())
 
         return net

@@ -7,7 +7,8 @@ the frozen PyTorch network (``precision`` as asked; ``auto`` lets it time float3
 and ONNX Runtime on an on-the-fly export — times a batch of the predictor's size through each, and returns
 the fastest. That costs a few seconds once (export, tracing, timing), so it is meant for batch jobs,
 video and servers; the choice is cached per model file, CPU model, thread count and library versions in
-``$AGEGENDER_CACHE_DIR`` (default ``~/.cache/agegender``), so later runs only load the winner.
+``$AGEGENDER_CACHE_DIR`` (default ``~/.cache/agegender``), with the model's ONNX export beside it, so later
+runs only load the winner.
 
 The candidates compute the same network (tested to agree within the ONNX export tolerance; bfloat16 only
 when ``precision`` allows it), so the choice changes speed, not results beyond rounding.
@@ -120,6 +121,31 @@ def _cache_key(path: str | Path, device: str, threads: int | None, precision: st
     )
 
 
+def _open_onnx(path: str | Path, device: str, threads: int | None) -> OnnxBackend:
+    """ONNX Runtime on ``path``: an ``.onnx`` file as it is; a checkpoint or package exported once into the
+    cache folder (keyed by its path, size and modification time) so that later runs skip the export."""
+    p = Path(path)
+    if p.suffix.lower() == ".onnx":
+        return OnnxBackend(p, device, threads)
+    st = p.resolve().stat()
+    out = cache_path().parent / "onnx" / f"{p.stem}-{st.st_size}-{st.st_mtime_ns}.onnx"
+    if not out.is_file():
+        from agegender.inference.onnx_export import export_onnx
+
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp.onnx")
+            export_onnx(p, tmp, verify=False)
+            tmp.replace(out)
+        except OSError as e:  # no writable cache: export to a temporary file as backend="onnx" does
+            log.info("backend auto: cannot keep the ONNX export in %s (%s)", out.parent, e)
+            backend = open_backend(p, "onnx", device, threads)
+            return backend  # type: ignore[return-value]
+    backend = OnnxBackend(out, device, threads)
+    backend.source = str(path)
+    return backend
+
+
 def _read_cache() -> dict[str, Any]:
     try:
         data = json.loads(cache_path().read_text())
@@ -164,7 +190,10 @@ def open_fastest_backend(
     key = _cache_key(path, device, threads, precision, batch_size, tta_flip)
     cached = _read_cache().get(key) if use_cache else None
     if cached and cached.get("choice") in names:
-        backend = open_backend(path, cached["choice"], device, threads, precision=cached.get("precision", precision))
+        if cached["choice"] == "onnx":
+            backend = _open_onnx(path, device, threads)
+        else:
+            backend = open_backend(path, "torch", device, threads, precision=cached.get("precision", precision))
         backend.selection = {**cached, "cached": True}  # type: ignore[union-attr]
         return backend
     built: dict[str, TorchBackend | OnnxBackend] = {}
@@ -175,7 +204,7 @@ def open_fastest_backend(
             if name == "torch":
                 backend = TorchBackend(path, device, threads, optimize_after=0, precision=precision)
             else:
-                backend = open_backend(path, "onnx", device, threads)
+                backend = _open_onnx(path, device, threads)
             rates[name] = crops_per_second(backend, batch_size, tta_flip, min_seconds)
         except AgeGenderError as e:
             first_error = first_error or e

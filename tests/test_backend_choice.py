@@ -60,7 +60,7 @@ def test_auto_measures_keeps_the_fastest_and_caches(tiny_face_model: Path, cache
     def no_export(*a, **k):
         raise AssertionError("exported again despite the cache")
 
-    import agegender.inference.onnx_export as onnx_export
+    from agegender.inference import onnx_export
 
     monkeypatch.setattr(onnx_export, "export_onnx", no_export)
     again = open_fastest_backend(tiny_face_model, batch_size=16)  # ... and reused

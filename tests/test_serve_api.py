@@ -418,6 +418,20 @@ def test_settings_from_env_and_overrides() -> None:
         ServeSettings(accepted_types=("jpeg", "heic"))
     with pytest.raises(AgeGenderError, match="timeout"):
         ServeSettings(timeout_s=0)
+    assert ServeSettings.from_env({"AGEGENDER_BACKEND": "onnx"}).backend == "onnx"
+    with pytest.raises(AgeGenderError, match="backend must be torch, onnx or auto"):
+        ServeSettings(backend="tensorrt")
+
+
+def test_service_runs_the_backend_it_is_given(model_path: Path, grace: bytes, reference: Any) -> None:
+    """--backend onnx: the workers run ONNX Runtime, /v1/models says so, and answers match the Python API."""
+    s = ServeSettings(workers=1, threads=1, timeout_s=60, backend="onnx")
+    with TestClient(create_app(model_path, s)) as c:
+        models = c.get("/v1/models").json()
+        assert models["models"][0]["backend"] == "onnx" and models["limits"]["backend"] == "onnx"
+        r = c.post("/v1/predict", files={"file": ("g.jpg", grace, "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["people"]) == len(reference.predict(grace))
 
 
 @pytest.mark.parametrize("fmt,name", [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"), ("WEBP", "webp"),

@@ -39,6 +39,9 @@ def serve(
     detector: str | None = typer.Option(
         None, "--detector", "-d", help="haar | blazeface | dlib | none | detector.onnx [the model's default]"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda[:N] [cpu]"),
+    backend: str | None = typer.Option(
+        None, "--backend", help="torch | onnx (lower latency on CPUs) | auto (time both once, keep the faster) "
+        "[from the model file]"),
     max_upload_mb: float | None = typer.Option(None, "--max-upload-mb", help="largest image upload, MiB [10]"),
     max_batch_mb: float | None = typer.Option(None, "--max-batch-mb", help="largest batch request body, MiB [32]"),
     max_megapixels: float | None = typer.Option(
@@ -71,7 +74,7 @@ def serve(
                              "pip install 'agegender[serve]'", code="missing_dependency") from None
 
     settings = ServeSettings.from_env(
-        workers=workers, threads=threads, detector=detector, device=device,
+        workers=workers, threads=threads, detector=detector, device=device, backend=backend,
         max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * MIB),
         max_batch_bytes=None if max_batch_mb is None else int(max_batch_mb * MIB),
         max_pixels=None if max_megapixels is None else int(max_megapixels * 1e6),

@@ -131,6 +131,8 @@ def _load_predictors(model: Any, settings: ServeSettings) -> list[Any]:
                             "max_pixels": settings.max_pixels, **settings.predictor_options}
     if settings.detector:
         opts["detector"] = settings.detector
+    if settings.backend:
+        opts["backend"] = settings.backend
     return [load(model, **opts) for _ in range(settings.workers)]
 
 

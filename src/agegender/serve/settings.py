@@ -51,6 +51,9 @@ class ServeSettings:
     detector: str | None = None
     #: device of the model (``cpu``, ``cuda:0``)
     device: str = "cpu"
+    #: model runtime: ``torch``, ``onnx`` (the faster one-photo latency on CPUs) or ``auto`` (time both once,
+    #: keep the faster; see :mod:`agegender.inference.backend_choice`); default: from the model file
+    backend: str | None = None
     #: folder with Swagger UI 5 files (swagger-ui-bundle.js, swagger-ui.css) for ``/docs``; default: found in
     #: an installed package (swagger-ui-py), else ``/docs`` is a small built-in offline reference page
     docs_assets: str | None = None
@@ -67,6 +70,8 @@ class ServeSettings:
                      "max_pending"):
             if int(getattr(self, name)) < 1:
                 raise AgeGenderError(f"{name} must be at least 1, not {getattr(self, name)}", code="bad_option")
+        if self.backend is not None and self.backend not in ("torch", "onnx", "auto"):
+            raise AgeGenderError(f"backend must be torch, onnx or auto, not {self.backend!r}", code="bad_option")
         if not float(self.timeout_s) > 0:
             raise AgeGenderError(f"timeout_s must be positive, not {self.timeout_s}", code="bad_option")
 

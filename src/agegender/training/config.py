@@ -16,7 +16,7 @@ import yaml
 from agegender.errors import AgeGenderError
 
 #: keys whose value is a free-form mapping (validated by the part that consumes it)
-_FREE = {"data.options", "data.split", "data.filter", "model.trunk", "model.heads", "model.weighting",
+_FREE = {"data.options", "data.split", "data.filter", "data.sampler", "model.trunk", "model.heads", "model.weighting",
          "model.composition_args", "optim.scheduler", "trainer.early_stopping", "trainer.ema", "eval"}
 
 DEFAULTS: dict[str, Any] = {
@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
         "limit": None,  # use only N samples (smoke tests)
         "filter": {},  # e.g. {min_age: 10, max_age: 65} (dey_aggarwal)
         "crop_margin": 0.0,
+        # re-weight the training draw: {by: [ethnicity, age_group], power: 1.0} draws each group
+        # (a combination of the listed labels) as often as 1 / its size ** power; null: plain shuffle
+        "sampler": None,
     },
     "model": {
         "composition": "multitask",

@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from agegender.data.images import load_image
 from agegender.data.readers import read_dataset
@@ -84,6 +84,39 @@ def task_stats(targets: Mapping[str, np.ndarray], idx: np.ndarray, dims: Mapping
     a = a[~np.isnan(a)]
     out["age"] = {"counts": np.bincount(np.clip(a.round().astype(int), 0, 100), minlength=101).astype(np.float64)}
     return out
+
+
+#: labels a training draw can be balanced over (``data.sampler.by``)
+SAMPLER_KEYS = ("gender", "ethnicity", "age_group", "identity")
+
+
+def sampling_weights(samples: Sequence[Sample], targets: Mapping[str, np.ndarray], idx: np.ndarray,
+                     by: Sequence[str], power: float = 1.0) -> np.ndarray:
+    """Draw weight of each training sample: 1 / (size of its group) ** ``power``.
+
+    A group is one combination of the labels named in ``by`` (a missing label is a value of its own;
+    ``identity`` falls back to the image, so unlabelled images are their own person). ``power`` 1
+    draws every group equally often, 0.5 is the softer square-root balancing, 0 is a plain shuffle.
+    """
+    if isinstance(by, str):
+        by = [by]
+    unknown = [k for k in by if k not in SAMPLER_KEYS]
+    if unknown or not by:
+        raise AgeGenderError(f"data.sampler.by: unknown label(s) {unknown or by}; choose from {list(SAMPLER_KEYS)}",
+                             code="bad_config")
+    if power < 0:
+        raise AgeGenderError(f"data.sampler.power must be >= 0, got {power}", code="bad_config")
+    cols = []
+    for k in by:
+        if k == "identity":
+            cols.append([samples[i].identity or f"image:{i}" for i in idx])
+        else:
+            cols.append(targets[k][idx].tolist())
+    keys = list(zip(*cols))
+    sizes: dict[tuple, int] = {}
+    for key in keys:
+        sizes[key] = sizes.get(key, 0) + 1
+    return np.asarray([sizes[key] for key in keys], dtype=np.float64) ** -float(power)
 
 
 def read_resized(sample: Sample, size_hw: tuple[int, int], margin: float = 0.0) -> np.ndarray:
@@ -222,6 +255,7 @@ class AgeGenderDataModule(L.LightningDataModule):
         if len(self.split["train"]) == 0:
             raise AgeGenderError("the split left no training samples", code="bad_config")
         self.stats = task_stats(self.targets, self.split["train"], self.dims)
+        self.sample_weights = self._sampler_weights()  # checks data.sampler before any image is decoded
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -254,14 +288,36 @@ class AgeGenderDataModule(L.LightningDataModule):
         )
         ds = TaskDataset(self.table, self.split[part], self.targets, tf)
         nw = int(self.cfg.get("num_workers", 0))
+        sampler = self.train_sampler() if train else None
         return DataLoader(
             ds,
             batch_size=int(self.cfg["batch_size"] if train else self.cfg.get("eval_batch_size", 128)),
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(ds) > int(self.cfg["batch_size"]),
             num_workers=nw,
             persistent_workers=nw > 0,
         )
+
+    def _sampler_weights(self) -> np.ndarray | None:
+        spec = self.cfg.get("sampler")
+        if not spec:
+            return None
+        if not isinstance(spec, Mapping) or set(spec) - {"by", "power"} or "by" not in spec:
+            raise AgeGenderError(f"data.sampler takes {{by: [labels], power: number}}; got {spec!r}",
+                                 code="bad_config")
+        return sampling_weights(self.samples, self.targets, self.split["train"], spec["by"],
+                                float(spec.get("power", 1.0)))
+
+    def train_sampler(self) -> WeightedRandomSampler | None:
+        """``data.sampler``: a group-balanced draw (with replacement, one training-set size per epoch)."""
+        w = self.sample_weights
+        if w is None:
+            return None
+        # the training split may have lost undecodable images since the weights were computed
+        if len(w) != len(self.split["train"]):
+            w = self._sampler_weights()
+        return WeightedRandomSampler(torch.as_tensor(w), num_samples=len(w), replacement=True)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

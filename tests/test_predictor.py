@@ -225,6 +225,7 @@ def test_bad_in_memory_inputs(face: Predictor) -> None:
 def test_no_face(face: Predictor) -> None:
     r = face.predict_image(np.full((240, 320, 3), 127, np.uint8))
     assert r.status == STATUS_NO_FACE and r.people == [] and r.ok and (r.width, r.height) == (320, 240)
+    assert "no face found" in r.message and "--detector none" in r.message and "--model default-body" in r.message
     assert face.predict(np.full((240, 320, 3), 127, np.uint8)) == []
 
 

@@ -415,6 +415,15 @@ class Predictor:
             return str(named)
         return "none" if self.mode == "body" else "haar"
 
+    def _nothing_found_message(self) -> str:
+        """What a "no_face" result says, with what to try next."""
+        if self.mode == "body":
+            return (f"no person found by the {self.detector_name!r} detector; if the image is one person's "
+                    "full-body crop, use the detector 'none' (--detector none)")
+        return (f"no face found by the {self.detector_name!r} detector; if the image is already a face crop, "
+                "use the detector 'none' (--detector none); for full-body pedestrian images use the body model "
+                "(--model default-body); small or turned faces may need a larger image or another detector")
+
     def _prepare(self, image: Any, name: str, channel_order: str, keep_image: bool, catch: bool) -> Prepared:
         res = ImageResult(source=name, status=STATUS_OK)
         try:
@@ -424,7 +433,7 @@ class Predictor:
             prep = Prepared(res, boxes, scores, crops, image=rgb if keep_image else None)
             if not prep.crops:
                 res.status = STATUS_NO_FACE
-                res.message = "no face found" if self.mode == "face" else "no person found"
+                res.message = self._nothing_found_message()
             return prep
         except AgeGenderError as e:
             if not catch:

@@ -1,7 +1,8 @@
 """How each face detector frames a face, relative to UTKFace's aligned 200×200 crops.
 
 Face models trained on UTKFace saw its crops' framing; the predictor turns a detector's box into that
-framing with a per-detector (margin, shift) pair (``FACE_FRAMING`` in ``agegender.inference.predictor``).
+framing with a per-detector (margin, shift) pair (each detector's ``framing=`` registration, read by
+``agegender.inference.detectors.base.detector_framing``).
 This script measures the pair: each of ``--n`` UTKFace crops is pasted at the centre of a 400×400 grey
 canvas, the detector runs, and the box matching the crop gives its side ``B`` (the longer of width and
 height) and centre ``(cx, cy)`` relative to the crop's side ``C``. The predictor's crop is the box moved
@@ -33,7 +34,7 @@ def main() -> None:
 
     from agegender.data.images import load_image
     from agegender.inference.detectors import build_detector
-    from agegender.inference.predictor import FACE_FRAMING
+    from agegender.inference.detectors.base import detector_framing
 
     files = sorted(Path(args.data).iterdir())
     files = files[:: max(1, len(files) // args.n)][: args.n]
@@ -66,7 +67,7 @@ def main() -> None:
         med = statistics.median
         print(
             f"{name:10} {100 * len(ratios) / len(files):8.1f} {med(ratios):6.3f} {med(cxs):6.3f} {med(cys):6.3f} "
-            f"{med(margins):7.3f} {med(shifts):7.3f}   {FACE_FRAMING.get(name)}"
+            f"{med(margins):7.3f} {med(shifts):7.3f}   {detector_framing(name)}"
         )
 
 

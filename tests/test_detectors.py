@@ -174,7 +174,7 @@ def test_blazeface_finds_nothing_on_blank_or_noise_and_checks_options() -> None:
 
 
 def test_blazeface_finds_several_faces_and_the_framing_is_registered(hopper: np.ndarray) -> None:
-    from agegender.inference.predictor import FACE_FRAMING
+    from agegender.inference.detectors.base import detector_framing
 
     small = cv2.resize(hopper, (256, 300))
     canvas = np.full((400, 900, 3), 200, np.uint8)
@@ -183,7 +183,7 @@ def test_blazeface_finds_several_faces_and_the_framing_is_registered(hopper: np.
     faces = build_detector("blazeface").detect(canvas)
     assert len(faces) == 2
     assert sorted(f.center[0] < 450 for f in faces) == [False, True]
-    assert "blazeface" in FACE_FRAMING
+    assert detector_framing("blazeface") == (0.010, 0.024) and detector_framing("none") == (0.0, 0.0)
 
 
 def test_weighted_nms_merges_overlaps() -> None:

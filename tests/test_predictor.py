@@ -288,11 +288,12 @@ def test_flip_tta_matches_bundle(face: Predictor) -> None:
 
 def test_face_crops_are_framed_like_utkface(face: Predictor, tiny_face_model: Path) -> None:
     from agegender.inference.detectors import crop
-    from agegender.inference.predictor import FACE_FRAMING
+    from agegender.inference.detectors.base import detector_framing
 
     rgb = grace_rgb()
     boxes, _, crops = face.detect_crops(rgb)
-    margin, shift = FACE_FRAMING["haar"]
+    margin, shift = detector_framing("haar")
+    assert (margin, shift) == (-0.017, 0.082)
     assert (face.crop_margin, face.crop_shift) == (margin, shift)
     x1, y1, x2, y2 = boxes[0]
     dy = shift * (y2 - y1)

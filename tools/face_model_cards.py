@@ -99,7 +99,7 @@ def main() -> None:
         u18 = 100 * rep["under18_false_adult_rate"]
         limits = [
             ("Trained only on UTKFace's tight, aligned 200×200 crops: loose crops depend on the face detector and "
-            "the crop framing (`FACE_FRAMING` in the predictor, measured per detector by "
+            "the crop framing (each detector's registered `framing`, measured by "
             "`benchmarks/face_framing.py`); profile faces, occlusion, heavy make-up and low light are barely covered."),
             (f"Gender accuracy differs by ethnicity: {gap['best']} {100 * gap['best_value']:.1f} % vs {gap['worst']} "
             f"{100 * gap['worst_value']:.1f} % (gap {100 * gap['gap']:.1f} points on the test split); see the "

@@ -133,7 +133,7 @@ def datasets() -> None:
 @app.command()
 @user_errors
 def models() -> None:
-    """List every registered trunk (with parameter count), head, loss, weighting and bundled model."""
+    """List every registered trunk (with parameter count), head, loss, weighting, detector and bundled model."""
     import agegender.models  # noqa: F401  (registration)
     from agegender.inference.registry import BUNDLED, bundled_models
     from agegender.models.registry import COMPOSITIONS, HEADS, LOSSES, WEIGHTINGS
@@ -141,12 +141,19 @@ def models() -> None:
 
     typer.echo("trunks:")
     for t in trunk_info():
-        typer.echo(f"  {t['name']:<24} {t['parameters'] / 1e6:8.2f} M params  input {t['input_size']:<4} "
+        size = t.get("input_size")
+        size = "-" if size is None else "x".join(map(str, size)) if isinstance(size, (list, tuple)) else size
+        typer.echo(f"  {t['name']:<24} {t['parameters'] / 1e6:8.2f} M params  input {size!s:<4} "
                    f"{t.get('paper') or ''}")
     typer.echo("heads:        " + ", ".join(HEADS.names()))
     typer.echo("losses:       " + ", ".join(LOSSES.names()))
     typer.echo("weightings:   " + ", ".join(WEIGHTINGS.names()))
     typer.echo("compositions: " + ", ".join(COMPOSITIONS.names()))
+    from agegender.inference.detectors import DETECTORS
+
+    typer.echo("detectors:")
+    for name in DETECTORS.names():
+        typer.echo(f"  {name:<24} {DETECTORS.meta(name).get('description', '')}")
     present = bundled_models()
     typer.echo("bundled:      " + ", ".join(f"{n}{'' if n in present else ' (missing)'}" for n in BUNDLED))
 

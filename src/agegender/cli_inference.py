@@ -75,7 +75,7 @@ DetectorOpt = Annotated[
     typer.Option(
         "--detector",
         "-d",
-        help="haar | blazeface | dlib | none | path/to/detector.onnx (default: the model's own; haar; none for body models)",
+        help="haar | blazeface | dlib | none | path/to/detector.onnx, or any registered name (`agegender models` lists them; default: the model's own; haar; none for body models)",
     ),
 ]
 MinConfidence = Annotated[

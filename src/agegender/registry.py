@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from agegender.errors import AgeGenderError
 
 T = TypeVar("T")
+
+
+def options_of(target: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """For a builder that passes ``**kwargs`` on to ``target`` (a network class): give it a signature with
+    ``target``'s keyword options, so :meth:`Registry.build` can refuse a misspelt one by name.
+
+    >>> class Net:
+    ...     def __init__(self, width=8): ...
+    >>> @options_of(Net)
+    ... def net(pretrained=False, **kwargs): return Net(**kwargs)
+    >>> str(inspect.signature(net))
+    '(pretrained=False, *, width=8)'
+    """
+
+    def deco(fn: Callable[..., T]) -> Callable[..., T]:
+        own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        names = {p.name for p in own}
+        extra = []
+        for p in inspect.signature(target).parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                return fn  # the target takes anything: nothing to check
+            if p.name not in names and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                extra.append(p.replace(kind=p.KEYWORD_ONLY))
+        fn.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
 
 
 class Registry(Generic[T]):
@@ -45,7 +73,21 @@ class Registry(Generic[T]):
             ) from None
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> T:
-        return self.get(name)(*args, **kwargs)
+        """Build ``name`` with these arguments. Options the builder does not take (a misspelt config key)
+        are a ``bad_config`` error naming the ones it does take; they are checked against its signature
+        rather than by catching ``TypeError`` from the call, which would hide bugs inside the builder."""
+        fn = self.get(name)
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature: just call
+            return fn(*args, **kwargs)
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            takes = [p.name for p in sig.parameters.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            raise AgeGenderError(f"{self.kind} {name!r}: {exc}; it takes: {', '.join(takes) or 'no options'}",
+                                 code="bad_config") from None
+        return fn(*args, **kwargs)
 
     def meta(self, name: str) -> dict[str, Any]:
         self.get(name)

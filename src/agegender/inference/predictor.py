@@ -41,19 +41,6 @@ log = logging.getLogger(__name__)
 
 #: datasets whose models take whole-person (pedestrian) crops rather than faces
 BODY_DATASETS: tuple[str, ...] = ("peta", "rap")
-#: How to turn each detector's face box into the framing of UTKFace's aligned 200×200 crops (what face
-#: models trained on such crops saw): (margin per side as a fraction of the box, downward shift as a
-#: fraction of the box height). Measured on 300 UTKFace crops pasted on a 400×400 grey canvas: the median
-#: Haar box is 1.035 × the crop's size, centred at 41.5 % of its height; dlib's 0.935 ×, at 46.8 %.
-#: On 400 such images a UTKFace-trained small CNN scored, on Haar crops, 0.847 gender / 0.552 age-group
-#: accuracy with this framing, 0.803 / 0.445 with the bare box and 0.584 / 0.142 with a 0.3 margin
-#: (0.867 / 0.566 on the original crops); for dlib the framing made no measurable difference.
-#: BlazeFace: box 0.980 × the crop, centred at 47.7 % of its height (``benchmarks/face_framing.py``).
-FACE_FRAMING: dict[str, tuple[float, float]] = {
-    "haar": (-0.017, 0.082),
-    "dlib": (0.035, 0.035),
-    "blazeface": (0.010, 0.024),
-}
 #: status of an image whose processing failed for a reason that is not a known user error (a bug)
 STATUS_ERROR = "error"
 
@@ -146,7 +133,9 @@ class Predictor:
         # borrows its own instance from this pool (built on demand, kept for reuse).
         self._idle_detectors = [self.detector]
         self._pool_lock = threading.Lock()
-        frame_margin, frame_shift = FACE_FRAMING.get(self.detector_name, (0.0, 0.0))
+        from agegender.inference.detectors.base import detector_framing
+
+        frame_margin, frame_shift = detector_framing(self.detector_name)
         # Trained on dataset boxes grown by crop_margin (not squared, as datamodule.read_resized does):
         # treat detections the same way. Otherwise square crops framed like UTKFace's.
         self.crop_square = not pp.get("crop_margin")
@@ -612,7 +601,8 @@ def load(
             body models), ``onnx`` or a path to an ONNX face detector, or a built ``Detector`` instance.
         detector_options: e.g. ``{"min_face_size": 40, "score_threshold": 0.5}``, plus the crop framing
             ``margin`` (fraction of the box added per side) and ``shift`` (downward, fraction of the box
-            height); the defaults (:data:`FACE_FRAMING`) reproduce UTKFace-style crops per detector.
+            height); the defaults (each detector's registered ``framing``,
+            :func:`~agegender.inference.detectors.base.detector_framing`) reproduce UTKFace-style crops.
         mode: ``face`` or ``body`` (default: from the model — PETA/RAP models are body models).
         scheme: age-group scheme of the output (``adience8``, ``kang4``, ``peta5``, ``fairface9``;
             default: the model's).

@@ -9,7 +9,6 @@ user-supplied "onnx".
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -76,17 +75,12 @@ def build_detector(name_or_path: str | os.PathLike | Detector = DEFAULT_DETECTOR
     if name.lower().endswith(".onnx"):
         opts = {"model_path": name, **opts}
         name = "onnx"
-    builder = DETECTORS.get(name)
+    DETECTORS.get(name)  # unknown names: the error lists the registered ones
     if name == "onnx" and "model_path" not in opts:
         raise AgeGenderError(
             "the 'onnx' detector needs a model file: build_detector('path/to/detector.onnx') "
             "or build_detector('onnx', model_path=...)",
             code="bad_config",
         )
-    try:
-        # Checked against the signature (not by catching TypeError from the call, which would hide bugs):
-        # a misspelt option is the user's configuration error, not a crash.
-        inspect.signature(builder).bind(**opts)
-    except TypeError as exc:
-        raise AgeGenderError(f"detector {name!r}: {exc}", code="bad_config") from None
-    return builder(**opts)
+    # a misspelt option is the user's configuration error (bad_config), checked against the signature
+    return DETECTORS.build(name, **opts)

@@ -21,7 +21,27 @@ from agegender.registry import Registry
 Box = tuple[float, float, float, float]
 
 #: name → builder(**options) -> Detector. ``build_detector`` in the package ``__init__`` is the door in.
+#: Registration metadata: ``description`` (shown by ``agegender models``) and ``framing`` (see
+#: :func:`detector_framing`).
 DETECTORS: Registry = Registry("detector")
+
+
+def detector_framing(name: str) -> tuple[float, float]:
+    """How a detector's face box becomes the framing of UTKFace's aligned 200×200 crops (what face models
+    trained on such crops saw): (margin per side as a fraction of the box, downward shift as a fraction
+    of the box height), from the detector's ``framing=`` registration; (0, 0) when it has none.
+
+    Measured on 300 UTKFace crops pasted on a 400×400 grey canvas (``benchmarks/face_framing.py``): the
+    median Haar box is 1.035 × the crop's size, centred at 41.5 % of its height; dlib's 0.935 ×, at
+    46.8 %; BlazeFace's 0.980 ×, at 47.7 %. On 400 such images a UTKFace-trained small CNN scored, on
+    Haar crops, 0.847 gender / 0.552 age-group accuracy with this framing, 0.803 / 0.445 with the bare
+    box and 0.584 / 0.142 with a 0.3 margin (0.867 / 0.566 on the original crops); for dlib the framing
+    made no measurable difference.
+    """
+    if name not in DETECTORS:
+        return 0.0, 0.0
+    margin, shift = DETECTORS.meta(name).get("framing", (0.0, 0.0))
+    return float(margin), float(shift)
 
 
 @dataclass(frozen=True)

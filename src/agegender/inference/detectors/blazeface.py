@@ -46,7 +46,8 @@ def _anchors() -> np.ndarray:
 ANCHORS = _anchors()
 
 
-@DETECTORS.register("blazeface", description="MediaPipe BlazeFace full-range CNN (bundled ONNX); fast")
+@DETECTORS.register("blazeface", description="MediaPipe BlazeFace full-range CNN (bundled ONNX); fast",
+                     framing=(0.010, 0.024))  # benchmarks/face_framing.py; see detectors.base.detector_framing
 class BlazeFaceDetector(Detector):
     """BlazeFace full-range face detector.
 

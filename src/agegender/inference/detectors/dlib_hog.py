@@ -35,7 +35,8 @@ def _frontal_face_detector() -> Any:
     return _import_dlib().get_frontal_face_detector()
 
 
-@DETECTORS.register("dlib", description="dlib HOG + SVM frontal face detector (pip install agegender[dlib])")
+@DETECTORS.register("dlib", description="dlib HOG + SVM frontal face detector (pip install agegender[dlib])",
+                     framing=(0.035, 0.035))  # benchmarks/face_framing.py; see detectors.base.detector_framing
 class DlibHogDetector(Detector):
     """dlib's ``get_frontal_face_detector()``.
 

@@ -29,7 +29,8 @@ CASCADES: dict[str, str] = {
 TYPICAL_FACE_MARGIN: dict[str, float] = {"default": 8.63, "alt": 2.46, "alt2": 2.58}
 
 
-@DETECTORS.register("haar", description="OpenCV Haar cascade (Viola–Jones), the kang2019 detector; default")
+@DETECTORS.register("haar", description="OpenCV Haar cascade (Viola–Jones), the kang2019 detector; default",
+                     framing=(-0.017, 0.082))  # benchmarks/face_framing.py; see detectors.base.detector_framing
 class HaarDetector(Detector):
     """OpenCV ``CascadeClassifier`` face detector.
 

@@ -28,6 +28,7 @@ from torch import nn
 from agegender.data.transforms import IMAGENET_MEAN
 from agegender.models.registry import TRUNKS
 from agegender.models.trunks._common import ConvFCNet, gaussian_init_, lrn, no_pretrained
+from agegender.registry import options_of
 
 LEVI_HASSNER_INPUT = 227  # 227×227 crops of 256×256 images (§4.1)
 LEVI_HASSNER_POOLED = 6  # conv3 output is 384×6×6 at 227 px (§4.1, Layer 4)
@@ -72,6 +73,7 @@ class LeviHassner(ConvFCNet):
     paper="aminian_noubir",
     pretrained=False,
 )
+@options_of(LeviHassner)  # a misspelt option is a bad_config error
 def levi_hassner(pretrained: bool = False, **kwargs) -> LeviHassner:
     """Levi–Hassner net; kwargs ``fc`` (512), ``dropout`` (0.5), ``init_std`` (0.01; None: PyTorch init)."""
     if pretrained:

@@ -27,6 +27,7 @@ from agegender.errors import AgeGenderError
 from agegender.models.registry import TRUNKS
 from agegender.models.trunks._common import check_pool
 from agegender.models.trunks.torchvision_backbones import load_torchvision_model
+from agegender.registry import options_of
 
 MOBILENET_V2_STRIDE = 32  # five stride-2 3×3 convs with padding 1: each maps n -> ceil(n / 2)
 MOBILENET_V2_CHANNELS = 1280
@@ -98,6 +99,7 @@ class MobileNetTransformer(nn.Module):
     pretrained=True,
     pool="max",
 )
+@options_of(MobileNetTransformer)  # a misspelt option is a bad_config error
 def mobilenet_transformer(pretrained: bool = False, **kwargs) -> MobileNetTransformer:
     """kwargs: d_model (256), nhead (4), num_layers (2), dim_feedforward (512), dropout (0.1),
     input_size (224; sizes the positional embedding), pool ('max' | 'avg'), features ('mobilenet_v2' |

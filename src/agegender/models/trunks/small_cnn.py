@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from agegender.models.registry import TRUNKS
+from agegender.registry import options_of
 
 #: (out_channels, max-pool after the block?) for the six blocks
 SMALL_CNN_BLOCKS: tuple[tuple[int, bool], ...] = (
@@ -52,6 +53,7 @@ class SmallCNN(nn.Module):
 
 
 @TRUNKS.register("small_cnn", input_size=64, paper="jamoliddin_yoo2022", pretrained=False)
+@options_of(SmallCNN)  # a misspelt option is a bad_config error
 def small_cnn(pretrained: bool = False, **kwargs) -> SmallCNN:
     if pretrained:
         from agegender.errors import AgeGenderError

@@ -175,3 +175,22 @@ def test_ema_checkpoint_holds_the_average(utkface_dir, tmp_path):
     r = CliRunner().invoke(app, ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(tmp_path / "x"),
                                  *FAST, "--set", "trainer.ema={decay: 1.5}"])
     assert r.exit_code == 2 and "trainer.ema.decay" in r.output
+
+
+def test_last_checkpoint_is_the_latest_epoch_not_the_best(utkface_dir, tmp_path):
+    """`--resume` continues from last.ckpt, which must be the latest epoch even when `best` stopped improving."""
+    import torch
+
+    out = tmp_path / "run"
+    # monitoring the epoch number in "min" mode keeps epoch 0 as the best for ever
+    r = CliRunner().invoke(app, ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(out), *FAST,
+                                 "--set", "trainer.max_epochs=3", "--set", "trainer.limit_train_batches=2",
+                                 "--set", "trainer.checkpoint_monitor=epoch", "--set", "trainer.checkpoint_mode=min",
+                                 "--set", "trainer.early_stopping=null"])
+    assert r.exit_code == 0, r.output
+    ck = out / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(ck / "best.ckpt", map_location="cpu", weights_only=False)["epoch"] == 0
+    assert torch.load(ck / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 2
+    res = json.loads((out / "results.json").read_text())
+    assert Path(res["best_checkpoint"]).name == "best.ckpt"

@@ -99,8 +99,13 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
     has_val = len(dm.split.get("val", [])) > 0
     monitor = t.get("checkpoint_monitor") if has_val else None
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor,
-                           mode=t.get("checkpoint_mode", "min"), save_last=True, save_top_k=1)
-    callbacks: list[Any] = [ckpt, LearningRateMonitor(logging_interval="epoch")]
+                           mode=t.get("checkpoint_mode", "min"), save_top_k=1)
+    # last.ckpt is the latest epoch (what --resume continues from). Not `save_last=True`: since Lightning
+    # 2.6 that writes last.ckpt only when `best` improves, so a run whose best epoch was the 4th of 10
+    # would resume from the 4th.
+    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False)
+    callbacks: list[Any] = [ckpt, latest, LearningRateMonitor(logging_interval="epoch")]
     es = t.get("early_stopping")
     if es and has_val:
         callbacks.append(EarlyStopping(monitor=es.get("monitor", "val/loss"), patience=int(es.get("patience", 5)),

@@ -43,8 +43,9 @@ DEFAULTS: dict[str, Any] = {
         "limit": None,  # use only N samples (smoke tests)
         "filter": {},  # e.g. {min_age: 10, max_age: 65} (dey_aggarwal)
         "crop_margin": 0.0,
-        # re-weight the training draw: {by: [ethnicity, age_group], power: 1.0} draws each group
-        # (a combination of the listed labels) as often as 1 / its size ** power; null: plain shuffle
+        # re-weight the training draw: {by: [ethnicity, age_group], power: 1.0} weights each image by
+        # 1 / (size of its group, a combination of the listed labels) ** power, so every group is drawn
+        # equally often at power 1, in proportion to the square root of its size at 0.5; null: plain shuffle
         "sampler": None,
     },
     "model": {

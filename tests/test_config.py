@@ -66,7 +66,7 @@ def test_agegender_models_lists_detectors_and_trunks_without_an_input_size():
     try:
         r = CliRunner().invoke(app, ["models"])
     finally:
-        TRUNKS._items.pop("sizeless_test_trunk"), TRUNKS._meta.pop("sizeless_test_trunk")
+        TRUNKS.unregister("sizeless_test_trunk")
     assert r.exit_code == 0, r.output
     assert "sizeless_test_trunk" in r.output and "input -" in r.output
     lines = r.output.splitlines()

@@ -60,12 +60,6 @@ def doc_commands(prefix: str) -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in lines if line.startswith(prefix)]
 
 
-def unregister(registry: Registry, name: str) -> None:
-    # Registry has no public removal (registration is for the process's lifetime): drop both private entries.
-    registry._items.pop(name, None)
-    registry._meta.pop(name, None)
-
-
 @pytest.fixture(scope="module")
 def blocks() -> Any:
     """Run each python block of the guide as its own module; yields [(namespace, {kind: [new names]})]."""
@@ -84,7 +78,7 @@ def blocks() -> Any:
         for _, added in done:
             for kind, names in added.items():
                 for name in names:
-                    unregister(REGISTRIES[kind], name)
+                    REGISTRIES[kind].unregister(name)
     # the rest of the test session sees the registries exactly as before this module
     assert {kind: set(reg.names()) for kind, reg in REGISTRIES.items()} == initial
 

@@ -63,6 +63,11 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (no error if absent): for parts registered for a while, e.g. in tests."""
+        self._items.pop(name, None)
+        self._meta.pop(name, None)
+
     def get(self, name: str) -> Callable[..., T]:
         try:
             return self._items[name]

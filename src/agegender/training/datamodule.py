@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -113,9 +114,7 @@ def sampling_weights(samples: Sequence[Sample], targets: Mapping[str, np.ndarray
         else:
             cols.append(targets[k][idx].tolist())
     keys = list(zip(*cols))
-    sizes: dict[tuple, int] = {}
-    for key in keys:
-        sizes[key] = sizes.get(key, 0) + 1
+    sizes = Counter(keys)
     return np.asarray([sizes[key] for key in keys], dtype=np.float64) ** -float(power)
 
 
@@ -255,7 +254,7 @@ class AgeGenderDataModule(L.LightningDataModule):
         if len(self.split["train"]) == 0:
             raise AgeGenderError("the split left no training samples", code="bad_config")
         self.stats = task_stats(self.targets, self.split["train"], self.dims)
-        self.sample_weights = self._sampler_weights()  # checks data.sampler before any image is decoded
+        self._sampler_weights()  # checks data.sampler before any image is decoded
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -311,12 +310,9 @@ class AgeGenderDataModule(L.LightningDataModule):
 
     def train_sampler(self) -> WeightedRandomSampler | None:
         """``data.sampler``: a group-balanced draw (with replacement, one training-set size per epoch)."""
-        w = self.sample_weights
+        w = self._sampler_weights()  # of the training split as it is now (less any undecodable image)
         if w is None:
             return None
-        # the training split may have lost undecodable images since the weights were computed
-        if len(w) != len(self.split["train"]):
-            w = self._sampler_weights()
         return WeightedRandomSampler(torch.as_tensor(w), num_samples=len(w), replacement=True)
 
     def train_dataloader(self) -> DataLoader:

@@ -114,9 +114,10 @@ def test_deviation_for_a_changed_schedule():
     cfg = load_config(REPO / row.config)
     assert not any(d.startswith("optim.") for d in deviations(tb.protocol, cfg, {}, row))
     cfg = load_config(REPO / row.config, ["optim.lr=0.01", "optim.scheduler={name: cosine, warmup_steps: 100}",
-                                          "trainer.max_epochs=10"])
+                                          "trainer.max_epochs=10", "trainer.max_steps=2000"])
     devs = deviations(tb.protocol, cfg, {}, row)
     assert "trainer.max_epochs 10 instead of the config's 100" in devs
+    assert "trainer.max_steps 2000 instead of the config's unset" in devs  # e.g. kang2019's 2,000 iterations
     assert "optim.lr 0.01 instead of the config's 0.001" in devs
     assert "optim.scheduler.name cosine instead of the config's none" in devs
     assert "optim.scheduler.warmup_steps 100 instead of the config's unset" in devs

@@ -178,11 +178,17 @@ def schedule_changes(committed: Mapping[str, Any], cfg: Mapping[str, Any]) -> li
     silent, say so in the config; either way a reader of the table must see the change."""
 
     def keys(c: Mapping[str, Any]) -> dict[str, Any]:
-        return {**_flat(c.get("optim") or {}, "optim."),
-                "trainer.max_epochs": (c.get("trainer") or {}).get("max_epochs")}
+        t = c.get("trainer") or {}
+        steps = t.get("max_steps")  # -1 (Lightning's "no limit") reads as unset
+        return {**_flat(c.get("optim") or {}, "optim."), "trainer.max_epochs": t.get("max_epochs"),
+                "trainer.max_steps": None if steps is None or int(steps) < 0 else int(steps)}
 
     was, now = keys(committed), keys(cfg)
-    return [f"{k} {now.get(k, 'unset')} instead of the config's {was.get(k, 'unset')}"
+
+    def text(v: Any) -> Any:
+        return "unset" if v is None else v
+
+    return [f"{k} {text(now.get(k))} instead of the config's {text(was.get(k))}"
             for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
 
 

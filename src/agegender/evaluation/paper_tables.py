@@ -263,7 +263,7 @@ AMINIAN = Paper(
 _K = "configs/kang2019/"
 _K_PROTO = Protocol(
     "imdb_wiki", "IMDB-WIKI (62,328 photos of 20,284 subjects)", split_kind=None,
-    split_text="not stated (small-data runs: ~6,000 train / 800 validation / 1,000 test)",
+    split_text="not stated (small-data runs: ~6,000 train / 800 validation / 1,000 test)", split_sizes=(6000, 800, 1000),
     input_size=(128, 128), optimizer="sgd", lr=0.01, pretrained=False, age_scheme="kang4",
 )
 _K_JOINT = Protocol(

@@ -57,3 +57,36 @@ def test_confusion_and_macro():
     m = compute_metrics(preds, {"ethnicity": np.array([0, 1, 2, 3])})
     assert m["ethnicity_accuracy"] == 0.75
     assert m["ethnicity_confusion"][2][1] == 1
+
+
+def test_per_identity_accuracy_counts_each_person_once():
+    from agegender.evaluation.metrics import per_identity_accuracy
+
+    # person a: 3 images, 2 right; person b: 1 image, wrong; the sample without identity is its own person
+    correct = {"gender_accuracy": np.array([1.0, 1.0, 0.0, 0.0, 1.0]),
+               "ethnicity_accuracy": np.array([np.nan, 1.0, 1.0, np.nan, np.nan])}  # NaN: no label
+    ids = ["a", "a", "a", "b", None]
+    m = per_identity_accuracy(correct, ids)
+    assert m["gender_accuracy_per_identity"] == pytest.approx((2 / 3 + 0 + 1) / 3)  # plain accuracy: 3/5
+    assert m["ethnicity_accuracy_per_identity"] == pytest.approx(1.0)  # only person a has labels
+    assert m["n_identities"] == 3
+    # one image per person: the plain figure already counts everyone once, nothing is added
+    assert per_identity_accuracy(correct, ["a", "b", "c", None, None]) == {}
+    assert per_identity_accuracy({}, []) == {}
+
+
+def test_per_sample_correct_reads_the_truth_like_compute_metrics():
+    from agegender.evaluation.metrics import per_sample_correct
+
+    gp = np.eye(8)[[2, 5, 7, 0]]  # predicted adience8 groups 2, 5, 7, 0
+    preds = {"age_group_probs": gp, "gender_probs": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])}
+    # truth: exact ages for the first two (10 → group 2, 30 → group 4), a group label for the third (7),
+    # nothing for the fourth; genders 0, 1, 1 and missing
+    targets = {"age": np.array([10.0, 30.0, np.nan, np.nan]), "age_group": np.array([-1, -1, 7, -1]),
+               "age_group_scheme": "adience8", "gender": np.array([0, 1, 1, -1])}
+    c = per_sample_correct(preds, targets, "adience8", model_scheme="adience8")
+    np.testing.assert_array_equal(c["age_group_accuracy"], [1.0, 0.0, 1.0, np.nan])
+    np.testing.assert_array_equal(c["gender_accuracy"], [1.0, 1.0, 0.0, np.nan])
+    m = compute_metrics(preds, targets, "adience8", model_scheme="adience8")
+    assert np.nanmean(c["age_group_accuracy"]) == pytest.approx(m["age_group_accuracy"])
+    assert np.nanmean(c["gender_accuracy"]) == pytest.approx(m["gender_accuracy"])

@@ -59,6 +59,7 @@ def test_report_face_model(small_utkface, tmp_path):
     assert saved["report"] == str(out / "report.md") and "fairness" in saved
     lines = (out / "predictions.csv").read_text().splitlines()
     assert len(lines) == rep["n_images"] + 1 and lines[0].startswith("path,true_age")
+    assert "n_identities" not in rep  # one image per person: no per-identity figures
 
 
 def test_report_cli_group_model_with_val_calibration(small_utkface, tmp_path):
@@ -107,3 +108,38 @@ def test_models_with_attribute_inputs_get_them(peta_dir, utkface_dir):
     face = Sample(path=str(next((utkface_dir / "images").iterdir())), age=30.0)
     with pytest.raises(AgeGenderError, match="annotated attribute vector"):
         run_model(bundle, [face])
+
+
+def test_peta_evaluation_counts_each_person_once(peta_dir, tmp_path):
+    """PETA has many frames of some people: the report adds accuracies with every identity counted once."""
+    from collections import defaultdict
+
+    from agegender.evaluation.evaluate import run_evaluation
+    from agegender.evaluation.metrics import gender_probs
+
+    with open(peta_dir / "labels.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if r["subset"] in ("TownCentre", "CUHK")][::25]
+        fields = reader.fieldnames
+    (tmp_path / "images").mkdir()
+    with open(tmp_path / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+            (tmp_path / "images" / r["file"]).symlink_to(peta_dir / "images" / r["file"])
+    pkg = write_tiny_package(tmp_path / "body.pt", kind="body")
+    ev = run_evaluation(str(pkg), "peta", tmp_path)
+    rep = ev.report
+    ids = [s.identity for s in ev.samples]
+    assert rep["n_identities"] == len(set(ids)) < rep["n_images"]  # TownCentre people repeat
+    known = ev.targets["gender"] >= 0
+    right = gender_probs(ev.preds).argmax(1) == ev.targets["gender"]
+    by_id = defaultdict(list)
+    for i, r, k in zip(ids, right, known):
+        if k:
+            by_id[i].append(float(r))
+    want = sum(sum(v) / len(v) for v in by_id.values()) / len(by_id)
+    assert rep["gender_accuracy_per_identity"] == pytest.approx(want)
+    assert rep["gender_accuracy"] == pytest.approx(right[known].mean())
+    assert want != pytest.approx(rep["gender_accuracy"])  # the two figures differ on this data

@@ -29,7 +29,7 @@ from agegender.data.transforms import (
     ten_crop_transform,
 )
 from agegender.errors import AgeGenderError
-from agegender.evaluation.metrics import compute_metrics
+from agegender.evaluation.metrics import compute_metrics, per_identity_accuracy, per_sample_correct
 from agegender.labels import AgeScheme, Sample, get_scheme
 from agegender.models.package import ModelBundle, load_bundle
 
@@ -270,6 +270,9 @@ def run_evaluation(
     if sch.name != bundle.age_scheme:  # multi-label gender + age-group targets follow the model's groups
         targets["pedestrian"] = _targets(kept, bundle.age_scheme, n_attr)["pedestrian"]
     metrics = compute_metrics(res.preds, targets, sch, model_scheme=bundle.age_scheme) if res.preds else {}
+    if res.preds:  # each person counted once, where some have several images (PETA)
+        correct = per_sample_correct(res.preds, targets, sch, model_scheme=bundle.age_scheme)
+        metrics.update(per_identity_accuracy(correct, [s.identity for s in kept]))
     report = {
         "model": bundle.name,
         "model_path": bundle.source,

@@ -19,7 +19,7 @@ from agegender.evaluation.calibration import (
     head_target,
 )
 from agegender.evaluation.fairness import HEADLINE, LOWER_IS_BETTER, fairness_report, minor_score
-from agegender.evaluation.metrics import gender_probs, group_probs_in_scheme
+from agegender.evaluation.metrics import PER_IDENTITY_KEYS, gender_probs, group_probs_in_scheme, per_sample_correct
 from agegender.labels import ETHNICITIES, GENDERS, Sample
 
 if TYPE_CHECKING:
@@ -96,19 +96,8 @@ def by_true_age(ev: Evaluation, width: int = AGE_BIN_WIDTH) -> list[dict[str, An
     age = np.asarray(ev.targets.get("age", []), dtype=np.float64)
     if age.size == 0 or np.isnan(age).all():
         return []
-    preds, t = ev.preds, ev.targets
-    correct: dict[str, np.ndarray] = {}
-    gp = group_probs_in_scheme(preds, ev.scheme, ev.bundle.age_scheme)
-    if gp is not None:
-        correct["age_group_accuracy"] = np.where(np.isnan(age), np.nan, gp.argmax(1) == ev.scheme.groups_of(
-            np.nan_to_num(age)))
-    gpr = gender_probs(preds)
-    if gpr is not None and "gender" in t:
-        g = np.asarray(t["gender"])
-        correct["gender_accuracy"] = np.where(g >= 0, gpr.argmax(1) == g, np.nan)
-    if "ethnicity_probs" in preds and "ethnicity" in t:
-        e = np.asarray(t["ethnicity"])
-        correct["ethnicity_accuracy"] = np.where(e >= 0, preds["ethnicity_probs"].argmax(1) == e, np.nan)
+    preds = ev.preds
+    correct = per_sample_correct(preds, ev.targets, ev.scheme, ev.bundle.age_scheme)
     err = np.abs(np.asarray(preds["age"], dtype=np.float64) - age) if "age" in preds else None
     rows = []
     top = int(np.nanmax(age))
@@ -267,7 +256,8 @@ N_BINS_TEXT = "15 equal-width confidence bins"
 
 def _metric_rows(report: Mapping[str, Any]) -> list[list[str]]:
     keys = [k for k in (*HEADLINE, "age_group_macro_f1", "gender_f1", "gender_balanced_accuracy",
-                        "ethnicity_macro_f1", "pedestrian_example_f1", "pedestrian_label_accuracy") if k in report]
+                        "ethnicity_macro_f1", "pedestrian_example_f1", "pedestrian_label_accuracy",
+                        *PER_IDENTITY_KEYS) if k in report]
     return [[k, _fmt(k, report[k])] for k in dict.fromkeys(keys)]
 
 

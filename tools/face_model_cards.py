@@ -1,7 +1,8 @@
 """Write the model cards of the bundled face models (``default-face.md``, ``default-fast.md``) from measured files.
 
-Reads each package's metadata (training time, split, calibration), the test-split report written by
-``agegender evaluate ... --output docs/reports/<name>/metrics.json`` and the loose-crop benchmark's output
+Reads each package's metadata (training time, split, calibration), the test- and validation-split reports
+written by ``agegender evaluate ... --split test --report docs/reports/<name> --output docs/reports/<name>/metrics.json``
+and the same with ``--split val`` into ``docs/reports/<name>_val``, and the loose-crop benchmark's output
 (``python benchmarks/loose_crops.py --model NAME > runs/loose_<name>.log``); nothing is typed in by hand.
 
     python tools/face_model_cards.py
@@ -95,14 +96,18 @@ def main() -> None:
                     f"the {est:.2f}-quantile of the predicted distribution, fitted on the validation split"
                     if isinstance(est, float) else f"the {est} of the predicted distribution")
         rep = json.loads((REPO / m["report"] / "metrics.json").read_text())
+        val = json.loads((REPO / f"{m['report']}_val" / "metrics.json").read_text())
         gap = rep["fairness"]["gaps"]["ethnicity"]["gender_accuracy"]
+        val_gap = val["fairness"]["gaps"]["ethnicity"]["gender_accuracy"]
         u18 = 100 * rep["under18_false_adult_rate"]
         limits = [
             ("Trained only on UTKFace's tight, aligned 200×200 crops: loose crops depend on the face detector and "
             "the crop framing (each detector's registered `framing`, measured by "
             "`benchmarks/face_framing.py`); profile faces, occlusion, heavy make-up and low light are barely covered."),
             (f"Gender accuracy differs by ethnicity: {gap['best']} {100 * gap['best_value']:.1f} % vs {gap['worst']} "
-            f"{100 * gap['worst_value']:.1f} % (gap {100 * gap['gap']:.1f} points on the test split); see the "
+            f"{100 * gap['worst_value']:.1f} % (gap {100 * gap['gap']:.1f} points on the test split, "
+            f"{100 * val_gap['gap']:.1f} on validation: {val_gap['best']} {100 * val_gap['best_value']:.1f} % vs "
+            f"{val_gap['worst']} {100 * val_gap['worst_value']:.1f} %); see the "
             f"report in `{m['report']}/report.md`."),
             (f"Children and the elderly: {u18:.1f} % of minors are estimated 18 or older (false-adult rate at "
             f"threshold 18; the age is {est_text}); use the threshold sweep in the "
@@ -118,10 +123,15 @@ def main() -> None:
         ]
         eval_cmd = (f"agegender evaluate --model {m['eval_name']} --dataset utkface --data {DATA} --split test "
                     f"--report {m['report']} --output {m['report']}/metrics.json")
+        val_cmd = (f"agegender evaluate --model {m['eval_name']} --dataset utkface --data {DATA} --split val "
+                   f"--report {m['report']}_val --output {m['report']}_val/metrics.json")
         notes = [loose_figures(REPO / m["loose"])]
         card = write_model_card(
-            pkg, meta, {"test split, 1,844 images (flip TTA)": rep},
-            {"train": m["train"], "package": m["package"], "eval test split": eval_cmd},
+            pkg, meta, {f"test split, {rep['n_images']:,} images (flip TTA)": rep,
+                        f"validation split, {val['n_images']:,} images (flip TTA; also chose the checkpoint and "
+                        "fitted the calibration)": val},
+            {"train": m["train"], "package": m["package"], "eval test split": eval_cmd,
+             "eval validation split": val_cmd},
             limits, path=WEIGHTS_DIR / Path(pkg).with_suffix(".md").name, config=m["config"],
             training_notes=m["notes"], figure_notes=notes,
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from agegender.evaluation.metrics import ADULT_AGE, compute_metrics, group_probs_in_scheme
+from agegender.evaluation.metrics import ADULT_AGE, compute_metrics, group_probs_in_scheme, true_groups
 from agegender.labels import ETHNICITIES, GENDERS, MAX_AGE, AgeScheme, get_scheme
 
 GROUPINGS: tuple[str, ...] = ("ethnicity", "gender", "age_group")
@@ -42,19 +42,6 @@ def subset(arrays: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
     """Rows ``mask`` of every per-sample array in ``arrays`` (other values are passed through)."""
     n = len(mask)
     return {k: (np.asarray(v)[mask] if isinstance(v, np.ndarray) and len(v) == n else v) for k, v in arrays.items()}
-
-
-def true_groups(targets: Mapping[str, Any], scheme: str | AgeScheme) -> np.ndarray:
-    """True age group per sample in ``scheme`` (-1 unknown): from the exact age, else the stored group."""
-    sch = get_scheme(scheme)
-    n = len(next(v for v in targets.values() if isinstance(v, np.ndarray)))
-    g = np.full(n, -1, dtype=np.int64)
-    if "age" in targets:
-        age = np.asarray(targets["age"], dtype=np.float64)
-        g = np.where(np.isnan(age), -1, sch.groups_of(np.nan_to_num(age)))
-    if "age_group" in targets and targets.get("age_group_scheme", sch.name) == sch.name:
-        g = np.where(g >= 0, g, np.asarray(targets["age_group"], dtype=np.int64))
-    return g
 
 
 def grouping(targets: Mapping[str, Any], by: str, scheme: str | AgeScheme) -> tuple[np.ndarray, list[str]]:

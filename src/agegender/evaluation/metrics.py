@@ -79,6 +79,21 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     return out
 
 
+def true_groups(targets: Mapping[str, Any], scheme: str | AgeScheme, n: int | None = None) -> np.ndarray:
+    """True age group per sample in ``scheme`` (-1 unknown): from the exact age, else the stored group (when
+    it is in the same scheme). ``n``: the number of samples, when the targets alone do not say it."""
+    sch = get_scheme(scheme)
+    if n is None:
+        n = len(next(v for v in targets.values() if isinstance(v, np.ndarray)))
+    g = np.full(n, -1, dtype=np.int64)
+    age = np.asarray(targets.get("age", []), dtype=np.float64)
+    if age.size:
+        g = np.where(np.isnan(age), -1, sch.groups_of(np.nan_to_num(age)))
+    if "age_group" in targets and targets.get("age_group_scheme", sch.name) == sch.name:
+        g = np.where(g >= 0, g, np.asarray(targets["age_group"], dtype=np.int64))
+    return g
+
+
 def compute_metrics(
     preds: Mapping[str, np.ndarray],
     targets: Mapping[str, np.ndarray],
@@ -105,19 +120,12 @@ def compute_metrics(
     # --- age group in the evaluation scheme
     gp = group_probs_in_scheme(preds, sch, model_scheme)
     if gp is not None:
-        g_true = np.full(len(gp), -1, dtype=np.int64)
-        if age_t.size:
-            g_true = np.where(np.isnan(age_t), -1, sch.groups_of(np.nan_to_num(age_t)))
-        if "age_group" in targets and targets.get("age_group_scheme", sch.name) == sch.name:
-            ag = np.asarray(targets["age_group"], dtype=np.int64)
-            g_true = np.where(g_true >= 0, g_true, ag)
+        g_true = true_groups(targets, sch, len(gp))
         m = g_true >= 0
         if m.any():
             g_pred = gp[m].argmax(1)
             out.update(classification_metrics(g_true[m], g_pred, sch.num_groups, "age_group"))
             out["age_group_one_off"] = float((np.abs(g_pred - g_true[m]) <= 1).mean())
-            if "age_mae" not in out and "under18_false_adult_rate" not in out and age_t.size:
-                pass
     # --- gender
     gpr = gender_probs(preds)
     if gpr is not None and "gender" in targets:
@@ -149,17 +157,12 @@ def per_sample_correct(
 ) -> dict[str, np.ndarray]:
     """1.0 / 0.0 per sample for each classification task that the predictions and targets allow (keys
     ``age_group_accuracy``, ``gender_accuracy``, ``ethnicity_accuracy``), NaN where the truth is missing.
-    The true age group is read as :func:`compute_metrics` reads it: from the exact age, else the group."""
+    The true age group is :func:`true_groups`, as in :func:`compute_metrics`."""
     sch = get_scheme(scheme)
     out: dict[str, np.ndarray] = {}
-    age_t = np.asarray(targets.get("age", []), dtype=np.float64)
     gp = group_probs_in_scheme(preds, sch, model_scheme)
     if gp is not None:
-        g = np.full(len(gp), -1, dtype=np.int64)
-        if age_t.size:
-            g = np.where(np.isnan(age_t), -1, sch.groups_of(np.nan_to_num(age_t)))
-        if "age_group" in targets and targets.get("age_group_scheme", sch.name) == sch.name:
-            g = np.where(g >= 0, g, np.asarray(targets["age_group"], dtype=np.int64))
+        g = true_groups(targets, sch, len(gp))
         out["age_group_accuracy"] = np.where(g >= 0, gp.argmax(1) == g, np.nan)
     gpr = gender_probs(preds)
     if gpr is not None and "gender" in targets:

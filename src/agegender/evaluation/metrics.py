@@ -189,7 +189,8 @@ def per_identity_accuracy(correct: Mapping[str, np.ndarray], identities: Sequenc
     ``n_identities``; empty when no identity has more than one sample, where it equals the plain figure.
     """
     ids = np.asarray([str(i) if i is not None else f"__sample_{k}" for k, i in enumerate(identities)])
-    if len(ids) == 0 or len(np.unique(ids)) == len(ids):
+    n_ids = len(np.unique(ids))
+    if n_ids == len(ids):  # no one has two images (or there are none)
         return {}
     out: dict[str, Any] = {}
     for key, c in correct.items():
@@ -201,7 +202,7 @@ def per_identity_accuracy(correct: Mapping[str, np.ndarray], identities: Sequenc
         per_id = np.bincount(inv, weights=c[m]) / np.bincount(inv)
         out[f"{key}_per_identity"] = float(per_id.mean())
     if out:
-        out["n_identities"] = int(len(np.unique(ids)))
+        out["n_identities"] = n_ids
     return out
 
 

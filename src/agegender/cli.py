@@ -104,13 +104,16 @@ def evaluate(
                                           "the under-18 sweep and calibration into this folder"),
     calibration: str = typer.Option("auto", "--calibration", help="where the report fits temperature scaling: auto "
                                     "(the model's val split with --split test, else two halves of the data), val, halves"),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="read images that the label files "
+                                            "place outside --data (absolute paths, '..'); refused by default"),
 ) -> None:
     """Score a model on a dataset folder and print (or write) every metric its labels allow."""
     from agegender.evaluation.evaluate import evaluate as run
 
     rep = run(model, dataset, data, split=split, scheme=scheme, output=output, batch_size=batch_size,
               tta_flip=tta_flip, progress=sys.stderr.isatty(), report_dir=report, ten_crop=ten_crop,
-              calibration=calibration, detector=detector)
+              calibration=calibration, detector=detector,
+              options={"allow_outside_root": True} if allow_outside_root else None)
     brief = {k: v for k, v in rep.items() if not k.endswith("_confusion") and k not in ("fairness", "calibration")}
     if "calibration" in rep:
         brief["ece"] = {h: {"before": round(c["ece_before"], 4), "after": round(c["ece_after"], 4),
@@ -122,12 +125,13 @@ def evaluate(
 @user_errors
 def datasets() -> None:
     """List the supported datasets and the folder layout each expects."""
-    from agegender.data.readers import describe_datasets
+    from agegender.data.readers import READING_RULES, describe_datasets
 
     for d in describe_datasets():
         typer.echo(f"{d['name']}")
         typer.echo(f"  tasks: {', '.join(d.get('tasks') or [])}")
         typer.echo(f"  layout: {d['layout']}\n")
+    typer.echo(f"Every dataset: {READING_RULES}")
 
 
 @app.command()

@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
         "dataset": "utkface",
         "root": None,
         "options": {},
+        # read images that label files place outside data.root (absolute paths, '..'); the reader option
+        # allow_outside_root, see agegender.data.readers.READING_RULES
+        "allow_outside_root": False,
         "split": {"kind": "stratified", "test": 0.2, "val": 0.15, "seed": 42},
         "age_scheme": "adience8",
         "input_size": None,  # default: the trunk's
@@ -54,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "trunk": {"name": "small_cnn", "pretrained": False},
         "heads": {},
         "weighting": {"name": "fixed"},
-        # start from another model's weights: a bundled name ("default"), a package .pt or a checkpoint
+        # start from another model's weights: a bundled name ("default"), a package (.safetensors) or a checkpoint
         # .ckpt; every tensor whose name and shape match is copied (fine-tuning, staged training)
         "init_from": None,
     },

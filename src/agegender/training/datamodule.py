@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from agegender.data.images import load_image
-from agegender.data.readers import read_dataset
+from agegender.data.readers import OUTSIDE_ROOT_OPTION, read_dataset
 from agegender.data.splits import make_split
 from agegender.data.transforms import eval_transform, train_transform
 from agegender.errors import AgeGenderError
@@ -197,6 +197,15 @@ def _masked(targets: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor
     return out
 
 
+def reader_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The reader's options from a ``data`` config section: ``data.options`` plus ``data.allow_outside_root``
+    (passed only when true, so readers of other projects that lack the option keep working)."""
+    opts = dict(data_cfg.get("options") or {})
+    if data_cfg.get(OUTSIDE_ROOT_OPTION) and OUTSIDE_ROOT_OPTION not in opts:
+        opts[OUTSIDE_ROOT_OPTION] = True
+    return opts
+
+
 class AgeGenderDataModule(L.LightningDataModule):
     """Builds everything data-related from the ``data`` section of a config."""
 
@@ -220,7 +229,7 @@ class AgeGenderDataModule(L.LightningDataModule):
         cfg = self.cfg
         if not cfg.get("root"):
             raise AgeGenderError("no data folder given: pass --data DIR (or set data.root)", code="missing_path")
-        ss: SampleSet = read_dataset(cfg["dataset"], cfg["root"], **dict(cfg.get("options") or {}))
+        ss: SampleSet = read_dataset(cfg["dataset"], cfg["root"], **reader_options(cfg))
         log.info(ss.summary())
         self.read_summary = ss.summary()
         samples = ss.samples

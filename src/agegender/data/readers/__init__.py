@@ -3,6 +3,10 @@
 Readers are registered by name in ``DATASETS``; ``read_dataset(name, root, **options)`` is the one
 door in, ``describe_datasets()`` lists what each expects (shown by ``agegender datasets``). Adding a
 dataset is one new file with a ``@DATASETS.register(...)`` reader and one import line below.
+
+Every reader ends in ``SkipLog.finish``, which applies :data:`READING_RULES` to all of them: an image
+listed twice is read once (or, with conflicting labels, not at all) and label-file paths that leave the
+dataset folder are refused unless the reader option ``allow_outside_root=true`` is given.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from agegender.data.readers._base import DATASETS, SkippedEntriesWarning
+from agegender.data.readers._base import DATASETS, OUTSIDE_ROOT_OPTION, READING_RULES, SkippedEntriesWarning
 
 # Importing each reader module registers it in DATASETS.
 from agegender.data.readers.adience import read_adience
@@ -26,6 +30,8 @@ from agegender.labels import SampleSet
 
 __all__ = [
     "DATASETS",
+    "OUTSIDE_ROOT_OPTION",
+    "READING_RULES",
     "SkippedEntriesWarning",
     "describe_datasets",
     "read_adience",

@@ -1,11 +1,16 @@
 """Shared machinery of the dataset readers: the ``DATASETS`` registry, the skip log that turns bad
-entries into one summary warning, label parsing helpers and the cheap image check."""
+entries into one summary warning, label parsing helpers and the cheap image check.
+
+:meth:`SkipLog.finish`, the last step of every reader, also applies the two rules every dataset gets:
+images outside the dataset folder are refused (unless ``allow_outside_root``) and an image listed
+several times is kept once (identical labels) or dropped (conflicting labels); see :data:`READING_RULES`."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from agegender.errors import AgeGenderError
-from agegender.labels import ETHNICITIES, MAX_VALID_AGE, SampleSet
+from agegender.labels import ETHNICITIES, MAX_VALID_AGE, Sample, SampleSet
 from agegender.registry import Registry
 
 log = logging.getLogger("agegender.data")
@@ -25,6 +30,22 @@ DATASETS: Registry = Registry("dataset")
 
 #: file endings treated as images when a reader scans a folder
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+#: the reader option (every built-in reader takes it; ``data.allow_outside_root`` in configs) that lets
+#: label files name images outside the dataset folder
+OUTSIDE_ROOT_OPTION = "allow_outside_root"
+
+#: the two rules :meth:`SkipLog.finish` applies to every reader's samples (shown by ``agegender datasets``)
+READING_RULES = (
+    "An image listed more than once (the same file, also through another name or a symlink) is read once: "
+    "with identical labels the extra entries are skipped as 'duplicate', with different labels every copy "
+    "is dropped as 'conflicting_labels', so no image can land in two splits. Label-file paths that lead "
+    "outside the dataset folder (absolute paths elsewhere, '..') are skipped as 'outside_root' unless "
+    "the reader option allow_outside_root=true is given (data.allow_outside_root in a config, "
+    "--allow-outside-root for evaluate); symlinks stored inside the folder are followed, but not "
+    "after a '..'."
+)
 
 
 class SkippedEntriesWarning(UserWarning):
@@ -63,8 +84,11 @@ class SkipLog:
     def add(self, entry: object, code: str, detail: str = "") -> None:
         self.items.append((str(entry), f"{code}: {detail}" if detail else code))
 
-    def finish(self, result: SampleSet, examples: int = 3) -> SampleSet:
-        """Attach the skipped entries to ``result``, log its summary and warn once if anything was skipped."""
+    def finish(self, result: SampleSet, examples: int = 3, allow_outside_root: bool = False) -> SampleSet:
+        """Apply the shared rules (:func:`check_samples`: images outside ``result.root`` unless
+        ``allow_outside_root``, duplicates), attach the skipped entries to ``result``, log its summary
+        and warn once if anything was skipped."""
+        check_samples(result, self, allow_outside_root=allow_outside_root)
         result.skipped.extend(self.items)
         summary = result.summary()
         log.info(summary)
@@ -74,6 +98,124 @@ class SkipLog:
             # stacklevel 3: point at the caller of the reader, not at this helper
             warnings.warn(f"{summary}. Skipped e.g.: {shown}{more}", SkippedEntriesWarning, stacklevel=3)
         return result
+
+
+# -- the shared rules: images inside the dataset folder, each image once
+
+#: the labels compared to tell a harmless duplicate from a conflicting one (not ``extra``: folds,
+#: splits and raw strings are bookkeeping, the first entry's are kept)
+_LABEL_FIELDS: tuple[str, ...] = ("age", "age_group", "age_scheme", "gender", "ethnicity", "attributes", "identity")
+
+
+def dataset_folder(root: str | Path) -> Path:
+    """The folder a reader's images must stay in: ``SampleSet.root``, or its parent when that is a
+    label file (a CSV or .mat given directly)."""
+    path = Path(os.path.abspath(Path(root).expanduser()))
+    return path.parent if path.is_file() else path
+
+
+def _absolute(path: str | Path) -> str:
+    """``path`` made absolute without collapsing ``..`` (``a/link/../b`` is not ``a/b`` once ``link`` is a
+    symlink, and the image loader opens the path as written)."""
+    text = str(path)
+    return text if os.path.isabs(text) else os.path.join(os.getcwd(), text)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class _RealPaths:
+    """``os.path.realpath`` with the folders cached: one ``lstat`` per file instead of one per path part
+    (460k IMDB entries)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        folder, name = os.path.split(path)
+        real_dir = self._dirs.get(folder)
+        if real_dir is None:
+            real_dir = self._dirs[folder] = os.path.realpath(folder)
+        full = os.path.normpath(os.path.join(real_dir, name))
+        return os.path.realpath(full) if os.path.islink(full) else full
+
+
+def outside_folder(path: str | Path, folder: str | Path) -> bool:
+    """Whether image ``path`` leads outside dataset ``folder``.
+
+    Inside means: the file, symlinks followed, is in the folder; or the path names it inside the folder
+    without any ``..`` and reaches elsewhere only through a symlink stored in the folder (a subset
+    folder of links, ``images/`` linked to another disk: the folder's own layout, made by its owner).
+    An absolute path elsewhere, a ``..`` that climbs out, or a ``..`` after a symlink is outside.
+    """
+    text = _absolute(path)
+    folder_text = os.path.abspath(str(folder))
+    return _outside(text, os.path.realpath(text), folder_text, os.path.realpath(folder_text))
+
+
+def _outside(text: str, real: str, folder: str, real_folder: str) -> bool:
+    if _within(real, real_folder):
+        return False
+    return f"{os.sep}..{os.sep}" in f"{text}{os.sep}" or not _within(os.path.normpath(text), folder)
+
+
+def _entry_name(path: str, folder: str) -> str:
+    text = os.path.normpath(_absolute(path))
+    return os.path.relpath(text, folder) if folder and _within(text, folder) else path
+
+
+def check_samples(result: SampleSet, skip: SkipLog, allow_outside_root: bool = False) -> SampleSet:
+    """The rules every reader shares, applied to ``result.samples`` in place (skips go to ``skip``).
+
+    1. Unless ``allow_outside_root``, a sample whose image lies outside :func:`dataset_folder`
+       (see :func:`outside_folder`) is skipped as ``outside_root``; the reason names the option.
+    2. Samples of the same resolved file (and the same ``box``: one photo may hold several labelled
+       faces) are one image: with identical labels the first is kept and the others skipped as
+       ``duplicate``; with different labels all are skipped as ``conflicting_labels``. So a file listed
+       twice can never be trained on and tested on.
+    """
+    if not result.samples:
+        return result
+    folder = str(dataset_folder(result.root)) if result.root else ""
+    real_folder = os.path.realpath(folder) if folder else ""
+    realpath = _RealPaths()
+    kept: list[Sample] = []
+    reals: list[str] = []
+    for s in result.samples:
+        text = _absolute(s.path)
+        real = realpath(text)
+        if folder and not allow_outside_root and _outside(text, real, folder, real_folder):
+            skip.add(s.path, "outside_root",
+                     f"outside the dataset folder {folder}; reading it needs the reader option "
+                     f"{OUTSIDE_ROOT_OPTION}=true (data.{OUTSIDE_ROOT_OPTION}: true in a config)")
+            continue
+        kept.append(s)
+        reals.append(real)
+    first_of: dict[tuple[str, Any], int] = {}
+    repeats: dict[int, list[int]] = {}  # first index → all indices of that image (only when listed twice)
+    for i, (s, real) in enumerate(zip(kept, reals)):
+        j = first_of.setdefault((real, s.box), i)
+        if j != i:
+            repeats.setdefault(j, [j]).append(i)
+    drop: set[int] = set()
+    for idx in repeats.values():
+        first = kept[idx[0]]
+        differ = [f for f in _LABEL_FIELDS if any(getattr(kept[i], f) != getattr(first, f) for i in idx[1:])]
+        names = ", ".join(_entry_name(kept[i].path, folder) for i in idx[:4]) + (", ..." if len(idx) > 4 else "")
+        if differ:
+            for i in idx:
+                skip.add(_entry_name(kept[i].path, folder), "conflicting_labels",
+                         f"one image listed {len(idx)} times ({names}) with different {', '.join(differ)}; "
+                         f"every copy is left out")
+            drop.update(idx)
+        else:
+            for k, i in enumerate(idx[1:], start=2):
+                skip.add(_entry_name(kept[i].path, folder), "duplicate",
+                         f"entry {k} of {len(idx)} for one image ({names}), same labels; the first is kept")
+            drop.update(idx[1:])
+    result.samples[:] = [s for i, s in enumerate(kept) if i not in drop] if drop else kept
+    return result
 
 
 def image_problem(path: Path, verify: bool) -> tuple[str, str] | None:

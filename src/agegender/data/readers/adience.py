@@ -44,6 +44,7 @@ def read_adience(
     folds: Iterable[int] | None = None,
     image_style: str = "auto",
     verify_images: bool = True,
+    allow_outside_root: bool = False,
 ) -> SampleSet:
     """Read Adience: adience8 age group, gender (m → 0, f → 1, u/empty → None) and user identity.
 
@@ -107,7 +108,7 @@ def read_adience(
                 )
             )
     result = SampleSet("adience", samples, age_scheme="adience8", root=str(path))
-    return skip.finish(result)
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def age_group_of(label: str) -> int | None:

@@ -27,8 +27,9 @@ LAYOUT = (
     "a CSV file (or a folder holding labels.csv, or exactly one *.csv) with a 'file' or 'path' column "
     "and any of the columns age (years), age_group (index or label of the scheme given by "
     "age_scheme=), gender (0/1, m/f, male/female), ethnicity (0-4 or white, black, asian, indian, "
-    "other) and identity; empty cells mean unknown. Image paths are absolute or relative to the "
-    "CSV's folder (or its images/ subfolder)."
+    "other) and identity; empty cells mean unknown. Image paths are relative to the CSV's folder (or "
+    "its images/ subfolder); absolute paths and '..' must stay inside that folder unless "
+    "allow_outside_root=true."
 )
 
 
@@ -39,6 +40,7 @@ def read_csv(
     age_scheme: str | AgeScheme | None = None,
     delimiter: str = ",",
     verify_images: bool = True,
+    allow_outside_root: bool = False,
 ) -> SampleSet:
     """Read a generic labelled CSV into samples; other columns are ignored.
 
@@ -106,7 +108,7 @@ def read_csv(
             )
         )
     result = SampleSet("csv", samples, age_scheme=scheme.name if scheme else None, root=str(base))
-    return skip.finish(result)
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def _find_csv(path: Path) -> Path:

@@ -41,7 +41,7 @@ LAYOUT = (
 
 @DATASETS.register("fairface", layout=LAYOUT, default_detector="haar", age_scheme="fairface9",
                    tasks=("age_group", "gender", "ethnicity"))
-def read_fairface(root: str | Path, verify_images: bool = True) -> SampleSet:
+def read_fairface(root: str | Path, verify_images: bool = True, allow_outside_root: bool = False) -> SampleSet:
     """Read FairFace: fairface9 age group, gender and ethnicity; any label may be empty (None).
 
     Races map to ETHNICITIES as White→white, Black→black, East/Southeast Asian→asian,
@@ -87,8 +87,8 @@ def read_fairface(root: str | Path, verify_images: bool = True) -> SampleSet:
                 Sample(path=str(file), age_group=group, age_scheme="fairface9", gender=gender, ethnicity=eth,
                        extra=extra)
             )
-    result = SampleSet("fairface", samples, age_scheme="fairface9", root=str(path))
-    return skip.finish(result)
+    result = SampleSet("fairface", samples, age_scheme="fairface9", root=str(path.parent if path.is_file() else path))
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def parse_fairface_age(label: str, scheme: AgeScheme | None = None) -> int | None:

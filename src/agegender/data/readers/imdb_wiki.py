@@ -41,6 +41,7 @@ def read_imdb_wiki(
     skip_second_face: bool = True,
     verify_images: bool = True,
     crops: bool | None = None,
+    allow_outside_root: bool = False,
 ) -> SampleSet:
     """Read IMDB-WIKI: age in years, gender (converted to 0 male / 1 female) and identity (the name).
 
@@ -70,7 +71,7 @@ def read_imdb_wiki(
         is_crop = mat.parent.name.endswith("_crop") if crops is None else bool(crops)
         samples.extend(_read_mat(kind, mat, is_crop, min_face_score, skip_second_face, verify_images, skip))
     result = SampleSet("imdb_wiki", samples, age_scheme="adience8", root=str(path))
-    return skip.finish(result)
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def _find_mats(path: Path, subset: str | None) -> list[tuple[str, Path]]:

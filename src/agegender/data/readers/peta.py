@@ -43,7 +43,7 @@ LAYOUT = (
 
 @DATASETS.register("peta", layout=LAYOUT, default_detector="none", age_scheme="peta5",
                    tasks=("age_group", "gender", "attributes"))
-def read_peta(root: str | Path, verify_images: bool = True) -> SampleSet:
+def read_peta(root: str | Path, verify_images: bool = True, allow_outside_root: bool = False) -> SampleSet:
     """Read PETA: gender, peta5 age group, attribute multi-hot vector and pedestrian identity.
 
     Labels in PETA belong to identities; ``Sample.identity`` is ``"<subset>/<person_id>"`` (for
@@ -90,7 +90,7 @@ def read_peta(root: str | Path, verify_images: bool = True) -> SampleSet:
             )
         )
     result = SampleSet("peta", samples, attribute_names=vocab, age_scheme="peta5", root=str(base))
-    return skip.finish(result)
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def age_group_from_tags(tags: set[str] | list[str]) -> int | None:

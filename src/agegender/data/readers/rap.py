@@ -3,6 +3,7 @@ other attribute columns as a multi-hot vector, with person identities and the of
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ LAYOUT = (
 
 @DATASETS.register("rap", layout=LAYOUT, default_detector="none", age_scheme="peta5",
                    tasks=("age_group", "gender", "attributes"))
-def read_rap(root: str | Path, partition: int | None = 0, verify_images: bool = True) -> SampleSet:
+def read_rap(root: str | Path, partition: int | None = 0, verify_images: bool = True,
+             allow_outside_root: bool = False) -> SampleSet:
     """Read RAP v2: gender, age group as a peta5 index, attributes and identity.
 
     Gender is column 'Femal' (1 → female, 0 → male, anything else → None). The age group is the one
@@ -97,8 +99,10 @@ def read_rap(root: str | Path, partition: int | None = 0, verify_images: bool = 
                 extra=extra,
             )
         )
-    result = SampleSet("rap", samples, attribute_names=attr_names, age_scheme="peta5", root=str(path))
-    return skip.finish(result)
+    # the dataset folder holds both the annotation and RAP_dataset/ (also when the .mat was given directly)
+    folder = os.path.commonpath([str(mat.parent), str(image_dir)])
+    result = SampleSet("rap", samples, attribute_names=attr_names, age_scheme="peta5", root=folder)
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def _find_mat(path: Path) -> Path | None:

@@ -37,7 +37,7 @@ LAYOUT = (
 
 @DATASETS.register("utkface", layout=LAYOUT, default_detector="none", age_scheme="adience8",
                    tasks=("age", "age_group", "gender", "ethnicity"))
-def read_utkface(root: str | Path, verify_images: bool = True) -> SampleSet:
+def read_utkface(root: str | Path, verify_images: bool = True, allow_outside_root: bool = False) -> SampleSet:
     """Read UTKFace: exact age, gender and race (as ``ethnicity``) per face; no identities.
 
     ``root`` holds ``labels.csv`` + ``images/``, or the image files themselves. Entries with a
@@ -61,7 +61,7 @@ def read_utkface(root: str | Path, verify_images: bool = True) -> SampleSet:
         samples = _from_names(path, skip, verify_images)
         base = path
     result = SampleSet("utkface", samples, age_scheme="adience8", root=str(base))
-    return skip.finish(result)
+    return skip.finish(result, allow_outside_root=allow_outside_root)
 
 
 def parse_name(name: str) -> tuple[float, int, int]:

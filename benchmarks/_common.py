@@ -72,7 +72,7 @@ def build_standin(spec: str, folder: str | Path) -> Path:
         f"stand-in {cfg.get('name')} ({trunk} {size}px, random weights, tta_flip={cfg['eval']['tta_flip']})"
     )
     bundle = ModelBundle(model, dict(cfg), dims, pre, labels, {"name": name})
-    return save_package(bundle, Path(folder) / "standin.pt")
+    return save_package(bundle, Path(folder) / "standin.safetensors")
 
 
 def resolve_model(name: str, fallback: str = DEFAULT_STANDIN) -> tuple[str, str]:

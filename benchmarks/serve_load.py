@@ -128,7 +128,7 @@ def tiny_model(folder: Path) -> Path:
         labels,
         {"name": "random-small-cnn", "version": "bench"},
     )
-    return save_package(bundle, folder / "random-small-cnn.pt")
+    return save_package(bundle, folder / "random-small-cnn.safetensors")
 
 
 def start_server(model: str, port: int, args: argparse.Namespace) -> subprocess.Popen:

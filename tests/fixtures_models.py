@@ -14,14 +14,14 @@ from helpers_models import write_tiny_package
 
 @pytest.fixture(scope="session")
 def tiny_face_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-face.pt", "face")
+    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-face.safetensors", "face")
 
 
 @pytest.fixture(scope="session")
 def tiny_body_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-body.pt", "body")
+    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-body.safetensors", "body")
 
 
 @pytest.fixture(scope="session")
 def tiny_regression_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-regression.pt", "regression")
+    return write_tiny_package(tmp_path_factory.mktemp("models") / "tiny-regression.safetensors", "regression")

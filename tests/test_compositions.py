@@ -44,7 +44,7 @@ def gender_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     model = build_model(GENDER_MODEL, DIMS, with_losses=False)
     bundle = ModelBundle(model, {"model": GENDER_MODEL, "data": {}}, DIMS, {})
-    return save_package(bundle, tmp_path_factory.mktemp("gender") / "gender.pt")
+    return save_package(bundle, tmp_path_factory.mktemp("gender") / "gender.safetensors")
 
 
 def cross_modal(gender: Path, **args: Any) -> CrossModalNet:
@@ -144,13 +144,13 @@ def test_e2e_combines_all_four_branches(gender_net):
 def test_trained_cross_modal_model_loads_without_the_gender_file(gender_net, tmp_path):
     import shutil
 
-    gender_copy = tmp_path / "gender.pt"
+    gender_copy = tmp_path / "gender.safetensors"
     shutil.copy(gender_net, gender_copy)
     m = cross_modal(gender_copy, variant="manual2").eval()
     cfg = {"model": {"composition": "cross_modal", "trunk": {"name": "levi_hassner"},
                      "composition_args": {"gender_checkpoint": str(gender_copy), "variant": "manual2"},
                      "heads": {"age_group": {"type": "classification"}}}, "data": {}}
-    pkg = save_package(ModelBundle(m, cfg, DIMS, {}), tmp_path / "age.pt")
+    pkg = save_package(ModelBundle(m, cfg, DIMS, {}), tmp_path / "age.safetensors")
     gender_copy.unlink()
     loaded = load_bundle(pkg).model
     x = torch.randn(2, 3, SIZE, SIZE)

@@ -199,7 +199,7 @@ def tiny_gender_net(tiny_roots: dict[str, Path], tmp_path_factory: pytest.TempPa
     cfg = tiny_config(GENDER_NET, tiny_roots)
     dm, module = build(cfg)
     bundle = ModelBundle(module.model, cfg, dict(dm.dims), dm.preprocess())
-    return save_package(bundle, tmp_path_factory.mktemp("gender-net") / "gender.pt")
+    return save_package(bundle, tmp_path_factory.mktemp("gender-net") / "gender.safetensors")
 
 
 def test_every_paper_has_configs_with_a_citing_header():
@@ -225,7 +225,7 @@ def test_config_builds_and_trains_one_step(path: Path, tiny_roots, request, tmp_
 
         first = {**cfg, "model": {**cfg["model"], "init_from": None}}
         dm0, m0 = build(first)
-        start = tmp_path_factory.mktemp("init") / "stage1.pt"
+        start = tmp_path_factory.mktemp("init") / "stage1.safetensors"
         save_package(ModelBundle(m0.model, first, dict(dm0.dims), dm0.preprocess()), start)
         cfg["model"]["init_from"] = str(start)
 

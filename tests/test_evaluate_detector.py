@@ -45,7 +45,7 @@ def test_fairface_uses_the_models_own_detector(tiny_face_model, grace_hopper, tm
     loose images, as `predict` would run it; tight crops still go without a detector."""
     from agegender.models.package import load_bundle, save_package
 
-    path = save_package(load_bundle(tiny_face_model), tmp_path / "blaze.pt", meta={"default_detector": "blazeface"})
+    path = save_package(load_bundle(tiny_face_model), tmp_path / "blaze.safetensors", meta={"default_detector": "blazeface"})
     (tmp_path / "ff").mkdir()
     root = _loose_fairface(tmp_path / "ff", grace_hopper)
     rep = evaluate(str(path), "fairface", root)

@@ -34,7 +34,7 @@ def _pngs_ok(folder: Path, names: list[str]) -> None:
 
 
 def test_report_face_model(small_utkface, tmp_path):
-    model = write_tiny_package(tmp_path / "tiny-face.pt", "face")
+    model = write_tiny_package(tmp_path / "tiny-face.safetensors", "face")
     out = tmp_path / "report"
     rep = evaluate(str(model), "utkface", small_utkface, output=tmp_path / "r.json", report_dir=out)
     md = (out / "report.md").read_text()
@@ -65,7 +65,7 @@ def test_report_face_model(small_utkface, tmp_path):
 def test_report_cli_group_model_with_val_calibration(small_utkface, tmp_path):
     # a body model predicts age groups only (peta5 via the pedestrian head); --split test re-applies the model's
     # own split, so temperature scaling is fitted on its validation part
-    model = write_tiny_package(tmp_path / "tiny-body.pt", "body")
+    model = write_tiny_package(tmp_path / "tiny-body.safetensors", "body")
     out = tmp_path / "report"
     r = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--dataset", "utkface", "--data",
                                  str(small_utkface), "--split", "test", "--report", str(out)])
@@ -80,7 +80,7 @@ def test_report_cli_group_model_with_val_calibration(small_utkface, tmp_path):
 
 
 def test_report_bad_calibration_source(small_utkface, tmp_path):
-    model = write_tiny_package(tmp_path / "tiny-face.pt", "face")
+    model = write_tiny_package(tmp_path / "tiny-face.safetensors", "face")
     r = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--dataset", "utkface", "--data",
                                  str(small_utkface), "--report", str(tmp_path / "rep"), "--calibration", "nope"])
     assert r.exit_code == 2 and "calibration must be one of" in r.output
@@ -128,7 +128,7 @@ def test_peta_evaluation_counts_each_person_once(peta_dir, tmp_path):
         for r in rows:
             w.writerow(r)
             (tmp_path / "images" / r["file"]).symlink_to(peta_dir / "images" / r["file"])
-    pkg = write_tiny_package(tmp_path / "body.pt", kind="body")
+    pkg = write_tiny_package(tmp_path / "body.safetensors", kind="body")
     ev = run_evaluation(str(pkg), "peta", tmp_path)
     rep = ev.report
     ids = [s.identity for s in ev.samples]

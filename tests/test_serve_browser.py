@@ -56,7 +56,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``agegender serve`` (the real CLI) in a subprocess on a free loopback port."""
-    model = write_tiny_package(tmp_path_factory.mktemp("browser-model") / "tiny-face.pt", "face")
+    model = write_tiny_package(tmp_path_factory.mktemp("browser-model") / "tiny-face.safetensors", "face")
     port = _free_port()
     # cli_serve registers the command on the main app (until agegender.cli imports it itself)
     code = "import agegender.cli_serve; from agegender.cli import main; main()"

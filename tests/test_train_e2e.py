@@ -67,13 +67,23 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
            "--set", "trainer.max_epochs=1", "--set", "trainer.limit_train_batches=2"]
     r = runner.invoke(app, ["train", str(CONFIG), "--data", str(utkface_dir), "--output", str(out), *FAST, *cfg])
     assert r.exit_code == 0, r.output
-    pkg = tmp_path / "model.pt"
-    r = runner.invoke(app, ["package", str(out / "checkpoints" / "last.ckpt"), "--output", str(pkg),
-                            "--data", str(utkface_dir)])
+    pkg = tmp_path / "model.safetensors"
+    args = ["package", str(out / "checkpoints" / "last.ckpt"), "--output", str(pkg), "--data", str(utkface_dir)]
+    # 38 validation images are too few to calibrate on: refused in one line, unless --force (which warns)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "38 validation images" in r.output and "--force" in r.output, r.output
+    assert not pkg.exists() and "Traceback" not in r.output
+    r = runner.invoke(app, [*args, "--force"])
     assert r.exit_code == 0, r.output
+    assert "warning: calibration would be fitted on 38 validation images" in r.output
+    assert "warning: no detector given" in r.output
     from agegender.models.package import load_bundle
 
     b = load_bundle(pkg)
+    # the package carries the fingerprint of its training and validation images
+    sizes = b.meta["training"]["split_sizes"]
+    assert len(b.fingerprint) == sizes["train"] + sizes["val"] == b.meta["fingerprint"]["images"]
+    assert len(b.meta["warnings"]) == 2
     cal = b.meta["calibration"]["heads"]
     assert set(cal) == {"age", "age_group", "gender"}  # --set merges into the config's heads
     # the fitted temperatures are stored in the heads and used by decode
@@ -89,10 +99,10 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     assert fit["max_false_adult"] == 0.08
     assert fit["under18_false_adult_after"] <= 0.08 or not fit["constraint_met"]
     # re-packaging a package keeps its metadata (training facts, detector) and records where it came from
-    r = runner.invoke(app, ["package", str(pkg), "-o", str(tmp_path / "again.pt"), "--data", str(utkface_dir),
-                            "--no-fit-age-quantile"])
+    r = runner.invoke(app, ["package", str(pkg), "-o", str(tmp_path / "again.safetensors"), "--data", str(utkface_dir),
+                            "--no-fit-age-quantile", "--force"])
     assert r.exit_code == 0, r.output
-    again = load_bundle(tmp_path / "again.pt")
+    again = load_bundle(tmp_path / "again.safetensors")
     assert again.meta["training"] == b.meta["training"] and again.meta["repackaged_from"] == str(pkg)
     assert again.meta["trained_from"] == b.meta["trained_from"]
     assert "age_estimate" not in again.meta["calibration"]["heads"]["age"]
@@ -101,11 +111,15 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
         assert again.meta["calibration"]["heads"][head]["ece_before"] == first["ece_before"]
     # a package may name its own face detector; an unknown name is refused before any work
     ckpt = str(out / "checkpoints" / "last.ckpt")
-    r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "b.pt"), "--no-calibrate", "--detector", "blazeface"])
+    r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "b.safetensors"), "--no-calibrate", "--detector", "blazeface"])
     assert r.exit_code == 0, r.output
-    assert load_bundle(tmp_path / "b.pt").meta["default_detector"] == "blazeface"
-    r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "c.pt"), "--no-calibrate", "--detector", "yolo"])
-    assert r.exit_code == 2 and "unknown detector 'yolo'" in r.output and not (tmp_path / "c.pt").exists()
+    assert load_bundle(tmp_path / "b.safetensors").meta["default_detector"] == "blazeface"
+    # re-packaging it with another detector than its own is warned about
+    r = runner.invoke(app, ["package", str(tmp_path / "b.safetensors"), "-o", str(tmp_path / "b2.safetensors"),
+                            "--no-calibrate", "--detector", "haar"])
+    assert r.exit_code == 0 and "not the model's own 'blazeface'" in r.output, r.output
+    r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "c.safetensors"), "--no-calibrate", "--detector", "yolo"])
+    assert r.exit_code == 2 and "unknown detector 'yolo'" in r.output and not (tmp_path / "c.safetensors").exists()
 
     from agegender.training.packaging import write_model_card
 
@@ -130,7 +144,7 @@ def test_init_from_copies_matching_weights(tmp_path):
     from agegender.training.train import init_weights
     from helpers_models import write_tiny_package
 
-    src_path = write_tiny_package(tmp_path / "src.pt", "face", seed=1)
+    src_path = write_tiny_package(tmp_path / "src.safetensors", "face", seed=1)
     from agegender.models.package import ModelBundle, load_bundle, save_package
 
     b = load_bundle(src_path)
@@ -166,7 +180,7 @@ def test_ema_checkpoint_holds_the_average(utkface_dir, tmp_path):
                                  "--set", "data.limit=128", "--set", "trainer.max_epochs=1",
                                  "--set", "trainer.ema={decay: 0.9}"])
     assert r.exit_code == 0, r.output
-    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     avg, live = ck["state_dict"], ck["current_model_state"]
     key = next(k for k, v in avg.items() if v.is_floating_point() and "weight" in k)
     assert not torch.equal(avg[key], live[key])
@@ -190,7 +204,7 @@ def test_last_checkpoint_is_the_latest_epoch_not_the_best(utkface_dir, tmp_path)
     assert r.exit_code == 0, r.output
     ck = out / "checkpoints"
     assert sorted(p.name for p in ck.iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert torch.load(ck / "best.ckpt", map_location="cpu", weights_only=False)["epoch"] == 0
-    assert torch.load(ck / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 2
+    assert torch.load(ck / "best.ckpt", map_location="cpu", weights_only=True)["epoch"] == 0
+    assert torch.load(ck / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 2
     res = json.loads((out / "results.json").read_text())
     assert Path(res["best_checkpoint"]).name == "best.ckpt"

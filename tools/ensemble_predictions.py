@@ -6,7 +6,7 @@ prints gender accuracy, the gender-accuracy gap between ethnicities and age MAE 
 ensemble (or a student distilled from one) of these models could reach::
 
     agegender evaluate --model default --dataset utkface --data ../shared/data/utkface --split val --report /tmp/ens/default
-    agegender evaluate --model other.pt --dataset utkface --data ../shared/data/utkface --split val --report /tmp/ens/other
+    agegender evaluate --model other.safetensors --dataset utkface --data ../shared/data/utkface --split val --report /tmp/ens/other
     python tools/ensemble_predictions.py /tmp/ens/default /tmp/ens/other
 """
 

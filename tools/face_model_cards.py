@@ -35,9 +35,9 @@ MODELS = {
             "model's total training time is both stages"),
         ],
         "package": "agegender package runs/default_face_stage2_96_strong/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-face.pt --name default-face --detector blazeface`, then re-calibrated with the age "
+        "src/agegender/weights/default-face.safetensors --name default-face --detector blazeface`, then re-calibrated with the age "
         "quantile fit under the under-18 limit (session 8; `--max-false-adult 0.08` is the default): `agegender "
-        "package src/agegender/weights/default-face.pt -o src/agegender/weights/default-face.pt --data "
+        "package src/agegender/weights/default-face.safetensors -o src/agegender/weights/default-face.safetensors --data "
         "../shared/data/utkface",
         "eval_name": "default",
     },
@@ -53,9 +53,9 @@ MODELS = {
             "80 px (`model.init_from` = stage 1's best checkpoint), so its total training time is both stages"),
         ],
         "package": "agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-fast.pt --name default-fast --detector blazeface`, then re-calibrated with the age "
+        "src/agegender/weights/default-fast.safetensors --name default-fast --detector blazeface`, then re-calibrated with the age "
         "quantile fit under the under-18 limit (session 8; `--max-false-adult 0.08` is the default): `agegender "
-        "package src/agegender/weights/default-fast.pt -o src/agegender/weights/default-fast.pt --data "
+        "package src/agegender/weights/default-fast.safetensors -o src/agegender/weights/default-fast.safetensors --data "
         "../shared/data/utkface",
         "eval_name": "default-fast",
     },

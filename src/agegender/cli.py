@@ -166,7 +166,7 @@ def models() -> None:
 @user_errors
 def package(
     checkpoint: Path = typer.Argument(..., help="a Lightning checkpoint from `agegender train` (or a package to re-calibrate)"),
-    output: Path = typer.Option(..., "--output", "-o", help="package file to write (.pt)"),
+    output: Path = typer.Option(..., "--output", "-o", help="package file to write (.safetensors)"),
     data: Path | None = typer.Option(None, "--data", help="dataset folder for calibration (default: the config's)"),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="fit temperature scaling on the validation split"),
     age_quantile: bool = typer.Option(
@@ -182,10 +182,16 @@ def package(
     half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),
     name: str | None = typer.Option(None, "--name"),
     detector: str | None = typer.Option(
-        None, "--detector", help="the model's default face detector (default: haar; none for body models)"
+        None, "--detector",
+        help="the model's default face detector (default: that of the model it was initialised from, else haar; "
+        "none for body models)"
     ),
+    force: bool = typer.Option(False, "--force", help="write the package even when calibrated on too few images"),
 ) -> None:
-    """Package a checkpoint with its preprocessing, labels and calibration into one model file."""
+    """Package a checkpoint with its preprocessing, labels, calibration and training fingerprint into one
+    safetensors model file (a format that cannot carry code). Degenerate results (a tiny calibration set, a
+    temperature at its bound, an unmet under-18 constraint, a detector other than the model's own) are warned
+    about on stderr."""
     from agegender.inference.detectors import DETECTORS
     from agegender.training.packaging import package_checkpoint
 
@@ -194,9 +200,27 @@ def package(
             f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS.names())}", code="unknown_detector"
         )
     meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name,
-                              detector=detector, age_quantile=age_quantile,
+                              detector=detector, age_quantile=age_quantile, force=force,
                               max_false_adult=None if max_false_adult is None or max_false_adult >= 1 else max_false_adult)
     typer.echo(json.dumps(meta, indent=2, default=str))
+    for w in meta.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
+
+
+@app.command()
+@user_errors
+def convert(
+    old: Path = typer.Argument(..., help="a pickle-based agegender package (.pt) of your own"),
+    output: Path = typer.Option(..., "--output", "-o", help="safetensors package to write"),
+) -> None:
+    """Convert an old pickle-based model package (.pt) into the safetensors format that `agegender` loads.
+
+    The old file is read with torch's restricted unpickler (tensors and plain data only), so a file that holds
+    code is refused rather than run; convert only files you made or trust."""
+    from agegender.models.package import convert_legacy_package
+
+    out = convert_legacy_package(old, output)
+    typer.echo(f"wrote {out}")
 
 
 # Command groups that live in their own modules register on the same app.

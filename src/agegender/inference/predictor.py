@@ -590,7 +590,7 @@ def load(
     """Load a model and wrap it in a :class:`Predictor`.
 
     Args:
-        name_or_path: bundled name (``default``, ``default-body``), a ``.ckpt``/``.pt`` file, or an
+        name_or_path: bundled name (``default``, ``default-body``), a package (``.safetensors``) or ``.ckpt`` file, or an
             exported ``.onnx`` file.
         device: ``cpu`` or ``cuda[:N]``.
         backend: ``torch``, ``onnx`` or ``auto`` (default: ``onnx`` for ``.onnx`` files, else ``torch``).

@@ -11,11 +11,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # agegender/we
 
 #: bundled model name → file inside ``agegender/weights`` (a model card sits beside each)
 BUNDLED: dict[str, str] = {
-    "default": "default-face.pt",
-    "default-face": "default-face.pt",
-    "default-body": "default-body.pt",
+    "default": "default-face.safetensors",
+    "default-face": "default-face.safetensors",
+    "default-body": "default-body.safetensors",
     # the face model at 80 px: ~35 % more crops/s than `default`, slightly less accurate (see its card)
-    "default-fast": "default-fast.pt",
+    "default-fast": "default-fast.safetensors",
 }
 
 

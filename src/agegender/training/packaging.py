@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from agegender.errors import AgeGenderError
 from agegender.evaluation.calibration import calibrate_bundle
-from agegender.models.package import load_bundle, save_package
+from agegender.models.package import ModelBundle, is_package, load_bundle, save_package
 from agegender.training.datamodule import AgeGenderDataModule
+
+log = logging.getLogger(__name__)
+
+
+#: fewer validation images than this give temperatures and an age quantile too noisy to ship (``force`` overrides)
+MIN_CALIBRATION_IMAGES = 200
+
+
+class PackagingError(AgeGenderError):
+    """A package that would be degenerate (e.g. calibrated on too few images); ``force=True`` writes it anyway."""
 
 
 def package_checkpoint(
@@ -29,28 +41,54 @@ def package_checkpoint(
     detector: str | None = None,
     age_quantile: bool = True,
     max_false_adult: float | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures).
+    """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures and the
+    ``warnings`` raised, which are also logged).
 
-    ``detector`` is the face detector the predictor uses for this model unless told otherwise (default:
-    ``none`` for pedestrian models, ``haar`` for face models). ``age_quantile`` (with ``calibrate``) also
-    fits the age point estimate on the validation split (:func:`~agegender.evaluation.calibration.fit_age_quantile`;
-    ``max_false_adult``: the lowest-MAE estimate whose under-18 false-adult rate there is at most that).
-    ``checkpoint`` may be a package already: it is then re-calibrated and keeps its metadata (training
-    facts, origin, detector) unless told otherwise."""
+    ``detector`` is the face detector the predictor uses for this model unless told otherwise (default: the
+    detector of the model it was initialised from, else ``none`` for pedestrian models and ``haar`` for face
+    models). ``age_quantile`` (with ``calibrate``) also fits the age point estimate on the validation split
+    (:func:`~agegender.evaluation.calibration.fit_age_quantile`; ``max_false_adult``: the lowest-MAE estimate whose
+    under-18 false-adult rate there is at most that). ``checkpoint`` may be a package already: it is then
+    re-calibrated (or only re-written, without ``calibrate``) and keeps its metadata (training facts, origin,
+    detector) unless told otherwise.
+
+    The package carries the fingerprint of the images of the training and validation splits
+    (:mod:`agegender.data.fingerprint`), merged with that of the package it was initialised from, so that
+    ``evaluate`` can tell how many of the images it scores the model has seen.
+
+    Raises:
+        PackagingError: calibration on fewer than :data:`MIN_CALIBRATION_IMAGES` images, unless ``force``.
+    """
+    from agegender.data.fingerprint import METHOD, fingerprint
+    from agegender.evaluation.calibration import T_RANGE
+
     bundle = load_bundle(checkpoint)
     body = bundle.config["data"].get("dataset") in ("peta", "rap")
-    old = dict(bundle.meta or {}) if str(checkpoint).endswith(".pt") else {}
+    old = dict(bundle.meta or {}) if is_package(checkpoint) else {}
+    parent = _init_package(bundle.config["model"].get("init_from"))
+    warnings: list[str] = []
+    own_detector = old.get("default_detector") or (parent.meta.get("default_detector") if parent else None)
+    chosen = detector or own_detector or ("none" if body else "haar")
+    if own_detector and chosen != own_detector:
+        warnings.append(f"the detector is {chosen!r}, not the model's own {own_detector!r} (what it was "
+                        f"{'packaged' if old else 'initialised'} with); pass --detector {own_detector} to keep it")
+    elif not own_detector and not detector and not body:
+        warnings.append("no detector given: the package uses 'haar'; pass --detector with the one whose crops the "
+                        "model was trained on")
     meta: dict[str, Any] = {
         **old,
         "name": name or old.get("name") or bundle.config.get("name"),
-        "version": version or _dt.date.today().isoformat(),
+        # re-written without re-calibration, the weights are the same: the version stays
+        "version": version or (old.get("version") if old and not calibrate else None) or _dt.date.today().isoformat(),
         "description": old.get("description") or bundle.config.get("description", ""),
         "trained_from": old.get("trained_from") or str(checkpoint),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "body" if body else "face",
-        "default_detector": detector or old.get("default_detector") or ("none" if body else "haar"),
+        "default_detector": chosen,
     }
+    meta.pop("warnings", None)
     if old:
         meta["repackaged_from"] = str(checkpoint)
     results = Path(checkpoint).parent.parent / "results.json"
@@ -58,14 +96,23 @@ def package_checkpoint(
         r = json.loads(results.read_text())
         meta["training"] = {k: r.get(k) for k in ("train_seconds", "epochs_run", "global_step", "parameters",
                                                    "split_sizes", "read_summary")}
-    if calibrate:
-        dcfg = dict(bundle.config["data"])
-        if data is not None:
-            dcfg["root"] = str(data)
-        dcfg["cache"] = False
+    dcfg = dict(bundle.config["data"])
+    if data is not None:
+        dcfg["root"] = str(data)
+    dcfg["cache"] = False
+    dm = None
+    if calibrate or data is not None or Path(str(dcfg.get("root", ""))).exists():
         dm = AgeGenderDataModule(dcfg)
         dm.prepare_samples()
+    if calibrate:
+        assert dm is not None
         val = [dm.samples[i] for i in dm.split["val"]]
+        if len(val) < MIN_CALIBRATION_IMAGES:
+            msg = (f"calibration would be fitted on {len(val)} validation images (fewer than "
+                   f"{MIN_CALIBRATION_IMAGES}): too few for reliable temperatures and age estimate")
+            if not force:
+                raise PackagingError(f"{msg}; use a larger data.split.val, --no-calibrate, or --force", code="bad_data")
+            warnings.append(msg)
         cal = calibrate_bundle(bundle, val, age_quantile=age_quantile, max_false_adult=max_false_adult)
         # re-calibrating a package: its weights are the ones first calibrated, so the "before" figures of
         # that first fit (the uncalibrated network) still describe it; the new fit starts from its temperatures
@@ -75,13 +122,48 @@ def package_checkpoint(
             for key in ("temperature_before", "nll_before", "ece_before"):
                 if key in prev:
                     r[key] = prev[key]
+            t = float(r.get("temperature", 1.0))
+            if min(abs(t - T_RANGE[0]), abs(t - T_RANGE[1])) <= 1e-3 * t:
+                warnings.append(f"the {head} temperature {t:.3g} is at its bound {T_RANGE}: that head's "
+                                "confidences are unreliable (a broken head or wrong labels?)")
+            a = r.get("age_estimate") or {}
+            if a.get("max_false_adult") is not None and not a.get("constraint_met", True):
+                warnings.append(f"no age estimate keeps the validation under-18 false-adult rate at or below "
+                                f"{100 * a['max_false_adult']:.0f} % (it is "
+                                f"{100 * a['under18_false_adult_after']:.1f} %): the plain MAE fit is used")
         meta["calibration"] = {"fitted_on": f"validation split ({len(val)} images)", "heads": cal}
+    if dm is not None:
+        seen = [dm.samples[i].path for part in ("train", "val") for i in dm.split.get(part, [])]
+        bundle.fingerprint = fingerprint(seen, bundle.fingerprint, parent.fingerprint if parent else None)
+        meta["fingerprint"] = {"images": len(bundle.fingerprint), "method": METHOD,
+                               "of": "the training and validation splits" + (" and those of the model it was "
+                                                                             "initialised from" if parent else "")}
+    elif bundle.fingerprint is None:
+        warnings.append(f"the training data ({dcfg.get('root')}) is not here: the package has no fingerprint of "
+                        "its training images, so evaluate cannot warn about them; pass --data")
     meta["half"] = half
     meta.update(extra_meta or {})
+    if warnings:
+        meta["warnings"] = warnings
+    for w in warnings:
+        log.warning("package: %s", w)
     save_package(bundle, output, half=half, meta=meta)
     # Check the fp16 file round-trips to the same network.
     load_bundle(output)
     return meta
+
+
+def _init_package(source: str | None) -> ModelBundle | None:
+    """The package a config's ``model.init_from`` names, when it is one that can be found here."""
+    if not source:
+        return None
+    from agegender.models.bundled import resolve_model_path
+
+    try:
+        path = resolve_model_path(source)
+    except AgeGenderError:
+        return None
+    return load_bundle(path) if is_package(path) else None
 
 
 _LICENCES = {

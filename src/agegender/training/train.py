@@ -87,12 +87,31 @@ def _ema_callback(ema: Mapping[str, Any]) -> EMAWeightAveraging:
     return EMAWeightAveraging(decay=decay, update_starting_at_step=int(ema.get("start_step", 0)))
 
 
+def _resume_checkpoint(out: Path) -> str:
+    """``<out>/checkpoints/last.ckpt``, checked to be a readable checkpoint before any data is read."""
+    from agegender.models.package import load_checkpoint
+
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise AgeGenderError(f"--resume: no checkpoint at {last}; train once without --resume first",
+                             code="missing_file")
+    try:
+        load_checkpoint(last)
+    except AgeGenderError as e:
+        best = out / "checkpoints" / "best.ckpt"
+        hint = (f"copy {best} over it to resume from the best epoch, or delete it" if best.is_file()
+                else "delete it")
+        raise AgeGenderError(f"--resume: {e}; {hint} to start over", code=e.code) from None
+    return str(last)
+
+
 def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = False) -> dict[str, Any]:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t = cfg["trainer"]
     if t.get("threads"):
         torch.set_num_threads(int(t["threads"]))
+    ckpt_path = _resume_checkpoint(out) if resume else None
     L.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
     dm, module = build(cfg)
     (out / "config.yaml").write_text(dump_config(cfg))
@@ -134,15 +153,9 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
         enable_progress_bar=bool(t.get("progress_bar", True)),
         enable_model_summary=False,
     )
-    ckpt_path = None
-    if resume:
-        last = out / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            raise AgeGenderError(f"--resume: no checkpoint at {last}; train once without --resume first",
-                                 code="missing_file")
-        ckpt_path = str(last)
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    # weights_only: the checkpoint is read with torch's restricted unpickler, which cannot run code
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     train_seconds = module.train_seconds() if module._fit_t0 else time.time() - t0
     if trainer.global_rank != 0:
         return {}

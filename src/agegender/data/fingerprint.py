@@ -1,0 +1,52 @@
+"""Compact fingerprints of image files, so that a model package can carry the set of images it was trained and
+calibrated on and an evaluation can say how many of the images it scores the model has already seen.
+
+A file's fingerprint is the first 8 bytes of its BLAKE2b digest, read as a signed 64-bit integer: the same bytes
+give the same value under any name or folder; a re-encoded or resized copy does not. 18,000 images take 144 kB,
+and the chance that an unseen file collides with one of them is about 1e-15.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: what the fingerprint values are, stored beside them in a package's metadata
+METHOD = "blake2b-64 of the file bytes"
+
+
+def file_hash(path: str | os.PathLike) -> int:
+    """The 64-bit fingerprint of one file's bytes; 0 when it cannot be read."""
+    h = hashlib.blake2b(digest_size=8)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return 0
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def file_hashes(paths: Iterable[str | os.PathLike], threads: int = 4) -> np.ndarray:
+    """Fingerprints of ``paths`` in order (int64; 0 for a file that cannot be read)."""
+    paths = list(paths)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # hashing releases the GIL; reads overlap
+        return np.fromiter(pool.map(file_hash, paths), dtype=np.int64, count=len(paths))
+
+
+def fingerprint(paths: Iterable[str | os.PathLike], *more: np.ndarray | None) -> np.ndarray:
+    """The sorted, unique fingerprints of ``paths``, merged with earlier fingerprints ``more`` (e.g. those of the
+    model a run was initialised from)."""
+    parts = [file_hashes(paths), *(np.asarray(m, dtype=np.int64) for m in more if m is not None)]
+    values = np.unique(np.concatenate(parts))
+    return values[values != 0]
+
+
+def seen_mask(known: np.ndarray, paths: Iterable[str | os.PathLike]) -> np.ndarray:
+    """For each of ``paths``, whether its bytes are among the fingerprints ``known``."""
+    hashes = file_hashes(paths)
+    return np.isin(hashes, known) & (hashes != 0)

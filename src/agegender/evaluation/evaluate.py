@@ -29,6 +29,7 @@ from agegender.data.transforms import (
     ten_crop_transform,
 )
 from agegender.errors import AgeGenderError
+from agegender.evaluation.attributes import align_samples, uses_attributes
 from agegender.evaluation.metrics import compute_metrics, per_identity_accuracy, per_sample_correct
 from agegender.labels import AgeScheme, Sample, get_scheme
 from agegender.models.package import ModelBundle, load_bundle
@@ -231,7 +232,7 @@ def run_evaluation(
     if split == "all":
         ss = read_dataset(dataset, data, **dict(options or {}))
         samples, skipped, summary = ss.samples, len(ss.skipped), ss.summary()
-        n_attr = len(ss.attribute_names)
+        attr_names = tuple(ss.attribute_names)
     elif split in ("train", "val", "test"):
         from agegender.training.datamodule import AgeGenderDataModule
 
@@ -244,11 +245,13 @@ def run_evaluation(
         samples = [dm.samples[i] for i in dm.split.get(split, [])]
         if split == "test":
             val_samples = [dm.samples[i] for i in dm.split.get("val", [])]
-        skipped, summary, n_attr = 0, dm.read_summary, len(dm.attribute_names)
+        skipped, summary, attr_names = 0, dm.read_summary, tuple(dm.attribute_names)
         if not samples:
             raise AgeGenderError(f"the model's split has no {split!r} part", code="bad_config")
     else:
         raise AgeGenderError(f"--split must be all, train, val or test (got {split!r})", code="bad_config")
+    # attributes matched by name: the samples' vectors put in the model's column order
+    samples, val_samples, n_attr, attr_align = align_samples(bundle, samples, val_samples, attr_names)
     ecfg = bundle.config.get("eval", {}) or {}
     if tta_flip is None:
         tta_flip = bool(ecfg.get("tta_flip", False))
@@ -273,6 +276,8 @@ def run_evaluation(
     if res.preds:  # each person counted once, where some have several images (PETA)
         correct = per_sample_correct(res.preds, targets, sch, model_scheme=bundle.age_scheme)
         metrics.update(per_identity_accuracy(correct, [s.identity for s in kept]))
+    if attr_align is not None and uses_attributes(bundle, res.preds):
+        metrics.update(attr_align.report())
     report = {
         "model": bundle.name,
         "model_path": bundle.source,

@@ -99,9 +99,17 @@ def compute_metrics(
     targets: Mapping[str, np.ndarray],
     scheme: str | AgeScheme = "adience8",
     model_scheme: str | None = None,
+    attribute_names: Sequence[str] | None = None,
+    target_attribute_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Every metric the targets allow. ``targets`` may hold age (NaN = missing), age_group (in
-    ``targets_scheme``= ``scheme`` unless given as exact ages), gender, ethnicity (-1 = missing)."""
+    ``targets_scheme``= ``scheme`` unless given as exact ages), gender, ethnicity (-1 = missing).
+
+    Attributes are matched by name when ``attribute_names`` (the model's output columns) and
+    ``target_attribute_names`` (the columns of ``targets["attributes"]``) are given: only the shared ones
+    are scored, and ``attributes_n_scored``, ``attributes_model_only`` and ``attributes_dataset_only`` say
+    what was (see :mod:`agegender.evaluation.attributes`). Without names the columns must already
+    correspond; a different count leaves the attribute metrics out with ``attributes_note``."""
     sch = get_scheme(scheme)
     out: dict[str, Any] = {"age_scheme": sch.name, "age_group_labels": list(sch.labels)}
     age_t = np.asarray(targets.get("age", []), dtype=np.float64)
@@ -142,7 +150,8 @@ def compute_metrics(
             out.update(classification_metrics(t[m], preds["ethnicity_probs"][m].argmax(1), k, "ethnicity"))
     # --- attributes (label-based mA and example-based metrics)
     if "attributes_probs" in preds and "attributes" in targets:
-        out.update(multilabel_metrics(preds["attributes_probs"], targets["attributes"], prefix="attributes"))
+        out.update(attribute_metrics(preds["attributes_probs"], targets["attributes"], attribute_names,
+                                     target_attribute_names))
     if ("pedestrian_probs" in preds and "pedestrian" in targets
             and np.shape(preds["pedestrian_probs"]) == np.shape(targets["pedestrian"])):  # same scheme only
         out.update(multilabel_metrics(preds["pedestrian_probs"], targets["pedestrian"], prefix="pedestrian"))
@@ -204,6 +213,31 @@ def per_identity_accuracy(correct: Mapping[str, np.ndarray], identities: Sequenc
     if out:
         out["n_identities"] = n_ids
     return out
+
+
+def attribute_metrics(probs: np.ndarray, target: np.ndarray, model_names: Sequence[str] | None = None,
+                      target_names: Sequence[str] | None = None, prefix: str = "attributes") -> dict[str, Any]:
+    """:func:`multilabel_metrics` of the attributes the model and the data share, matched by name when both
+    name lists are given (else by position, when the counts agree); never raises on a mismatch: then the
+    metrics are left out and ``{prefix}_note`` says why."""
+    from agegender.evaluation.attributes import align_attributes
+
+    p, t = np.asarray(probs), np.asarray(target)
+    if t.ndim != 2 or t.shape[1] == 0:
+        return {}
+    if model_names is not None and target_names is not None:
+        align = align_attributes(model_names, target_names, p.shape[1])
+        if len(align.model) != p.shape[1] or len(align.data) != t.shape[1]:
+            return {f"{prefix}_note": f"{len(align.model)} model and {len(align.data)} data attribute names for "
+                                      f"{p.shape[1]} and {t.shape[1]} columns; attributes not scored"}
+        out = {k.replace("attributes", prefix, 1): v for k, v in align.report().items()}
+        if align.shared:
+            out.update(multilabel_metrics(p[:, align.model_columns()], t[:, align.data_columns()], prefix))
+        return out
+    if p.shape[1] != t.shape[1]:
+        return {f"{prefix}_note": f"the model predicts {p.shape[1]} attributes, the data label {t.shape[1]}; "
+                                  "without their names they cannot be matched, so they are not scored"}
+    return multilabel_metrics(p, t, prefix)
 
 
 def multilabel_metrics(probs: np.ndarray, target: np.ndarray, prefix: str, threshold: float = 0.5) -> dict[str, Any]:

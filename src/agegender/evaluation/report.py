@@ -266,6 +266,26 @@ def _metric_rows(report: Mapping[str, Any]) -> list[list[str]]:
     return [[k, _fmt(k, report[k])] for k in dict.fromkeys(keys)]
 
 
+def _attributes_md(report: Mapping[str, Any]) -> list[str]:
+    """The attributes section: how many were scored (matched by name) and the names left out on each side."""
+    if "attributes_n_scored" not in report:
+        return []
+    n, n_model, n_data = report["attributes_n_scored"], report.get("attributes_n_model"), report.get("attributes_n_dataset")
+    head = f"Matched by name: **{n}** attributes scored, of the model's {n_model} and the dataset's {n_data}."
+    lines = ["\n## Attributes\n", head]
+    if report.get("attributes_note"):
+        lines.append(f"Note: {report['attributes_note']}.")
+    keys = [k for k in ("attributes_mA", "attributes_example_accuracy", "attributes_example_precision",
+                        "attributes_example_recall", "attributes_example_f1", "attributes_label_accuracy") if k in report]
+    if keys:
+        lines.append("\n" + md_table(["metric", "value"], [[k, _fmt(k, report[k])] for k in keys]))
+    for key, what in (("attributes_model_only", "Predicted by the model but not labelled in the data (not scored)"),
+                      ("attributes_dataset_only", "Labelled in the data but not predicted by the model (not scored)")):
+        names = report.get(key) or []
+        lines.append(f"\n{what}: {', '.join(f'`{x}`' for x in names) if names else 'none'}.")
+    return lines
+
+
 def _fairness_md(fair: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     for by, groups in fair.get("by", {}).items():
@@ -380,6 +400,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, calibration: str = "auto",
     md.append("## Metrics\n")
     md.append(md_table(["metric", "value"], _metric_rows(rep)) if _metric_rows(rep) else "No metric: the data "
               "carry no label the model predicts.")
+    md.extend(_attributes_md(rep))
 
     # confusion matrices
     md.append("\n## Confusion matrices\n")

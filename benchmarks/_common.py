@@ -90,11 +90,22 @@ def resolve_model(name: str, fallback: str = DEFAULT_STANDIN) -> tuple[str, str]
         return str(path), f"{load_bundle(path).name}, since model {name!r} is unavailable ({e.code})"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"(default {torch.get_num_threads()} threads), load average {load:.2f} at start"
     )

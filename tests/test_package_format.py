@@ -216,3 +216,19 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(tmp_path, content):
     lines = [x for x in r.output.splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and str(last) in lines[0] and "delete it" in lines[0]
     assert "Traceback" not in r.output and "Aborted" not in r.output
+
+
+def test_calibration_warnings_name_what_is_degenerate():
+    from agegender.evaluation.calibration import T_RANGE
+    from agegender.training.packaging import calibration_warnings
+
+    ok = {"gender": {"temperature": 0.9}, "age": {"temperature": 1.1, "age_estimate": {
+        "max_false_adult": 0.08, "constraint_met": True, "under18_false_adult_after": 0.05}}}
+    assert calibration_warnings(ok) == []
+    bad = {"gender": {"temperature": T_RANGE[1]}, "ethnicity": {"temperature": T_RANGE[0]},
+           "age": {"temperature": 1.0, "age_estimate": {"max_false_adult": 0.08, "constraint_met": False,
+                                                          "under18_false_adult_after": 0.125}}}
+    w = calibration_warnings(bad)
+    assert len(w) == 3
+    assert "gender temperature 20 is at its bound" in w[0] and "ethnicity temperature 0.05" in w[1]
+    assert "8 %" in w[2] and "12.5 %" in w[2]

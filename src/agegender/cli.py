@@ -106,6 +106,8 @@ def evaluate(
                                     "(the model's val split with --split test, else two halves of the data), val, halves"),
     allow_outside_root: bool = typer.Option(False, "--allow-outside-root", help="read images that the label files "
                                             "place outside --data (absolute paths, '..'); refused by default"),
+    exclude_seen: bool = typer.Option(False, "--exclude-seen", help="leave out the images the model was trained or "
+                                      "calibrated on (found by its package's fingerprint)"),
 ) -> None:
     """Score a model on a dataset folder and print (or write) every metric its labels allow."""
     from agegender.evaluation.evaluate import evaluate as run
@@ -113,7 +115,7 @@ def evaluate(
     rep = run(model, dataset, data, split=split, scheme=scheme, output=output, batch_size=batch_size,
               tta_flip=tta_flip, progress=sys.stderr.isatty(), report_dir=report, ten_crop=ten_crop,
               calibration=calibration, detector=detector,
-              options={"allow_outside_root": True} if allow_outside_root else None)
+              options={"allow_outside_root": True} if allow_outside_root else None, exclude_seen=exclude_seen)
     brief = {k: v for k, v in rep.items() if not k.endswith("_confusion") and k not in ("fairness", "calibration")}
     if "calibration" in rep:
         brief["ece"] = {h: {"before": round(c["ece_before"], 4), "after": round(c["ece_after"], 4),

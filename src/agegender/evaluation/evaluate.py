@@ -9,6 +9,7 @@ procedure) to the folder, which is how paper tables are reproduced on one datase
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ from agegender.evaluation.attributes import align_samples, uses_attributes
 from agegender.evaluation.metrics import compute_metrics, per_identity_accuracy, per_sample_correct
 from agegender.labels import AgeScheme, Sample, get_scheme
 from agegender.models.package import ModelBundle, load_bundle
+
+log = logging.getLogger(__name__)
 
 #: crops per image in aminian_noubir's over-sampling (4 corners + centre, and their mirrors)
 N_CROPS = 10
@@ -220,6 +223,7 @@ def run_evaluation(
     options: dict[str, Any] | None = None,
     keep_raw: bool = False,
     detector: str | None = None,
+    exclude_seen: bool = False,
 ) -> Evaluation:
     """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`)."""
     from agegender.models.bundled import resolve_model_path
@@ -250,6 +254,16 @@ def run_evaluation(
             raise AgeGenderError(f"the model's split has no {split!r} part", code="bad_config")
     else:
         raise AgeGenderError(f"--split must be all, train, val or test (got {split!r})", code="bad_config")
+    if not samples:
+        raise AgeGenderError(f"{dataset}: no images to evaluate in {data} ({summary}); check --data and --dataset",
+                             code="no_data")
+    seen = _seen_in_training(bundle, samples, exclude_seen)
+    n_seen = None if seen is None else int(seen.sum())
+    if exclude_seen and seen is not None and seen.any():
+        samples = [s for s, k in zip(samples, seen) if not k]
+        if not samples:
+            raise AgeGenderError(f"all {len(seen)} images were seen in training; nothing is left to evaluate",
+                                 code="no_data")
     # attributes matched by name: the samples' vectors put in the model's column order
     samples, val_samples, n_attr, attr_align = align_samples(bundle, samples, val_samples, attr_names)
     ecfg = bundle.config.get("eval", {}) or {}
@@ -268,6 +282,8 @@ def run_evaluation(
     res = run_model(bundle, samples, batch_size=batch_size, tta_flip=tta_flip, ten_crop=ten_crop, raw=keep_raw,
                     progress=progress, cropper=cropper)
     kept = [s for s, k in zip(samples, res.ok) if k]
+    if not kept:
+        raise AgeGenderError(f"{dataset}: none of the {len(samples)} images in {data} could be read", code="no_data")
     targets = _targets(kept, sch.name, n_attr)
     targets["age_group_scheme"] = sch.name
     if sch.name != bundle.age_scheme:  # multi-label gender + age-group targets follow the model's groups
@@ -292,6 +308,9 @@ def run_evaluation(
         "ten_crop": ten_crop,
         "detector": detector,
         "no_face": cropper.no_face if cropper is not None else 0,
+        # images whose bytes are in the model's training fingerprint (None: the model carries none)
+        "seen_in_training": n_seen,
+        "seen_in_training_excluded": bool(exclude_seen and n_seen),
         "seconds": round(time.time() - t0, 2),
         **metrics,
     }
@@ -313,6 +332,7 @@ def evaluate(
     ten_crop: bool | None = None,
     calibration: str = "auto",
     detector: str | None = None,
+    exclude_seen: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint/package path or bundled name) on ``dataset`` at ``data``.
 
@@ -323,6 +343,10 @@ def evaluate(
     ``calibration`` says where the report fits the temperature: ``auto`` (the model's validation split
     when ``split="test"``, else two identity-disjoint halves of the evaluated data, each calibrated by the
     temperature fitted on the other), ``val`` or ``halves``.
+
+    ``seen_in_training`` in the result counts the evaluated images whose bytes the model's package lists among its
+    training and validation images (its fingerprint; None when it has none): figures over such images overstate
+    the accuracy on new ones, and a warning is logged. ``exclude_seen`` leaves them out of the scores.
     """
     if report_dir is not None:
         from agegender.evaluation.report import CALIBRATION_SOURCES
@@ -332,7 +356,7 @@ def evaluate(
                                  code="bad_config")
     ev = run_evaluation(model, dataset, data, split=split, scheme=scheme, batch_size=batch_size,
                         tta_flip=tta_flip, ten_crop=ten_crop, progress=progress, options=options,
-                        keep_raw=report_dir is not None, detector=detector)
+                        keep_raw=report_dir is not None, detector=detector, exclude_seen=exclude_seen)
     report = ev.report
     if report_dir is not None:
         from agegender.evaluation.report import write_report
@@ -346,6 +370,27 @@ def evaluate(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, default=_json_default))
     return report
+
+
+def _seen_in_training(bundle: ModelBundle, samples: Sequence[Sample], excluded: bool) -> np.ndarray | None:
+    """Which ``samples`` the model was trained or calibrated on (by file fingerprint); warns when any were."""
+    if bundle.fingerprint is None:
+        return None
+    from agegender.data.fingerprint import seen_mask
+
+    seen = seen_mask(bundle.fingerprint, [s.path for s in samples])
+    if seen.any():
+        log.warning(seen_warning(int(seen.sum()), len(samples), excluded))
+    return seen
+
+
+def seen_warning(n_seen: int, n: int, excluded: bool = False) -> str:
+    """The warning for ``n_seen`` of ``n`` evaluated images being training images of the model."""
+    head = (f"{n_seen} of {n} images ({100 * n_seen / max(n, 1):.0f} %) are images this model was trained or "
+            "calibrated on")
+    if excluded:
+        return head + ": left out of the scores (--exclude-seen)"
+    return head + ": its figures here overstate its accuracy on new images (--exclude-seen leaves them out)"
 
 
 def _json_default(o: Any) -> Any:

@@ -62,7 +62,6 @@ def package_checkpoint(
         PackagingError: calibration on fewer than :data:`MIN_CALIBRATION_IMAGES` images, unless ``force``.
     """
     from agegender.data.fingerprint import METHOD, fingerprint
-    from agegender.evaluation.calibration import T_RANGE
 
     bundle = load_bundle(checkpoint)
     body = bundle.config["data"].get("dataset") in ("peta", "rap")
@@ -122,15 +121,7 @@ def package_checkpoint(
             for key in ("temperature_before", "nll_before", "ece_before"):
                 if key in prev:
                     r[key] = prev[key]
-            t = float(r.get("temperature", 1.0))
-            if min(abs(t - T_RANGE[0]), abs(t - T_RANGE[1])) <= 1e-3 * t:
-                warnings.append(f"the {head} temperature {t:.3g} is at its bound {T_RANGE}: that head's "
-                                "confidences are unreliable (a broken head or wrong labels?)")
-            a = r.get("age_estimate") or {}
-            if a.get("max_false_adult") is not None and not a.get("constraint_met", True):
-                warnings.append(f"no age estimate keeps the validation under-18 false-adult rate at or below "
-                                f"{100 * a['max_false_adult']:.0f} % (it is "
-                                f"{100 * a['under18_false_adult_after']:.1f} %): the plain MAE fit is used")
+        warnings += calibration_warnings(cal)
         meta["calibration"] = {"fitted_on": f"validation split ({len(val)} images)", "heads": cal}
     if dm is not None:
         seen = [dm.samples[i].path for part in ("train", "val") for i in dm.split.get(part, [])]
@@ -151,6 +142,25 @@ def package_checkpoint(
     # Check the fp16 file round-trips to the same network.
     load_bundle(output)
     return meta
+
+
+def calibration_warnings(cal: dict[str, Any]) -> list[str]:
+    """What is degenerate in the calibration results of :func:`calibrate_bundle`: temperatures at their bounds
+    (the head's confidences cannot be trusted) and an under-18 limit that no age estimate met."""
+    from agegender.evaluation.calibration import T_RANGE
+
+    out = []
+    for head, r in cal.items():
+        t = float(r.get("temperature", 1.0))
+        if min(abs(t - T_RANGE[0]), abs(t - T_RANGE[1])) <= 1e-3 * t:
+            out.append(f"the {head} temperature {t:.3g} is at its bound {T_RANGE}: that head's confidences are "
+                       "unreliable (a broken head or wrong labels?)")
+        a = r.get("age_estimate") or {}
+        if a.get("max_false_adult") is not None and not a.get("constraint_met", True):
+            out.append(f"no age estimate keeps the validation under-18 false-adult rate at or below "
+                       f"{100 * a['max_false_adult']:.0f} % (it is {100 * a['under18_false_adult_after']:.1f} %): "
+                       "the plain MAE fit is used")
+    return out
 
 
 def _init_package(source: str | None) -> ModelBundle | None:

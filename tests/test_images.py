@@ -12,12 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+import agegender.data.images as images_module
 from agegender.data.images import (
+    DEFAULT_DECODE_SIDE,
     DEFAULT_MAX_PIXELS,
     ERROR_CODES,
     IMAGE_EXTENSIONS,
+    decoded_pixels,
     iter_image_files,
     load_image,
+    load_image_reduced,
     to_uint8,
 )
 from agegender.errors import AgeGenderError
@@ -360,6 +364,106 @@ def test_iter_image_files(tmp_path: Path) -> None:
     assert iter_image_files(str(tmp_path)) == iter_image_files([tmp_path])
     with _Raises("missing_file"):
         iter_image_files([tmp_path, tmp_path / "missing"])
+
+
+# ---------------------------------------------------------------------------------------------- reduced decoding
+
+
+def _gradient(width: int, height: int) -> np.ndarray:
+    """Smooth colours with a red top-left quarter: compresses well, and shows scaling and turning errors."""
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[:, :, 0] = np.linspace(0, 255, width).astype(np.uint8)[None, :]
+    rgb[:, :, 1] = np.linspace(0, 255, height).astype(np.uint8)[:, None]
+    rgb[:, :, 2] = 128
+    rgb[: height // 2, : width // 2] = RED
+    return rgb
+
+
+def _encoded(rgb: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The size at which each image gets decoded from now on."""
+    sizes: list[tuple[int, int]] = []
+    load = ImageFile.ImageFile.load
+
+    def spy(self, *a, **k):
+        sizes.append(self.size)
+        return load(self, *a, **k)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    return sizes
+
+
+def test_big_jpeg_is_decoded_at_reduced_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    rgb = _gradient(6000, 4000)
+    data = _encoded(rgb, "JPEG", quality=90)
+    assert decoded_pixels(data, 1000) == 1500 * 1000  # from the header: 6000 // 1000 → the 1/4 scale
+    loads = _loads(monkeypatch)
+    small, full = load_image_reduced(data, max_side=1000)
+    assert set(loads) == {(1500, 1000)}  # libjpeg produced the quarter-scale image: the 24 MP never existed
+    assert_rgb(small, (667, 1000))
+    assert full == (6000, 4000)
+    expected = np.asarray(Image.fromarray(rgb).resize((1000, 667), Image.Resampling.BOX)).astype(int)
+    assert np.abs(small.astype(int) - expected).mean() < 4  # the same picture, not a crop or a shift
+    # at the default side a 4000 × 3000 phone photo decodes at half scale
+    assert decoded_pixels(_encoded(_gradient(4000, 3000), "JPEG"), DEFAULT_DECODE_SIDE) == 2000 * 1500
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "I;16"])
+def test_other_formats_are_downscaled_before_any_conversion(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rgb = _gradient(1500, 1000)
+    im = Image.fromarray(rgb)
+    im = Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257) if mode == "I;16" else im.convert(mode)
+    data = _encoded(np.asarray(im), "PNG") if mode != "P" else _png_bytes(im)
+    assert decoded_pixels(data, 300) == 1500 * 1000  # no reduced decoding outside JPEG: the full size counts
+    converted: list[tuple[int, int]] = []
+    to_rgb = images_module._pil_to_rgb
+    monkeypatch.setattr(images_module, "_pil_to_rgb", lambda im, name: converted.append(im.size) or to_rgb(im, name))
+    small, full = load_image_reduced(data, max_side=300)
+    assert converted == [(300, 200)]  # conversion (and 16-bit scaling) only ever saw the reduced image
+    assert_rgb(small, (200, 300))
+    assert full == (1500, 1000)
+
+
+def _png_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_reduced_decoding_applies_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90° clockwise
+    data = _encoded(_gradient(2400, 1600), "JPEG", quality=90, exif=exif.tobytes())
+    small, full = load_image_reduced(data, max_side=600)
+    assert full == (1600, 2400) and small.shape == (600, 400, 3)
+    expected = load_image(data)  # the full decode, turned
+    assert expected.shape == (2400, 1600, 3)
+    scaled = np.asarray(Image.fromarray(expected).resize((400, 600), Image.Resampling.BOX)).astype(int)
+    assert np.abs(small.astype(int) - scaled).mean() < 4
+    assert_colour(small[100, 300], RED)  # the red quarter is now top right
+
+
+def test_reduced_decoding_small_images_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _encoded(_gradient(300, 200), "PNG")
+    small, full = load_image_reduced(data, max_side=1000)
+    assert full == (300, 200) and np.array_equal(small, load_image(data))  # nothing to reduce
+    assert load_image_reduced(data, max_side=None)[0].shape == (200, 300, 3)
+    arr, full = load_image_reduced(np.zeros((100, 400, 3), np.uint8), max_side=200)  # already decoded
+    assert arr.shape == (50, 200, 3) and full == (400, 100)
+    # max_pixels is still checked on the header's full size, before any decoding, whatever max_side is
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda *a, **k: pytest.fail("pixels were decoded"))
+    with _Raises("too_large"):
+        load_image_reduced(png_with_header_size(3000, 3000), max_side=100, max_pixels=1_000_000)
+    assert decoded_pixels(png_with_header_size(3000, 3000), 100, max_pixels=1_000_000) == 0  # refused: costs 0
+    assert decoded_pixels(png_with_header_size(3000, 3000), 100, max_pixels=None) == 9_000_000
+    assert decoded_pixels(b"not an image at all") == 0
+    with _Raises("empty_file"):
+        load_image_reduced(b"")
 
 
 def test_constants() -> None:

@@ -3,6 +3,7 @@ concurrency, health checks while the model works, offline docs/page, settings an
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import tempfile
@@ -92,27 +93,33 @@ def _err(resp: Any, status: int, code: str) -> dict[str, Any]:
 
 
 class FakePredictor:
-    """A stand-in predictor: optional gate (blocks until released), fixed status, or an exception."""
+    """A stand-in predictor: optional gate (blocks until released; only for sources starting with
+    ``gate_prefix`` when given), fixed status, or an exception. It records the shape of every image it gets
+    (the service hands it decoded arrays) and finds one "person" in the middle quarter of each."""
 
     name = "fake"
 
     def __init__(self, status: str = "ok", gate: threading.Event | None = None,
-                 exc: Exception | None = None) -> None:
-        self.status, self.gate, self.exc = status, gate, exc
+                 exc: Exception | None = None, gate_prefix: str = "") -> None:
+        self.status, self.gate, self.exc, self.gate_prefix = status, gate, exc, gate_prefix
         self.started = threading.Event()
+        self.seen: list[tuple[int, ...]] = []
 
     def info(self) -> dict[str, Any]:
         return {"name": "fake", "version": "0", "source": "/secret/path/fake.pt"}
 
-    def predict_image(self, data: bytes, source: str | None = None) -> ImageResult:
-        self.started.set()
-        if self.gate is not None:
+    def predict_image(self, data: np.ndarray, source: str | None = None) -> ImageResult:
+        self.seen.append(tuple(data.shape))
+        if self.gate is not None and (source or "").startswith(self.gate_prefix):
+            self.started.set()
             self.gate.wait(10)
         if self.exc is not None:
             raise self.exc
-        people = [PersonResult(box=(1, 2, 3, 4), detector_score=1.0, gender="female")] if self.status == "ok" else []
-        return ImageResult(source=source or "", status=self.status, message=f"fake {self.status}", width=len(data),
-                           height=1, people=people)
+        h, w = data.shape[:2]
+        box = (w / 4, h / 4, w / 2, h / 2)
+        people = [PersonResult(box=box, detector_score=1.0, gender="female")] if self.status == "ok" else []
+        return ImageResult(source=source or "", status=self.status, message=f"fake {self.status}", width=w,
+                           height=h, people=people)
 
     def predict_batch(self, images: list[bytes], workers: int | None = None,
                       sources: list[str] | None = None) -> list[ImageResult]:
@@ -397,9 +404,198 @@ def test_uploads_are_not_written_to_disk(monkeypatch: pytest.MonkeyPatch) -> Non
     noise = np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)
     data = _png(noise)
     assert len(data) > 1024 * 1024  # above Starlette's 1 MB in-memory spool size
-    c = _fake_client(FakePredictor(), max_upload_bytes=4 * 1024 * 1024)
+    fake = FakePredictor()
+    c = _fake_client(fake, max_upload_bytes=4 * 1024 * 1024)
     r = c.post("/v1/predict", files={"file": ("noise.png", data, "image/png")})
-    assert r.status_code == 200 and r.json()["image"]["width"] == len(data)  # the fake echoes the byte count
+    assert r.status_code == 200 and r.json()["image"] == {"width": 700, "height": 700}
+    assert fake.seen == [(700, 700, 3)]  # the whole upload arrived and decoded
+
+
+# ------------------------------------------------------------------------------------------------ big images
+
+
+def _flat_png(width: int, height: int) -> bytes:
+    """A flat-colour PNG: a few KiB that decode to width × height pixels (the amplification of issue #19)."""
+    return _png(np.full((height, width, 3), (90, 120, 150), np.uint8))
+
+
+def _exif_jpeg(width: int, height: int, orientation: int = 1) -> bytes:
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[: height // 2, : width // 2] = (255, 0, 0)  # a red top-left quarter, to see the turn
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=85, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_big_images_reach_the_model_reduced_with_boxes_in_full_size_pixels() -> None:
+    fake = FakePredictor()
+    c = _fake_client(fake, decode_side=256)
+    cases = [("wide.png", _flat_png(1200, 900), (1200, 900), (256, 192)),  # downscaled after decoding
+             ("big.jpg", _exif_jpeg(2400, 1800), (2400, 1800), (256, 192)),  # 1/8-scale draft, then downscaled
+             ("turned.jpg", _exif_jpeg(2400, 1800, orientation=6), (1800, 2400), (192, 256)),  # EXIF: 90° turn
+             ("small.png", _flat_png(200, 100), (200, 100), (200, 100))]  # at or under decode_side: untouched
+    for name, data, (w, h), (rw, rh) in cases:
+        r = c.post("/v1/predict", files={"file": (name, data, "image/png")})
+        assert r.status_code == 200, r.text
+        assert fake.seen[-1] == (rh, rw, 3), name  # the model never got the full-size pixels
+        body = r.json()
+        assert body["image"] == {"width": w, "height": h}, name
+        # the fake's box is the middle quarter of what it saw: it must come back in the full image's pixels
+        assert body["people"][0]["box"] == pytest.approx([w / 4, h / 4, w / 2, h / 2], abs=0.2), name
+    batch = c.post("/v1/predict/batch", files=[("files", (n, d, "image/png")) for n, d, *_ in cases])
+    assert [(x["image"]["width"], x["image"]["height"]) for x in batch.json()["results"]] == [x[2] for x in cases]
+    assert batch.json()["results"][2]["people"][0]["box"] == pytest.approx([450, 600, 900, 1200], abs=0.2)
+
+
+def test_reduced_decoding_with_the_real_predictor(model_path: Path) -> None:
+    """Detector "none": the box is the whole image, so it must be the full image's, not the reduced one's."""
+    s = ServeSettings(workers=1, threads=1, timeout_s=60, detector="none", decode_side=128)
+    with TestClient(create_app(model_path, s)) as c:
+        r = c.post("/v1/predict", files={"file": ("t.jpg", _exif_jpeg(1200, 800, orientation=6), "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert r.json()["image"] == {"width": 800, "height": 1200}
+        assert r.json()["people"][0]["box"] == pytest.approx([0, 0, 800, 1200], abs=0.2)
+
+
+def test_413_too_many_pixels_per_request() -> None:
+    c = _fake_client(FakePredictor(), decode_side=500, max_request_pixels=1_000_000, pixel_budget=2_000_000)
+    body = _err(c.post("/v1/predict", files={"file": ("big.png", _flat_png(1100, 1000), "image/png")}), 413,
+                "too_many_pixels")
+    assert "big.png" in body["error"]["message"] and "1.1 megapixels" in body["error"]["message"]
+    assert "limit of 1.0" in body["error"]["message"] and "JPEG" in body["error"]["message"]
+    # the same 4.4 MP as a JPEG decodes at 1/4 scale (550 × 500): well within the limit
+    r = c.post("/v1/predict", files={"file": ("big.jpg", _exif_jpeg(2200, 2000), "image/jpeg")})
+    assert r.status_code == 200 and r.json()["image"] == {"width": 2200, "height": 2000}
+    # a batch counts all its images
+    three = [("files", (f"{i}.png", _flat_png(600, 600), "image/png")) for i in range(3)]
+    body = _err(c.post("/v1/predict/batch", files=three), 413, "too_many_pixels")
+    assert "batch" in body["error"]["message"]
+    assert c.post("/v1/predict/batch", files=three[:2]).status_code == 200
+    # a header over max_pixels is still refused as too_large before decoding, not counted here
+    _err(c.post("/v1/predict", files={"file": ("bomb.png", png_with_header_size(9000, 9000), "image/png")}), 413,
+         "too_large")
+
+
+async def _until(cond: Any, what: str) -> None:
+    for _ in range(1000):  # waits for the service to reach a state; never a timing assertion
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never reached: {what}")
+
+
+def test_a_flood_of_big_images_does_not_starve_small_ones() -> None:
+    """Issue #19: many big decodes at once used to fill the queue, so every small request got 503. Now one big
+    image fits the pixel budget at a time, the others wait (or are refused once max_pending wait), and small
+    requests go straight to the free worker."""
+    httpx = pytest.importorskip("httpx")
+    gate = threading.Event()
+    fakes = [FakePredictor(gate=gate, gate_prefix="big") for _ in range(2)]  # two workers
+    settings = ServeSettings(workers=2, max_pending=4, timeout_s=20, pixel_budget=1_500_000,
+                             max_request_pixels=1_500_000)
+    app = create_app(fakes, settings)
+    big, small = _flat_png(1200, 1200), jpeg_bytes(np.asarray(Image.fromarray(grace_rgb()).resize((64, 75))))
+    pool = app.state.pool
+
+    async def scenario() -> tuple[list[Any], list[Any], dict[str, Any]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+            bigs = [asyncio.create_task(client.post("/v1/predict", files={"file": (f"big{i}.png", big, "image/png")}))
+                    for i in range(8)]
+            await _until(lambda: sum(t.done() for t in bigs) == 3 and pool.stats()["waiting_for_pixels"] == 4
+                         and pool.stats()["running"] == 1, "one big running, four waiting, three refused")
+            health = (await client.get("/healthz")).json()
+            smalls = [await client.post("/v1/predict", files={"file": (f"s{i}.jpg", small, "image/jpeg")})
+                      for i in range(6)]  # one after the other, while the big images hold the budget
+            gate.set()
+            return smalls, list(await asyncio.gather(*bigs)), health
+
+    try:
+        smalls, bigs, health = asyncio.run(scenario())
+    finally:
+        gate.set()
+        pool.close()
+    assert [r.status_code for r in smalls] == [200] * 6
+    assert (health["pixels_in_flight"], health["waiting_for_pixels"]) == (1200 * 1200, 4)
+    outcomes = sorted((r.status_code, r.json().get("error", {}).get("code")) for r in bigs)
+    assert outcomes == [(200, None)] * 5 + [(503, "pixel_budget_full")] * 3
+    assert pool.stats()["pixels_in_flight"] == 0  # every job gave its pixels back
+
+
+def test_504_pixel_budget_timeout_and_running_jobs_keep_their_pixels() -> None:
+    gate = threading.Event()
+    fakes = [FakePredictor(gate=gate, gate_prefix="big") for _ in range(2)]
+    c = TestClient(create_app(fakes, ServeSettings(workers=2, timeout_s=0.3, pixel_budget=1_500_000,
+                                                   max_request_pixels=1_500_000)), raise_server_exceptions=False)
+    big = {"file": ("big.png", _flat_png(1200, 1200), "image/png")}
+    try:
+        _err(c.post("/v1/predict", files=big), 504, "timeout")  # it runs on, blocked, holding its pixels
+        assert c.get("/healthz").json()["pixels_in_flight"] == 1200 * 1200
+        body = _err(c.post("/v1/predict", files=big), 504, "pixel_budget_timeout")
+        assert "0.3 s" in body["error"]["message"]
+        assert c.post("/v1/predict", files={"file": ("s.png", _flat_png(64, 64), "image/png")}).status_code == 200
+    finally:
+        gate.set()
+    for _ in range(500):  # the blocked job ends and gives its pixels back
+        if c.get("/healthz").json()["pixels_in_flight"] == 0:
+            break
+        threading.Event().wait(0.01)
+    assert c.post("/v1/predict", files=big).status_code == 200
+
+
+def test_pixel_budget_admits_waiters_smallest_first() -> None:
+    from agegender.serve.uploads import ApiError
+    from agegender.serve.workers import PixelBudget
+
+    async def scenario() -> None:
+        budget = PixelBudget(10, max_waiting=3)
+        await budget.acquire(10, 5)
+        order: list[int] = []
+
+        async def take(cost: int) -> None:
+            await budget.acquire(cost, 5)
+            order.append(cost)
+
+        tasks = [asyncio.create_task(take(c)) for c in (7, 5, 2)]
+        await _until(lambda: budget.waiting == 3, "three waiters")
+        with pytest.raises(ApiError) as exc:
+            await budget.acquire(1, 5)  # a fourth waiter is refused
+        assert (exc.value.status, exc.value.code) == (503, "pixel_budget_full")
+        budget.release(4)  # 6 in use: only the 2 fits
+        await _until(lambda: order == [2], "the smallest first")
+        budget.release(6)  # 2 in use: the 5 fits, the 7 does not
+        await _until(lambda: order == [2, 5], "then the next smallest")
+        budget.release(5)
+        await asyncio.gather(*tasks)
+        assert order == [2, 5, 7] and budget.in_use == 9 and budget.waiting == 0
+
+    asyncio.run(scenario())
+
+
+def test_queued_jobs_start_cheapest_first() -> None:
+    from agegender.serve.workers import PredictorPool
+
+    gate, order = threading.Event(), []
+
+    async def scenario() -> None:
+        pool = PredictorPool([object()], max_pending=8, timeout_s=10, pixel_budget=1000)
+        first = asyncio.create_task(pool.run(lambda _p: (gate.wait(10), order.append("first")), cost=1))
+        await _until(lambda: pool.stats()["running"] == 1, "the first job running")
+        big = asyncio.create_task(pool.run(lambda _p: order.append("big"), cost=500))
+        await _until(lambda: pool.stats()["queued"] == 1, "the big job queued")
+        small = asyncio.create_task(pool.run(lambda _p: order.append("small"), cost=2))
+        await _until(lambda: pool.stats()["queued"] == 2, "the small job queued")
+        gate.set()
+        await asyncio.gather(first, big, small)
+        pool.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+    assert order == ["first", "small", "big"]
 
 
 # ------------------------------------------------------------------------------------------------ settings, sniffing, CLI
@@ -419,6 +615,12 @@ def test_settings_from_env_and_overrides() -> None:
     with pytest.raises(AgeGenderError, match="timeout"):
         ServeSettings(timeout_s=0)
     assert ServeSettings.from_env({"AGEGENDER_BACKEND": "onnx"}).backend == "onnx"
+    s = ServeSettings.from_env({"AGEGENDER_PIXEL_BUDGET": "2e8", "AGEGENDER_MAX_REQUEST_PIXELS": "60000000",
+                                "AGEGENDER_DECODE_SIDE": "1024"})
+    assert (s.pixel_budget, s.max_request_pixels, s.decode_side) == (200_000_000, 60_000_000, 1024)
+    assert ServeSettings().to_dict()["pixel_budget"] == 96_000_000
+    with pytest.raises(AgeGenderError, match="max_request_pixels .* must not exceed pixel_budget"):
+        ServeSettings(max_request_pixels=10, pixel_budget=5)
     with pytest.raises(AgeGenderError, match="backend must be torch, onnx or auto"):
         ServeSettings(backend="tensorrt")
 

@@ -19,10 +19,18 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import agegender
+from agegender.data.images import decoded_pixels
 from agegender.inference.results import STATUS_NO_FACE, STATUS_OK, ImageResult, PersonResult
 from agegender.serve.docs import STATIC_DIR, find_swagger_assets, install_docs
 from agegender.serve.settings import ServeSettings
-from agegender.serve.uploads import MULTIPART_OVERHEAD, ApiError, Upload, check_image, read_uploads
+from agegender.serve.uploads import (
+    MULTIPART_OVERHEAD,
+    ApiError,
+    Upload,
+    check_image,
+    read_uploads,
+    sniff_image_type,
+)
 from agegender.serve.workers import PredictorPool
 
 log = logging.getLogger(__name__)
@@ -97,11 +105,12 @@ class BatchResponse(BaseModel):
 
 def _error_docs(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {400: "empty, truncated or corrupt image; malformed request",
-            413: "upload over max_upload_bytes, image over max_pixels, or too many images",
+            413: "upload over max_upload_bytes, image over max_pixels, more decoded pixels than "
+                 "max_request_pixels, or too many images",
             415: "not an accepted image type (checked on the file's magic bytes)",
             422: "no file in the form, or an image that cannot be converted to RGB",
-            503: "too many requests queued (max_pending); retry later",
-            504: "the prediction took longer than timeout_s"}
+            503: "too many requests queued (max_pending) or waiting for the pixel budget; retry later",
+            504: "the request waited for and ran in the model longer than timeout_s"}
     return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
 
 
@@ -158,6 +167,25 @@ def _result_error(res: ImageResult, filename: str) -> ApiError:
     return ApiError(status, res.status, f"{filename}: {res.message or res.status}")
 
 
+def _request_pixels(uploads: Sequence[Upload], settings: ServeSettings) -> int:
+    """Decoded pixels of a request's images, from their headers (cheap: no pixel is decoded), or
+    ``ApiError(413, "too_many_pixels")`` over ``max_request_pixels``."""
+    sizes = [decoded_pixels(u.data, settings.decode_side, settings.max_pixels) for u in uploads]
+    total, limit = sum(sizes), settings.max_request_pixels
+    if total <= limit:
+        return total
+    if len(uploads) == 1:
+        what = f"{uploads[0].filename or 'the upload'} decodes to {total / 1e6:.1f} megapixels"
+        hint = f"resize it to at most {limit / 1e6:.1f} megapixels"
+        if sniff_image_type(uploads[0].data) != "jpeg":
+            hint += (f", or send it as a JPEG: JPEGs over {2 * settings.decode_side} px on their longer side are "
+                     "decoded at reduced scale")
+    else:
+        what = f"the {len(uploads)} images of this batch decode to {total / 1e6:.1f} megapixels"
+        hint = "send fewer or smaller images per batch (JPEGs decode at reduced scale when large)"
+    raise ApiError(413, "too_many_pixels", f"{what}, over this server's limit of {limit / 1e6:.1f} per request; {hint}")
+
+
 def create_app(model: Any = "default", settings: ServeSettings | None = None) -> FastAPI:
     """The service for ``model`` (a bundled name, a checkpoint/package or ``.onnx`` path, or ready predictor
     objects) under ``settings`` (default: :meth:`ServeSettings.from_env`).
@@ -169,7 +197,9 @@ def create_app(model: Any = "default", settings: ServeSettings | None = None) ->
     >>> client.post("/v1/predict", files={"file": open("photo.jpg", "rb")}).json()["people"]  # doctest: +SKIP
     """
     settings = settings or ServeSettings.from_env()
-    pool = PredictorPool(_load_predictors(model, settings), settings.max_pending, settings.timeout_s)
+    pool = PredictorPool(_load_predictors(model, settings), settings.max_pending, settings.timeout_s,
+                         pixel_budget=settings.pixel_budget, decode_side=settings.decode_side,
+                         max_pixels=settings.max_pixels)
     info = _model_info(pool.primary)
     name, version = str(info["name"]), str(info["version"])
 
@@ -235,7 +265,8 @@ def create_app(model: Any = "default", settings: ServeSettings | None = None) ->
         (upload,) = await read_uploads(request, max_files=1, max_file_bytes=settings.max_upload_bytes,
                                        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
         check_image(upload, settings.accepted_types, settings.max_upload_bytes)
-        res, queue_ms, run_ms = await pool.predict(upload.data, upload.filename)
+        cost = _request_pixels([upload], settings)
+        res, queue_ms, run_ms = await pool.predict(upload.data, upload.filename, cost)
         if res.status not in (STATUS_OK, STATUS_NO_FACE):
             raise _result_error(res, upload.filename)
         body = {"model": name, "version": version, "filename": upload.filename, **_image_record(res),
@@ -262,8 +293,9 @@ def create_app(model: Any = "default", settings: ServeSettings | None = None) ->
                 records[i] = _error_record(i, up.filename, e)
         queue_ms = run_ms = 0.0
         if good:
+            cost = _request_pixels([u for _, u in good], settings)
             results, queue_ms, run_ms = await pool.predict_batch([u.data for _, u in good],
-                                                                 [u.filename for _, u in good])
+                                                                 [u.filename for _, u in good], cost)
             for (i, up), res in zip(good, results):
                 if res.status in (STATUS_OK, STATUS_NO_FACE):
                     records[i] = {"index": i, "filename": up.filename, "http_status": 200, **_image_record(res),

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from agegender.data.images import DEFAULT_MAX_PIXELS
+from agegender.data.images import DEFAULT_DECODE_SIDE, DEFAULT_MAX_PIXELS
 from agegender.errors import AgeGenderError
 
 #: image formats the service can accept, by the name :func:`agegender.serve.uploads.sniff_image_type` gives
@@ -35,6 +35,16 @@ class ServeSettings:
     max_batch_bytes: int = 32 * MIB
     #: width × height of one image, read from its header before decoding (413 ``too_large`` above it)
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: longer side images are decoded at for prediction: larger JPEGs decode at 1/2, 1/4 or 1/8 scale (never
+    #: below it), any image still larger is downscaled right after decoding; boxes come back in full-size pixels
+    decode_side: int = DEFAULT_DECODE_SIDE
+    #: pixels one request decodes (summed over a batch; JPEGs after the reduction), read from the headers
+    #: before decoding (413 ``too_many_pixels`` above it)
+    max_request_pixels: int = 48_000_000
+    #: pixels decoded by all requests admitted to the model at once; a request that does not fit waits, and
+    #: waiters go smallest first (503 ``pixel_budget_full`` when max_pending already wait, 504
+    #: ``pixel_budget_timeout`` after timeout_s); at least max_request_pixels
+    pixel_budget: int = 96_000_000
     #: images in one batch request (413 ``too_many_images`` above it)
     max_batch_images: int = 16
     #: accepted formats, checked on the file's magic bytes (415 ``unsupported_media_type`` otherwise)
@@ -67,9 +77,12 @@ class ServeSettings:
             raise AgeGenderError(f"accepted_types: unknown image type(s) {', '.join(unknown)}; "
                                  f"choose among {', '.join(KNOWN_IMAGE_TYPES)}", code="bad_option")
         for name in ("max_upload_bytes", "max_batch_bytes", "max_pixels", "max_batch_images", "workers",
-                     "max_pending"):
+                     "max_pending", "decode_side", "max_request_pixels", "pixel_budget"):
             if int(getattr(self, name)) < 1:
                 raise AgeGenderError(f"{name} must be at least 1, not {getattr(self, name)}", code="bad_option")
+        if int(self.max_request_pixels) > int(self.pixel_budget):
+            raise AgeGenderError(f"max_request_pixels ({self.max_request_pixels}) must not exceed pixel_budget "
+                                 f"({self.pixel_budget}): such a request could never be admitted", code="bad_option")
         if self.backend is not None and self.backend not in ("torch", "onnx", "auto"):
             raise AgeGenderError(f"backend must be torch, onnx or auto, not {self.backend!r}", code="bad_option")
         if not float(self.timeout_s) > 0:

@@ -138,7 +138,8 @@ def test_missing_path_is_a_record_and_options(tiny_face_model: Path, tmp_path: P
         "--scheme",
         "kang4",
     )
-    assert code == 0
+    # every other path is still predicted and the missing one gets its record, but the run exits 2 (a user error)
+    assert code == 2 and "1 of the paths given do not exist" in _ and str(tmp_path / "nope.jpg") in _
     rows = read_records(out, "jsonl")
     assert [r["status"] for r in rows if r["record"] == "image"] == ["ok", "missing_file"]
     person = next(r for r in rows if r["record"] == "person")
@@ -204,3 +205,21 @@ def test_precision_bf16_for_batch_jobs(tiny_face_model: Path, tmp_path: Path) ->
     assert np.abs(p32[64:] - p16[64:]).max() < 0.1 and not np.array_equal(p32[64:], p16[64:])
     code, _, err = run(*base, "--precision", "fp8")
     assert code == 2 and "unknown precision" in err
+
+
+def test_heic_and_extensionless_files_get_records(tiny_face_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    heif = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    (folder / "IMG_0001.HEIC").write_bytes(heif)
+    (folder / "IMG_0002").write_bytes(heif)  # no extension: found by its first bytes
+    (folder / "download").write_bytes(grace_hopper_path().read_bytes())
+    (folder / "README").write_text("not an image")  # no extension, not an image: not a record
+    code, out, _ = run(str(folder), "--model", str(tiny_face_model), "--format", "jsonl", "--detector", "none")
+    assert code == 0
+    status = {Path(r["source"]).name: (r["status"], r["message"]) for r in read_records(out, "jsonl")
+              if r["record"] == "image"}
+    assert set(status) == {"IMG_0001.HEIC", "IMG_0002", "download"}
+    assert status["download"][0] == "ok"
+    for name in ("IMG_0001.HEIC", "IMG_0002"):
+        assert status[name][0] == "unsupported" and "HEIC" in status[name][1] and "JPEG" in status[name][1]

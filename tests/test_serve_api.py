@@ -41,7 +41,7 @@ MAX_BATCH = 4
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_package(tmp_path_factory.mktemp("serve-model") / "tiny-face.pt", "face")
+    return write_tiny_package(tmp_path_factory.mktemp("serve-model") / "tiny-face.safetensors", "face")
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_healthz_and_models(client: TestClient, settings: ServeSettings) -> None
     assert h.json()["status"] == "ok" and h.json()["model"] == "tiny-face" and h.json()["workers"] == 2
     m = client.get("/v1/models").json()
     assert m["models"][0]["name"] == "tiny-face"
-    assert m["models"][0]["source"] == "tiny-face.pt"  # file name only, not the server's folders
+    assert m["models"][0]["source"] == "tiny-face.safetensors"  # file name only, not the server's folders
     assert "gender" in m["models"][0]["tasks"]
     assert m["limits"]["max_upload_bytes"] == MAX_UPLOAD and m["limits"]["max_batch_images"] == MAX_BATCH
     assert isinstance(m["bundled"], list)
@@ -662,7 +662,7 @@ def test_cli_serve_help_and_errors() -> None:
     assert out.exit_code == 0
     for flag in ("--host", "--port", "--model", "--workers", "--max-upload-mb", "--timeout"):
         assert flag in out.output
-    bad = runner.invoke(app, ["serve", "--model", "no-such-model.pt"])
+    bad = runner.invoke(app, ["serve", "--model", "no-such-model.safetensors"])
     assert bad.exit_code == 2 and "unknown model" in bad.output and "Traceback" not in bad.output
 
 

@@ -251,6 +251,10 @@ def predict(
         + (f"; annotated copies in {out}" if out else ""),
         err=True,
     )
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:  # their records say missing_file; the run still covered every other path
+        raise AgeGenderError(f"{len(missing)} of the paths given do not exist ({', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''}); check them", code="missing_file")
     if fail_on_error and errors:
         raise typer.Exit(1)
 

@@ -44,7 +44,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from agegender.errors import AgeGenderError
 
 #: Lower-case file extensions (with the dot) that :func:`iter_image_files` treats as images.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif")
+
+#: HEIC/HEIF photos: found in folders so that each gets a record saying it cannot be decoded here
+HEIF_EXTENSIONS: tuple[str, ...] = (".heic", ".heif")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+#: first bytes of the formats Pillow decodes here (for files without an extension)
+_IMAGE_MAGIC: tuple[bytes, ...] = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"RIFF",
+                                   b"II*\x00", b"MM\x00*")
 
 #: Default limit on width × height (40 megapixels: larger than any phone photo, far below a bomb).
 DEFAULT_MAX_PIXELS: int = 40_000_000
@@ -277,8 +284,35 @@ def _walk_images(root: Path, recursive: bool) -> Iterator[Path]:
         seen_dirs.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
         for name in filenames:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            if name.startswith("."):
+                continue
+            ext = os.path.splitext(name)[1].lower()
+            # HEIC files get a record saying they cannot be decoded; a file without an extension is taken
+            # when its first bytes are an image's
+            if ext in IMAGE_EXTENSIONS or ext in HEIF_EXTENSIONS or (not ext and _looks_like_image(
+                    Path(dirpath) / name)):
                 yield Path(dirpath) / name
+
+
+def _looks_like_image(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis")) \
+        or _is_heif(io.BytesIO(head))
+
+
+def _is_heif(fp: IO[bytes]) -> bool:
+    """Whether ``fp`` starts with an ISO-BMFF ``ftyp`` box of a HEIF brand (iPhone photos); leaves it at 0."""
+    try:
+        fp.seek(0)
+        head = fp.read(32)
+        fp.seek(0)
+    except (OSError, ValueError):
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
 def _check_path(path: Path) -> None:
@@ -347,6 +381,12 @@ def _decode(
                 code="too_large",
             ) from None
         except UnidentifiedImageError:
+            if _is_heif(fp):
+                raise AgeGenderError(
+                    f"{name} is a HEIC/HEIF photo, which cannot be decoded here; convert it to JPEG "
+                    "(e.g. `heif-convert photo.heic photo.jpg`, or export as 'Most Compatible' on an iPhone)",
+                    code="unsupported",
+                ) from None
             raise AgeGenderError(
                 f"{name} is not an image Pillow recognises (or its header is damaged); "
                 f"save it as {_FORMATS_HINT}",

@@ -467,7 +467,7 @@ def test_reduced_decoding_small_images_and_limits(monkeypatch: pytest.MonkeyPatc
 
 
 def test_constants() -> None:
-    assert {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"} == set(IMAGE_EXTENSIONS)
+    assert {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif"} == set(IMAGE_EXTENSIONS)
     assert set(ERROR_CODES) == {
         "missing_file",
         "empty_file",

@@ -26,6 +26,9 @@ MAX_AGE: int = 100
 AGE_BINS: int = MAX_AGE + 1
 #: the maximum plausible age a reader accepts (UTKFace's oldest is 116)
 MAX_VALID_AGE: int = 120
+#: years an open top group ("60+") is taken to cover when its probability is spread over years (so its
+#: typical age is its lower bound + 5, as in :meth:`AgeScheme.representative_age`)
+OPEN_GROUP_YEARS: int = 10
 #: task names used as keys for targets, model outputs, losses and metrics
 TASKS: tuple[str, ...] = ("age", "age_group", "gender", "ethnicity", "attributes")
 
@@ -73,6 +76,23 @@ class AgeScheme:
         """Aggregate a distribution over years 0..N-1 (last axis) into group probabilities."""
         year_probs = np.asarray(year_probs)
         return year_probs @ self.year_to_group_matrix(year_probs.shape[-1])
+
+    def year_weights(self, num_years: int = AGE_BINS) -> np.ndarray:
+        """(num_groups, num_years): each group's probability spread evenly over the years it covers, the open
+        top group over its first :data:`OPEN_GROUP_YEARS` years."""
+        m = self.year_to_group_matrix(num_years).T.copy()
+        top = m[-1]
+        first = int(np.argmax(top))
+        top[first + OPEN_GROUP_YEARS:] = 0.0
+        return m / np.clip(m.sum(axis=1, keepdims=True), 1e-12, None)
+
+    def transfer_matrix(self, dst: AgeScheme, num_years: int = AGE_BINS) -> np.ndarray:
+        """(groups of this scheme × groups of ``dst``): group probabilities of this scheme re-expressed in ``dst``,
+        each group spread over its years (:meth:`year_weights`) and regrouped. The one rule for every change of
+        scheme, in prediction and in evaluation."""
+        if dst.name == self.name:
+            return np.eye(self.num_groups, dtype=np.float32)
+        return (self.year_weights(num_years) @ dst.year_to_group_matrix(num_years)).astype(np.float32)
 
     def parse(self, label: str) -> int:
         """Index of a group label such as ``25-32``, ``(25, 32)``, ``60+`` or ``(60, 100)``."""

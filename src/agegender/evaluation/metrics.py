@@ -26,38 +26,21 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from agegender.inference.decode import OutputDecoder
 from agegender.labels import AgeScheme, get_scheme
 
 ADULT_AGE = 18
 
 
 def group_probs_in_scheme(preds: Mapping[str, np.ndarray], scheme: AgeScheme, model_scheme: str | None) -> np.ndarray | None:
-    """Predicted probabilities over ``scheme``'s groups from whatever the model outputs."""
-    if "age_probs" in preds:
-        return scheme.probs_from_years(preds["age_probs"])
-    if "age" in preds:
-        g = scheme.groups_of(preds["age"])
-        return np.eye(scheme.num_groups, dtype=np.float32)[g]
-    for key in ("age_group_probs", "pedestrian_probs"):
-        if key in preds and model_scheme is not None:
-            p = preds[key] if key == "age_group_probs" else preds[key][:, 1:]
-            src = get_scheme(model_scheme)
-            if src.name == scheme.name:
-                return p
-            # Different scheme: move each source group's mass to the group of its typical age.
-            m = np.zeros((src.num_groups, scheme.num_groups), dtype=np.float32)
-            m[np.arange(src.num_groups), scheme.groups_of(src.representative_age())] = 1
-            return p @ m
-    return None
+    """Predicted probabilities over ``scheme``'s groups from whatever the model outputs (the predictor's decoder)."""
+    return OutputDecoder(model_scheme or scheme, scheme).group_probs(preds)
 
 
 def gender_probs(preds: Mapping[str, np.ndarray]) -> np.ndarray | None:
-    if "gender_probs" in preds:
-        return preds["gender_probs"]
-    if "pedestrian_probs" in preds:
-        p = preds["pedestrian_probs"][:, 0]
-        return np.stack([1 - p, p], axis=1)
-    return None
+    """(N, 2) probabilities of male, female (the predictor's decoder)."""
+    female = OutputDecoder.female_probs(preds)
+    return None if female is None else np.stack([1 - female, female], axis=1)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, prefix: str) -> dict[str, Any]:

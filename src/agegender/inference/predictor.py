@@ -26,6 +26,7 @@ from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
 from agegender.data.transforms import eval_transform, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import OnnxBackend, TorchBackend, open_backend
+from agegender.inference.decode import OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
 from agegender.inference.registry import resolve_model_path
 from agegender.inference.results import (
     STATUS_NO_FACE,
@@ -160,7 +161,7 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
         self.workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
         self.max_pixels = max_pixels
-        self._group_map = self._scheme_map(self.model_scheme, self.scheme)
+        self.decoder = OutputDecoder(self.model_scheme, self.scheme, self.interval)
 
     # ------------------------------------------------------------------------------------------- public API
 
@@ -340,11 +341,9 @@ class Predictor:
         n = len(boxes)
         if n == 0:
             return []
-        fem = self._female_probs(arrays)
-        eth = arrays.get("ethnicity_probs")
-        attrs = arrays.get("attributes_probs")
-        years, years_lo, years_hi = self._years(arrays)
-        group = self._group_probs(arrays, years)
+        dec = self.decoder(arrays)
+        fem, eth, attrs = dec.female, dec.ethnicity_probs, dec.attributes_probs
+        years, years_lo, years_hi, group = dec.years, dec.years_low, dec.years_high, dec.group_probs
         out = []
         for i in range(n):
             age = None
@@ -490,48 +489,6 @@ class Predictor:
         i = int(np.argmax(probs))
         return UNCERTAIN if float(probs[i]) < self.min_confidence else str(names[i])
 
-    def _female_probs(self, arrays: dict[str, np.ndarray]) -> np.ndarray | None:
-        if "gender_probs" in arrays:
-            return arrays["gender_probs"][:, 1]
-        if "pedestrian_probs" in arrays:  # chatzitzisi §2.3: unit 0 is gender (1 = female)
-            return arrays["pedestrian_probs"][:, 0]
-        return None
-
-    def _years(
-        self, arrays: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        years = arrays.get("age")
-        probs = arrays.get("age_probs")
-        if probs is None:
-            return years, None, None
-        if years is None:
-            years = probs @ np.arange(probs.shape[1], dtype=np.float32)
-        lo, hi = age_interval(probs, self.interval)
-        return years, lo, hi
-
-    def _group_probs(self, arrays: dict[str, np.ndarray], years: np.ndarray | None) -> np.ndarray | None:
-        if "age_probs" in arrays:
-            return self.scheme.probs_from_years(arrays["age_probs"])
-        model_groups = arrays.get("age_group_probs")
-        if model_groups is None and "pedestrian_probs" in arrays:
-            sig = arrays["pedestrian_probs"][:, 1:]
-            model_groups = sig / np.clip(sig.sum(axis=1, keepdims=True), 1e-8, None)
-        if model_groups is not None and model_groups.shape[1] == self.model_scheme.num_groups:
-            return model_groups @ self._group_map
-        if years is not None:  # regression only: the group the estimate falls in
-            return np.eye(self.scheme.num_groups, dtype=np.float32)[self.scheme.groups_of(years)]
-        return None
-
-    @staticmethod
-    def _scheme_map(src: AgeScheme, dst: AgeScheme) -> np.ndarray:
-        """(src groups × dst groups): spread each source group evenly over its years, regroup in ``dst``."""
-        if src.name == dst.name:
-            return np.eye(src.num_groups, dtype=np.float32)
-        y2s = src.year_to_group_matrix()
-        spread = (y2s / np.clip(y2s.sum(axis=0, keepdims=True), 1, None)).T
-        return (spread @ dst.year_to_group_matrix()).astype(np.float32)
-
-
 def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> list[tuple[str, str]]:
     """Expand files and folders into ``(path, name relative to the argument it came from)`` pairs.
 
@@ -548,26 +505,6 @@ def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
         else:
             out.append((str(p), p.name))
     return out
-
-
-def age_interval(probs: np.ndarray, mass: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
-    """Central ``mass`` interval (years) of distributions over ages 0..K-1 (one per row).
-
-    Year ``k`` is taken to cover [k − 0.5, k + 0.5]; quantiles are interpolated in the CDF.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    k = probs.shape[1]
-    cdf = np.cumsum(probs, axis=1)
-    cdf /= np.clip(cdf[:, -1:], 1e-12, None)
-    edges = np.arange(k + 1, dtype=np.float64) - 0.5
-    q = (1.0 - mass) / 2.0
-    lo = np.empty(len(probs))
-    hi = np.empty(len(probs))
-    for i, row in enumerate(cdf):
-        f = np.concatenate([[0.0], np.maximum.accumulate(row)])
-        lo[i] = np.interp(q, f, edges)
-        hi[i] = np.interp(1.0 - q, f, edges)
-    return np.clip(lo, 0, k - 1), np.clip(hi, 0, k - 1)
 
 
 def load(

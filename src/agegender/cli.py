@@ -1,40 +1,24 @@
 """Command-line interface (Typer): a thin shell over the Python API.
 
-User errors (:class:`AgeGenderError`) print one line to stderr and exit with status 2, without a
-traceback.
+The app and its error handling live in :mod:`agegender.cli_app`; the commands here and those of
+``cli_eval``, ``cli_inference`` and ``cli_serve`` (imported below) register on it. User errors
+(:class:`AgeGenderError`) print one line to stderr and exit with status 2, without a traceback.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from agegender.cli_app import app, user_errors
 from agegender.errors import AgeGenderError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Estimate age, gender and ethnicity from faces and pedestrian images; train and evaluate models.")
-
-
-def user_errors(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AgeGenderError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
+__all__ = ["app", "main"]
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from agegender.cli import app, user_errors
+from agegender.cli_app import app, user_errors
 from agegender.errors import AgeGenderError
 
 

@@ -15,7 +15,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from agegender.cli import app, user_errors
+from agegender.cli_app import app, user_errors
 from agegender.errors import AgeGenderError
 
 FORMATS = ("json", "jsonl", "csv")

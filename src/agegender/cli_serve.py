@@ -9,7 +9,7 @@ import ipaddress
 
 import typer
 
-from agegender.cli import app, user_errors
+from agegender.cli_app import app, user_errors
 from agegender.errors import AgeGenderError
 
 

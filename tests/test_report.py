@@ -90,7 +90,7 @@ def test_models_with_attribute_inputs_get_them(peta_dir, utkface_dir):
     # chatzitzisi's ResNet+AE, variant "annotated", takes the attribute vector as a forward input
     from agegender.data.readers import read_dataset
     from agegender.errors import AgeGenderError
-    from agegender.evaluation.evaluate import run_model
+    from agegender.evaluation.runner import run_model
     from agegender.labels import Sample
     from agegender.models import build_model
     from agegender.models.package import ModelBundle

@@ -283,7 +283,7 @@ def calibrate_bundle(bundle: Any, samples: Sequence[Sample], batch_size: int = 6
     >>> bundle = load_bundle("runs/x/checkpoints/best.ckpt")          # doctest: +SKIP
     >>> calibrate_bundle(bundle, val_samples)["gender"]["ece_after"]   # doctest: +SKIP
     """
-    from agegender.evaluation.evaluate import _targets, num_attributes, run_model
+    from agegender.evaluation.runner import num_attributes, run_model, sample_targets
 
     heads = calibratable_heads(bundle.model)
     if not heads or not samples:
@@ -292,7 +292,7 @@ def calibrate_bundle(bundle: Any, samples: Sequence[Sample], batch_size: int = 6
     res = run_model(bundle, samples, batch_size=batch_size, raw=True, progress=progress,
                     tta_flip=tta and age_quantile)
     kept = [s for s, k in zip(samples, res.ok) if k]
-    targets = _targets(kept, bundle.age_scheme, num_attributes(kept))
+    targets = sample_targets(kept, bundle.age_scheme, num_attributes(kept))
     out: dict[str, Any] = {}
     for name, head in heads.items():
         z = res.raw.get(name)

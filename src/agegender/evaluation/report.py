@@ -28,7 +28,7 @@ from agegender.evaluation.metrics import (
 from agegender.labels import ETHNICITIES, GENDERS, Sample
 
 if TYPE_CHECKING:
-    from agegender.evaluation.evaluate import Evaluation
+    from agegender.evaluation.runner import Evaluation
 
 AGE_BIN_WIDTH = 5
 #: calibration sources: the model's validation split, or two identity-disjoint halves of the evaluated data
@@ -202,7 +202,7 @@ def report_calibration(ev: Evaluation, source: str = "auto", batch_size: int = 6
     identity-disjoint halves, calibrate each with the T fitted on the other, and measure on all of them.
     ``auto`` = ``val`` when available, else ``halves``. The model itself is not changed.
     """
-    from agegender.evaluation.evaluate import _targets, num_attributes, run_model
+    from agegender.evaluation.runner import num_attributes, run_model, sample_targets
 
     if source not in CALIBRATION_SOURCES:
         from agegender.errors import AgeGenderError
@@ -214,14 +214,14 @@ def report_calibration(ev: Evaluation, source: str = "auto", batch_size: int = 6
         return {}, "The model has no head whose output temperature scaling applies to."
     scheme = ev.bundle.age_scheme  # heads speak the model's own scheme
     n_attr = num_attributes(ev.samples)
-    targets = _targets(ev.samples, scheme, n_attr)
+    targets = sample_targets(ev.samples, scheme, n_attr)
     use_val = source in ("auto", "val") and bool(ev.val_samples)
     fit_raw: dict[str, np.ndarray] = {}
     fit_targets: dict[str, np.ndarray] = {}
     if use_val:
         res = run_model(ev.bundle, ev.val_samples, batch_size=batch_size, raw=True)
         kept = [s for s, k in zip(ev.val_samples, res.ok) if k]
-        fit_raw, fit_targets = res.raw, _targets(kept, scheme, num_attributes(kept))
+        fit_raw, fit_targets = res.raw, sample_targets(kept, scheme, num_attributes(kept))
         how = (f"T fitted on the model's validation split ({len(kept)} images, LBFGS on the NLL), ECE measured "
                f"on the {len(ev.samples)} evaluated images ({N_BINS_TEXT}).")
     else:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agegender.evaluation.attributes import align_attributes
-from agegender.evaluation.metrics import attribute_metrics, compute_metrics, multilabel_metrics
+from agegender.attributes import align_attributes
+from agegender.metrics import attribute_metrics, compute_metrics, multilabel_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,11 +8,11 @@ import itertools
 import numpy as np
 import pytest
 
-from agegender.evaluation.metrics import gender_probs, group_probs_in_scheme
 from agegender.inference.backends import TorchBackend
 from agegender.inference.decode import OutputDecoder
 from agegender.inference.predictor import Predictor
 from agegender.labels import SCHEMES, get_scheme
+from agegender.metrics import gender_probs, group_probs_in_scheme
 from helpers_models import tiny_bundle
 
 PAIRS = list(itertools.product(SCHEMES, SCHEMES))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agegender.evaluation.metrics import compute_metrics, multilabel_metrics
+from agegender.metrics import compute_metrics, multilabel_metrics
 
 
 def test_age_metrics_by_hand():
@@ -60,7 +60,7 @@ def test_confusion_and_macro():
 
 
 def test_per_identity_accuracy_counts_each_person_once():
-    from agegender.evaluation.metrics import per_identity_accuracy
+    from agegender.metrics import per_identity_accuracy
 
     # person a: 3 images, 2 right; person b: 1 image, wrong; the sample without identity is its own person
     correct = {"gender_accuracy": np.array([1.0, 1.0, 0.0, 0.0, 1.0]),
@@ -76,7 +76,7 @@ def test_per_identity_accuracy_counts_each_person_once():
 
 
 def test_per_sample_correct_reads_the_truth_like_compute_metrics():
-    from agegender.evaluation.metrics import per_sample_correct
+    from agegender.metrics import per_sample_correct
 
     gp = np.eye(8)[[2, 5, 7, 0]]  # predicted adience8 groups 2, 5, 7, 0
     preds = {"age_group_probs": gp, "gender_probs": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])}

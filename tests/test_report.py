@@ -115,7 +115,7 @@ def test_peta_evaluation_counts_each_person_once(peta_dir, tmp_path):
     from collections import defaultdict
 
     from agegender.evaluation.evaluate import run_evaluation
-    from agegender.evaluation.metrics import gender_probs
+    from agegender.metrics import gender_probs
 
     with open(peta_dir / "labels.csv", newline="") as fh:
         reader = csv.DictReader(fh)

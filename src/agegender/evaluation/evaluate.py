@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from agegender.attributes import align_samples, uses_attributes
 from agegender.data.readers import DATASETS, read_dataset
 from agegender.errors import AgeGenderError
-from agegender.evaluation.attributes import align_samples, uses_attributes
-from agegender.evaluation.metrics import compute_metrics, per_identity_accuracy, per_sample_correct
 from agegender.evaluation.runner import Evaluation, run_model, sample_targets
 from agegender.labels import Sample, get_scheme
+from agegender.metrics import compute_metrics, per_identity_accuracy, per_sample_correct
 from agegender.models.package import ModelBundle, load_bundle
 
 log = logging.getLogger(__name__)

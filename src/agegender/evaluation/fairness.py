@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from agegender.evaluation.metrics import ADULT_AGE, compute_metrics, group_probs_in_scheme, true_groups
 from agegender.labels import ETHNICITIES, GENDERS, MAX_AGE, AgeScheme, get_scheme
+from agegender.metrics import ADULT_AGE, compute_metrics, group_probs_in_scheme, true_groups
 
 GROUPINGS: tuple[str, ...] = ("ethnicity", "gender", "age_group")
 #: metrics shown first in fairness tables (any other scalar metric is kept in the dict too)

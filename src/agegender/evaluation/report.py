@@ -19,13 +19,13 @@ from agegender.evaluation.calibration import (
     head_target,
 )
 from agegender.evaluation.fairness import HEADLINE, LOWER_IS_BETTER, fairness_report, minor_score
-from agegender.evaluation.metrics import (
+from agegender.labels import ETHNICITIES, GENDERS, Sample
+from agegender.metrics import (
     PER_IDENTITY_KEYS,
     gender_probs,
     group_probs_in_scheme,
     per_sample_correct,
 )
-from agegender.labels import ETHNICITIES, GENDERS, Sample
 
 if TYPE_CHECKING:
     from agegender.evaluation.runner import Evaluation

@@ -19,8 +19,8 @@ from typing import Any
 
 import agegender
 from agegender.errors import AgeGenderError
-from agegender.evaluation.metrics import aggregate_folds
 from agegender.evaluation.paper_tables import PAPERS, Cell, Protocol, Row, Table, get_tables
+from agegender.metrics import aggregate_folds
 
 log = logging.getLogger(__name__)
 

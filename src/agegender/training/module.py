@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from agegender.evaluation.metrics import compute_metrics
+from agegender.metrics import compute_metrics
 from agegender.models import build_model
 
 #: validation metrics logged each epoch when the task exists (monitorable by early stopping)

@@ -5,7 +5,8 @@ A model predicts the attributes of the data it was trained on (its package lists
 (a PETA-format test set whose tags differ, RAP's columns). Scoring column ``j`` against column ``j`` is
 then wrong or impossible, so evaluation matches columns by name: the shared attributes are scored, the
 others are listed (``attributes_model_only``, ``attributes_dataset_only``) and, when nothing is shared,
-attribute metrics are left out with a note.
+attribute metrics are left out with a note. A leaf module, because :mod:`agegender.metrics` (training and
+evaluation) matches attributes with it.
 """
 
 from __future__ import annotations

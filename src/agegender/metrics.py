@@ -1,4 +1,5 @@
-"""Metrics for every task, computed from decoded predictions and (possibly partial) targets.
+"""Metrics for every task, computed from decoded predictions and (possibly partial) targets. One module for
+training's validation figures and evaluation's test figures, so both score alike (below both layers).
 
 Uses scikit-learn for the standard ones (accuracy, macro precision/recall/F1, balanced accuracy —
 the mAcc of chatzitzisi —, confusion matrices); age MAE, CS@5 (share of errors ≤ 5 years), exact
@@ -91,7 +92,7 @@ def compute_metrics(
     Attributes are matched by name when ``attribute_names`` (the model's output columns) and
     ``target_attribute_names`` (the columns of ``targets["attributes"]``) are given: only the shared ones
     are scored, and ``attributes_n_scored``, ``attributes_model_only`` and ``attributes_dataset_only`` say
-    what was (see :mod:`agegender.evaluation.attributes`). Without names the columns must already
+    what was (see :mod:`agegender.attributes`). Without names the columns must already
     correspond; a different count leaves the attribute metrics out with ``attributes_note``."""
     sch = get_scheme(scheme)
     out: dict[str, Any] = {"age_scheme": sch.name, "age_group_labels": list(sch.labels)}
@@ -203,7 +204,7 @@ def attribute_metrics(probs: np.ndarray, target: np.ndarray, model_names: Sequen
     """:func:`multilabel_metrics` of the attributes the model and the data share, matched by name when both
     name lists are given (else by position, when the counts agree); never raises on a mismatch: then the
     metrics are left out and ``{prefix}_note`` says why."""
-    from agegender.evaluation.attributes import align_attributes
+    from agegender.attributes import align_attributes
 
     p, t = np.asarray(probs), np.asarray(target)
     if t.ndim != 2 or t.shape[1] == 0:

@@ -76,7 +76,7 @@ def main() -> None:
     from agegender.data.images import load_image
     from agegender.evaluation.evaluate import evaluate
     from agegender.labels import ETHNICITIES, GENDERS
-    from agegender.models.bundled import resolve_model_path
+    from agegender.bundled import resolve_model_path
     from agegender.models.package import load_bundle
     from agegender.training.datamodule import AgeGenderDataModule
 

@@ -18,7 +18,7 @@ from _common import machine
 
 import torch
 
-from agegender.models.bundled import BUNDLED, resolve_model_path
+from agegender.bundled import BUNDLED, resolve_model_path
 from agegender.models.package import PACKAGE_FORMAT, _assemble, load_bundle
 
 

@@ -48,7 +48,7 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     order = np.random.default_rng(args.seed).permutation(len(rows))
     if args.split == "test":
-        from agegender.models.bundled import resolve_model_path
+        from agegender.bundled import resolve_model_path
         from agegender.models.package import load_bundle
         from agegender.training.datamodule import AgeGenderDataModule
 

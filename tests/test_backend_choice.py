@@ -17,7 +17,8 @@ import agegender  # noqa: F401  (torchvision compat first)
 from agegender.errors import AgeGenderError
 from agegender.inference import backend_choice, backends
 from agegender.inference.backend_choice import candidates, open_fastest_backend, synthetic_batch
-from agegender.inference.backends import OnnxBackend, TorchBackend
+from agegender.inference.backends import TorchBackend
+from agegender.inference.onnx_runtime import OnnxBackend
 
 pytest_plugins = ["fixtures_models"]  # tiny_face_model, tiny_body_model
 

@@ -24,7 +24,7 @@ def _batch(b: TorchBackend, n: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("model", ["tiny_face_model", "tiny_body_model", "default"])
 def test_freezes_after_threshold_with_the_same_outputs(model: str, request: pytest.FixtureRequest) -> None:
-    from agegender.models.bundled import resolve_model_path
+    from agegender.bundled import resolve_model_path
 
     path = resolve_model_path("default") if model == "default" else request.getfixturevalue(model)
     eager = TorchBackend(path, optimize_after=None)
@@ -75,7 +75,7 @@ def test_tracing_failure_or_mismatch_stays_eager(tiny_face_model: Path, monkeypa
 
 @pytest.mark.parametrize("model", ["tiny_face_model", "tiny_body_model", "default"])
 def test_bf16_trace_runs_in_bfloat16_and_stays_close(model: str, request: pytest.FixtureRequest) -> None:
-    from agegender.models.bundled import resolve_model_path
+    from agegender.bundled import resolve_model_path
 
     path = resolve_model_path("default") if model == "default" else request.getfixturevalue(model)
     ref = TorchBackend(path, optimize_after=None)
@@ -100,7 +100,7 @@ def test_bf16_mismatch_stays_eager_and_precision_options(tiny_face_model: Path, 
                                                          caplog: pytest.LogCaptureFixture) -> None:
     from agegender.errors import AgeGenderError
     from agegender.inference import backends
-    from agegender.inference.backends import open_backend
+    from agegender.inference.runtime import open_backend
 
     monkeypatch.setattr(TorchBackend, "BF16_TOLERANCE", -1.0)  # no trace can pass
     b = TorchBackend(tiny_face_model, optimize_after=0, precision="bf16")

@@ -34,8 +34,7 @@ def test_default_face_on_grace_hopper(face, grace_hopper):
 
 def test_default_face_accuracy_on_its_held_out_split(face, utkface_dir):
     """A guard on the shipped weights: 300 images of the model's own test split (never trained on)."""
-    bundle = face.backend.bundle
-    dcfg = {**bundle.config["data"], "root": str(utkface_dir), "cache": False}
+    dcfg = {**face.backend.config["data"], "root": str(utkface_dir), "cache": False}
     dm = AgeGenderDataModule(dcfg)
     dm.prepare_samples()
     idx = np.random.default_rng(0).choice(dm.split["test"], 300, replace=False)  # labels.csv is sorted by age
@@ -53,8 +52,7 @@ def test_default_body_on_peta(peta_dir):
     body = agegender.load("default-body")
     assert body.mode == "body" and body.detector_name == "none"
     ss = read_dataset("peta", peta_dir)
-    bundle = body.backend.bundle
-    dm = AgeGenderDataModule({**bundle.config["data"], "root": str(peta_dir), "cache": False})
+    dm = AgeGenderDataModule({**body.backend.config["data"], "root": str(peta_dir), "cache": False})
     dm.prepare_samples()
     test = [dm.samples[i] for i in np.random.default_rng(0).choice(dm.split["test"], 200, replace=False)]
     assert len(ss) > len(test) > 100
@@ -63,3 +61,35 @@ def test_default_body_on_peta(peta_dir):
     acc = np.mean([(r.people[0].gender == "female") == (s.gender == 1) for r, s in zip(results, test)])
     assert acc > 0.75, acc
 
+
+
+@pytest.mark.parametrize("name", ["default", "default-fast", "default-body"])
+def test_bundled_onnx_twin_is_the_default_and_matches_the_package(name, grace_hopper):
+    """`load(name)` runs the bundled ONNX twin; it gives what the safetensors package gives under PyTorch."""
+    from agegender.bundled import onnx_twin, resolve_model_path
+
+    fast, ref = agegender.load(name), agegender.load(name, backend="torch")
+    assert fast.backend.name == "onnx" and ref.backend.name == "torch"
+    assert fast.info()["source"] == str(onnx_twin(resolve_model_path(name)))
+    assert fast.backend.config == ref.backend.config and fast.backend.preprocess == ref.backend.preprocess
+    rgb = load_image(grace_hopper)
+    rng = np.random.default_rng(1)
+    crops = [rgb[100:330, 150:380], rgb] + [rng.integers(0, 256, (120, 100, 3), dtype=np.uint8) for _ in range(6)]
+    a, b = fast.predict_arrays(crops), ref.predict_arrays(crops)
+    assert set(a) == set(b)
+    for k in a:
+        tol = 1e-3 if k == "age" else 1e-4  # the same float16 weights, run in float32 by both
+        np.testing.assert_allclose(a[k], b[k], atol=tol, err_msg=k)
+
+
+def test_predicting_a_photo_with_the_default_model_loads_no_torch(grace_hopper):
+    import subprocess
+    import sys
+
+    code = ("import sys, agegender; p = agegender.load('default'); people = p.predict(sys.argv[1]); "
+            "assert len(people) == 1, people; "
+            "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'lightning') if m in sys.modules); "
+            "print('heavy:', heavy)")
+    out = subprocess.run([sys.executable, "-c", code, str(grace_hopper)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "heavy: []" in out.stdout, out.stdout

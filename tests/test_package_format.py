@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from agegender.cli import app
 from agegender.errors import AgeGenderError
-from agegender.models.bundled import BUNDLED, WEIGHTS_DIR
+from agegender.bundled import BUNDLED, WEIGHTS_DIR
 from agegender.models.package import (
     FINGERPRINT_TENSOR,
     PACKAGE_FORMAT,
@@ -220,7 +220,7 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(tmp_path, content):
 
 def test_calibration_warnings_name_what_is_degenerate():
     from agegender.evaluation.calibration import T_RANGE
-    from agegender.training.packaging import calibration_warnings
+    from agegender.workflows.packaging import calibration_warnings
 
     ok = {"gender": {"temperature": 0.9}, "age": {"temperature": 1.1, "age_estimate": {
         "max_false_adult": 0.08, "constraint_met": True, "under18_false_adult_after": 0.05}}}

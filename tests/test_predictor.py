@@ -277,7 +277,7 @@ def test_ready_detector_instance(tiny_face_model: Path, grace_hopper: Path) -> N
 
 def test_flip_tta_matches_bundle(face: Predictor) -> None:
     face_crop = np.asarray(Image.fromarray(grace_rgb()[100:330, 150:380]).resize((64, 64)))
-    x = face.to_batch([face_crop, np.zeros((64, 64, 3), np.uint8)])
+    x = torch.from_numpy(face.pre.batch([face_crop, np.zeros((64, 64, 3), np.uint8)]))
     ref = face.backend.bundle.predict_tensor(x, tta_flip=True)
     got = face.backend.run(x, tta_flip=True)
     for k in ref:

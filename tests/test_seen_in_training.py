@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from agegender.cli import app
 from agegender.data.fingerprint import file_hashes, fingerprint, seen_mask
-from agegender.models.bundled import resolve_model_path
+from agegender.bundled import resolve_model_path
 from agegender.models.package import load_bundle, save_package
 from helpers_models import tiny_bundle
 

@@ -6,17 +6,25 @@ PyPI's torchvision 0.28.0 is a CUDA build; next to the CPU build of torch 2.13.0
 Before torchvision is imported we define the operator schema and a pure-torch CPU kernel,
 but only when the compiled library did not provide it; on a matching torch/torchvision pair
 this module does nothing.
+
+Importing this module does not import torch: it puts a finder on ``sys.meta_path`` that applies the fix the
+moment anything (timm, Lightning, torchmetrics, our own code) first imports torchvision, so predicting with
+ONNX Runtime never pays for loading torch.
 """
 
 from __future__ import annotations
 
-import torch
+import importlib.abc
+import sys
+from typing import Any
 
 _PATCHED = False
 
 
-def _nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def _nms_reference(boxes: Any, scores: Any, iou_threshold: float) -> Any:
     """Greedy non-maximum suppression in plain torch (same contract as torchvision.ops.nms)."""
+    import torch
+
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     x1, y1, x2, y2 = boxes.unbind(1)
@@ -39,6 +47,8 @@ def _nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: flo
 
 
 def _nms_registered() -> bool:
+    import torch
+
     try:
         torch._C._dispatch_find_schema_or_throw("torchvision::nms", "")
         return True
@@ -54,6 +64,8 @@ def ensure_torchvision_ops() -> bool:
     global _PATCHED
     if _PATCHED:
         return True
+    import torch
+
     try:
         # Loading torchvision's own extension registers nms on a matching install.
         import importlib.util
@@ -87,4 +99,25 @@ def ensure_torchvision_ops() -> bool:
     return True
 
 
-ensure_torchvision_ops()
+class _FixBeforeTorchvision(importlib.abc.MetaPathFinder):
+    """Runs :func:`ensure_torchvision_ops` just before the first ``import torchvision``, then steps aside."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torchvision":
+            uninstall()
+            ensure_torchvision_ops()
+        return None  # the normal finders import it
+
+
+_FINDER = _FixBeforeTorchvision()
+
+
+def uninstall() -> None:
+    if _FINDER in sys.meta_path:
+        sys.meta_path.remove(_FINDER)
+
+
+if "torchvision" in sys.modules:  # imported before agegender: fix what still can be fixed
+    ensure_torchvision_ops()
+elif _FINDER not in sys.meta_path:
+    sys.meta_path.insert(0, _FINDER)

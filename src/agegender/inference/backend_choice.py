@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agegender.data.transforms import size_hw
+from agegender.data.preprocess import size_hw
 from agegender.errors import AgeGenderError
-from agegender.inference.backends import OnnxBackend, TorchBackend, best_seconds, open_backend
+from agegender.inference.backends import TorchBackend, best_seconds
+from agegender.inference.onnx_runtime import OnnxBackend
+from agegender.inference.runtime import open_backend
 
 log = logging.getLogger(__name__)
 

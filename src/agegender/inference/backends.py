@@ -1,10 +1,11 @@
-"""Model runtimes behind the predictor: eager PyTorch or ONNX Runtime, both turning a normalised NCHW
-float batch into the same dict of decoded numpy arrays (``age``, ``age_probs``, ``gender_probs``, ...)."""
+"""The PyTorch runtime behind the predictor: a model package run eagerly, then traced and frozen, turning a
+normalised NCHW float batch into the dict of decoded numpy arrays (``age``, ``age_probs``, ``gender_probs``, ...)
+that :class:`~agegender.inference.onnx_runtime.OnnxBackend` returns too. :func:`agegender.inference.runtime.open_backend`
+picks between them."""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 from pathlib import Path
@@ -16,10 +17,6 @@ import torch
 from agegender.errors import AgeGenderError
 
 log = logging.getLogger(__name__)
-
-#: key of the JSON blob inside an exported ONNX model's ``metadata_props``
-ONNX_META_KEY = "agegender"
-
 
 class TorchBackend:
     """A :class:`~agegender.models.package.ModelBundle` run by PyTorch (no grad).
@@ -47,7 +44,7 @@ class TorchBackend:
     """
 
     name = "torch"
-    #: what :meth:`run` takes: a normalised NCHW float batch (``Predictor.model_input`` builds it)
+    #: what :meth:`run` takes: a normalised NCHW float batch (``Preprocessing.batch`` builds it)
     input_format = "float"
     #: crops run in eager mode before the network is traced and frozen (see the class docstring)
     OPTIMIZE_AFTER = 64
@@ -163,9 +160,12 @@ class TorchBackend:
             return False
         return frozen
 
-    def run(self, x: torch.Tensor, tta_flip: bool = False) -> dict[str, np.ndarray]:
-        """Decoded outputs; ``tta_flip`` averages with the mirrored crops (same result as
-        ``ModelBundle.predict_tensor``, but one forward pass over both halves: cheaper for small batches)."""
+    def run(self, x: torch.Tensor | np.ndarray, tta_flip: bool = False) -> dict[str, np.ndarray]:
+        """Decoded outputs of a normalised NCHW float batch; ``tta_flip`` averages with the mirrored crops (same
+        result as ``ModelBundle.predict_tensor``, but one forward pass over both halves: cheaper for small
+        batches)."""
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
         n = x.shape[0]
         x = x.to(self.device)
         if tta_flip:
@@ -179,69 +179,6 @@ class TorchBackend:
                 dec = self.bundle.model.decode({k: v.float() for k, v in raw.items()})
         out = {k: v.float().cpu().numpy() for k, v in dec.items()}
         return {k: (v[:n] + v[n:]) / 2 for k, v in out.items()} if tta_flip else out
-
-
-class OnnxBackend:
-    """An ONNX file written by :func:`agegender.inference.onnx_export.export_onnx`, run by ONNX Runtime.
-
-    Everything the predictor needs (config, preprocessing, labels) comes from the file's metadata, so the
-    ``.onnx`` file alone is a complete model.
-    """
-
-    name = "onnx"
-
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise AgeGenderError(
-                "the ONNX backend needs onnxruntime: pip install 'agegender[onnx]'", code="missing_dependency"
-            ) from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CPUExecutionProvider"]
-        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise AgeGenderError(f"{path} is not a loadable ONNX model ({e})", code="bad_model") from None
-        raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
-        if not raw:
-            raise AgeGenderError(
-                f"{path} has no agegender metadata; export it with "
-                "`agegender export CHECKPOINT --onnx OUT.onnx`",
-                code="bad_model",
-            )
-        meta: dict[str, Any] = json.loads(raw)
-        self.config = meta["config"]
-        self.dims = meta["dims"]
-        self.preprocess = meta["preprocess"]
-        self.labels = meta.get("labels") or {}
-        self.meta = meta.get("meta") or {}
-        # "uint8": RGB uint8 crops [batch, H, W, 3], normalised inside the graph; "float" (files exported
-        # before the uint8 input existed, grayscale models): the normalised NCHW batch
-        self.input_format = str(meta.get("input_format", "float"))
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.input_name = self.session.get_inputs()[0].name
-        self.source = str(path)
-        self.model_name = str(self.meta.get("name") or self.config.get("name") or Path(path).stem)
-
-    def run(self, x: torch.Tensor | np.ndarray, tta_flip: bool = False) -> dict[str, np.ndarray]:
-        """Decoded outputs of a batch in this file's ``input_format`` (uint8 NHWC crops or normalised
-        NCHW floats)."""
-        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        n = arr.shape[0]
-        uint8 = self.input_format == "uint8"
-        if tta_flip:  # both halves in one call, averaged below (width is axis 2 in NHWC, 3 in NCHW)
-            arr = np.concatenate([arr, arr[:, :, ::-1] if uint8 else arr[:, :, :, ::-1]])
-        arr = np.ascontiguousarray(arr, dtype=np.uint8 if uint8 else np.float32)
-        out = dict(zip(self.outputs, self.session.run(self.outputs, {self.input_name: arr})))
-        if tta_flip:
-            out = {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}
-        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
 
 def best_seconds(fn: Any, runs: int = 3, min_seconds: float = 0.0) -> float:
@@ -265,41 +202,3 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def open_backend(
-    path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None,
-    precision: str = "fp32",
-) -> TorchBackend | OnnxBackend:
-    """The runtime for a model file: ``backend`` ``torch``/``onnx``, or chosen by the file extension.
-
-    ``onnx`` with a checkpoint/package exports it to ONNX first (a few seconds) and runs that.
-    ``precision`` (``fp32``/``bf16``/``auto``) is the torch backend's (see :class:`TorchBackend`); ONNX
-    Runtime runs the file's own precision.
-    """
-    kind = backend or ("onnx" if str(path).lower().endswith(".onnx") else "torch")
-    if kind == "onnx":
-        if precision == "bf16":
-            raise AgeGenderError("precision 'bf16' is a torch backend option; use backend='torch'",
-                                 code="bad_option")
-        if not str(path).lower().endswith(".onnx"):
-            return _export_and_open(path, device, threads)
-        return OnnxBackend(path, device, threads)
-    if kind == "torch":
-        if str(path).lower().endswith(".onnx"):
-            raise AgeGenderError(f"{path} is an ONNX file: load it with backend='onnx'", code="bad_model")
-        return TorchBackend(path, device, threads, precision=precision)
-    raise AgeGenderError(f"unknown backend {kind!r}; choose 'torch' or 'onnx'", code="bad_option")
-
-
-def _export_and_open(path: str | Path, device: str, threads: int | None) -> OnnxBackend:
-    import tempfile
-
-    from agegender.inference.onnx_export import export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="agegender-onnx-") as tmp:
-        out = Path(tmp) / (Path(path).stem + ".onnx")
-        export_onnx(path, out, verify=False)
-        backend = OnnxBackend(out, device, threads)  # ONNX Runtime holds the model in memory
-    backend.source = str(path)
-    return backend

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agegender.data.transforms import size_hw
+from agegender.bundled import resolve_model_path
+from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
-from agegender.inference.backends import ONNX_META_KEY
-from agegender.inference.registry import resolve_model_path
+from agegender.inference.onnx_runtime import ONNX_META_KEY, OnnxBackend
 from agegender.models.package import ModelBundle, load_bundle
 
 INPUT_NAME = "image"
@@ -39,7 +39,7 @@ class DecodedModel(nn.Module):
 class UInt8Input(nn.Module):
     """The predictor's eval preprocessing inside the graph: uint8 RGB crops, NHWC, at the model's resize
     size → centre crop to the input size → (BGR if the model wants it) → ``(x / 255 - mean) / std`` → NCHW
-    float. Exactly ``Predictor.to_batch`` (torchvision's ``CenterCrop`` offsets, ``ToDtype(scale=True)``,
+    float. Exactly ``Preprocessing.batch`` (torchvision's ``CenterCrop`` offsets, ``ToDtype(scale=True)``,
     ``Normalize``), but ONNX Runtime fuses it with the first convolution instead of Python/torch doing it
     batch by batch (which had become the bottleneck of ONNX throughput, docs/performance.md)."""
 
@@ -89,6 +89,7 @@ def export_onnx(
     int8_calibration: Sequence[Any] | str | Path | None = None,
     calibration_limit: int = 256,
     input_format: str = "auto",
+    fold_constants: bool = True,
 ) -> dict[str, Any]:
     """Export a checkpoint/package (or a loaded bundle) to ``out_path``; returns a summary with the output
     names and, with ``verify``, the largest torch-vs-ONNX Runtime difference per output on random input.
@@ -101,7 +102,11 @@ def export_onnx(
     ``input_format``: ``uint8`` takes RGB ``uint8`` crops ``[batch, H, W, 3]`` at the model's resize size
     and normalises them inside the graph (:class:`UInt8Input`); ``float`` takes the normalised
     ``[batch, C, h, w]`` float batch; ``auto`` (default) is ``uint8`` for 3-channel models, ``float`` for
-    grayscale ones. :class:`~agegender.inference.backends.OnnxBackend` reads which from the metadata.
+    grayscale ones. :class:`~agegender.inference.onnx_runtime.OnnxBackend` reads which from the metadata.
+
+    ``fold_constants=False`` keeps the batch norms apart from the convolutions, so the file's weights are the
+    package's own values (ONNX Runtime folds them when it loads the file); the bundled twins are made so, which
+    lets them store the package's float16 weights without rounding again.
     """
     bundle = (
         model_path if isinstance(model_path, ModelBundle) else load_bundle(resolve_model_path(model_path))
@@ -141,7 +146,7 @@ def export_onnx(
                 dynamic_axes=dynamic,
                 opset_version=int(opset),
                 dynamo=False,
-                do_constant_folding=True,
+                do_constant_folding=fold_constants,
             )
         except Exception as e:  # noqa: BLE001 - exporter errors are many and untyped
             raise AgeGenderError(
@@ -192,14 +197,11 @@ def export_onnx(
 def parity(bundle: ModelBundle, onnx_path: str | Path, batch: int = 5, seed: int = 0) -> dict[str, float]:
     """Largest absolute difference per output between torch and ONNX Runtime on a random batch (random
     uint8 crops through the predictor's preprocessing for a ``uint8`` model, random floats otherwise)."""
-    from agegender.inference.backends import OnnxBackend, TorchBackend
-    from agegender.inference.predictor import Predictor
-
     gen = torch.Generator().manual_seed(seed)
     onnx_backend = OnnxBackend(onnx_path)
     if onnx_backend.input_format == "uint8":
         crops = torch.randint(0, 256, (batch, *_uint8_shape(bundle)), generator=gen, dtype=torch.uint8).numpy()
-        ref = bundle.predict_tensor(Predictor(TorchBackend.from_bundle(bundle), detector="none").to_batch(crops))
+        ref = bundle.predict_tensor(torch.from_numpy(Preprocessing.from_meta(bundle.preprocess).batch(crops)))
         got = onnx_backend.run(crops)
     else:
         x = torch.randn(batch, *_input_shape(bundle), generator=gen)
@@ -214,17 +216,15 @@ def _calibration_batches(
 ) -> list[np.ndarray]:
     """Calibration crops through the model's own preprocessing (as face crops: no detection); stacked
     uint8 crops for a ``uint8`` graph, normalised float batches otherwise."""
-    from agegender.data.images import load_image
-    from agegender.inference.backends import TorchBackend
-    from agegender.inference.predictor import Predictor, list_inputs
+    from agegender.data.images import iter_image_files, load_image
 
     if isinstance(images, (str, Path)):
-        images = [f for f, _ in list_inputs([images])]
-    pred = Predictor(TorchBackend.from_bundle(bundle), detector="none")
+        images = iter_image_files([images])
+    pre = Preprocessing.from_meta(bundle.preprocess)
     crops = []
     for src in images:
         try:
-            crops.append(pred.detect_crops(load_image(src))[2][0])
+            crops.append(pre.resize(load_image(src)))
         except AgeGenderError:
             continue
         if len(crops) >= limit:
@@ -235,7 +235,7 @@ def _calibration_batches(
         )
     if input_format == "uint8":
         return [np.stack(crops[i : i + batch]) for i in range(0, len(crops), batch)]
-    return [pred.to_batch(crops[i : i + batch]).numpy() for i in range(0, len(crops), batch)]
+    return [pre.batch(crops[i : i + batch]) for i in range(0, len(crops), batch)]
 
 
 def _quantize_int8(

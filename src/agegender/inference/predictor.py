@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
+from agegender.bundled import onnx_twin, resolve_model_path
 from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
-from agegender.data.transforms import eval_transform, size_hw
+from agegender.data.preprocess import Preprocessing
 from agegender.errors import AgeGenderError
-from agegender.inference.backends import OnnxBackend, TorchBackend, open_backend
 from agegender.inference.decode import OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
-from agegender.inference.registry import resolve_model_path
 from agegender.inference.results import (
     STATUS_NO_FACE,
     STATUS_OK,
@@ -36,6 +34,7 @@ from agegender.inference.results import (
     ImageResult,
     PersonResult,
 )
+from agegender.inference.runtime import Backend, open_backend
 from agegender.labels import ETHNICITIES, GENDERS, AgeScheme, get_scheme
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Predictor:
 
     def __init__(
         self,
-        backend: TorchBackend | OnnxBackend,
+        backend: Backend,
         detector: Any = None,
         detector_options: dict[str, Any] | None = None,
         mode: str | None = None,
@@ -95,22 +94,8 @@ class Predictor:
         from agegender.inference.detectors import build_detector
 
         self.backend = backend
-        pp = backend.preprocess or {}
-        if "input_size" not in pp:
-            raise AgeGenderError(
-                f"model {backend.source} carries no preprocessing metadata (input_size); "
-                "re-save it with agegender.models.package.save_package",
-                code="bad_model",
-            )
-        self.input_hw = size_hw(pp["input_size"])
-        self.resize_hw = size_hw(pp.get("resize") or pp["input_size"])
-        self.mean = [float(v) for v in pp.get("mean") or (0.485, 0.456, 0.406)]
-        self.std = [float(v) for v in pp.get("std") or (0.229, 0.224, 0.225)]
-        self.channel_order = str(pp.get("channel_order", "RGB")).upper()
-        tf = eval_transform(self.input_hw, self.mean, self.std)
-        # Everything after ToImage works on a batched uint8 tensor, so a batch is normalised in one call
-        # with exactly the steps (and parameters) of the training/evaluation transform.
-        self._batch_tf = type(tf)(tf.transforms[1:])
+        #: the model's own preprocessing (from its file): resize, crop, channels, normalisation
+        self.pre = Preprocessing.from_meta(backend.preprocess, f"model {backend.source}")
         self.model_mode = self._model_mode()
         self.mode = mode or self.model_mode
         if self.mode not in ("face", "body"):
@@ -139,9 +124,8 @@ class Predictor:
         frame_margin, frame_shift = detector_framing(self.detector_name)
         # Trained on dataset boxes grown by crop_margin (not squared, as datamodule.read_resized does):
         # treat detections the same way. Otherwise square crops framed like UTKFace's.
-        self.crop_square = not pp.get("crop_margin")
-        if pp.get("crop_margin"):
-            frame_margin, frame_shift = float(pp["crop_margin"]), 0.0
+        if self.pre.crop_margin:
+            frame_margin, frame_shift = self.pre.crop_margin, 0.0
         self.crop_margin = float(margin if margin is not None else frame_margin)
         self.crop_shift = float(shift if shift is not None else frame_shift)
         labels = backend.labels or {}
@@ -310,7 +294,7 @@ class Predictor:
             scores.append(float(det.score))
             dy = self.crop_shift * (y2 - y1)
             crops.append(
-                self._resize(crop(rgb, (x1, y1 + dy, x2, y2 + dy), self.crop_margin, square=self.crop_square))
+                self._resize(crop(rgb, (x1, y1 + dy, x2, y2 + dy), self.crop_margin, square=self.pre.crop_square))
             )
         return boxes, scores, crops  # type: ignore[return-value]
 
@@ -435,29 +419,15 @@ class Predictor:
         return Prepared(res)
 
     def _resize(self, rgb: np.ndarray) -> np.ndarray:
-        # Same as training (datamodule.read_resized): Pillow bilinear to the model's resize size.
-        h, w = self.resize_hw
-        if rgb.shape[0] != h or rgb.shape[1] != w:
-            rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-        return rgb
+        return self.pre.resize(rgb)
 
-    def to_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
-        """Normalised NCHW float batch of uint8 RGB crops at the model's resize size (the eval transform)."""
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(crops))).permute(0, 3, 1, 2)
-        if len(self.mean) == 1:
-            from torchvision.transforms.v2 import functional as F
-
-            x = F.rgb_to_grayscale(x, num_output_channels=1)
-        elif self.channel_order == "BGR":
-            x = x.flip(1)
-        return self._batch_tf(x.contiguous())
-
-    def model_input(self, crops: Sequence[np.ndarray]) -> torch.Tensor | np.ndarray:
+    def model_input(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """A batch as the backend takes it: the stacked uint8 crops for an ONNX file that normalises
-        inside its graph (``input_format`` ``uint8``), else the normalised float batch of :meth:`to_batch`."""
+        inside its graph (``input_format`` ``uint8``), else the normalised float NCHW batch
+        (:meth:`Preprocessing.batch <agegender.data.preprocess.Preprocessing.batch>`)."""
         if getattr(self.backend, "input_format", "float") == "uint8":
             return np.stack(crops)
-        return self.to_batch(crops)
+        return self.pre.batch(crops)
 
     def infer_crops(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw model outputs for crops already resized by :meth:`detect_crops` (batched by ``batch_size``)."""
@@ -530,7 +500,9 @@ def load(
         name_or_path: bundled name (``default``, ``default-body``), a package (``.safetensors``) or ``.ckpt`` file, or an
             exported ``.onnx`` file.
         device: ``cpu`` or ``cuda[:N]``.
-        backend: ``torch``, ``onnx`` or ``auto`` (default: ``onnx`` for ``.onnx`` files, else ``torch``).
+        backend: ``torch``, ``onnx`` or ``auto``. Default: a bundled model on a CPU runs its bundled ONNX twin with
+            ONNX Runtime (no torch is imported; ``docs/performance.md`` has the speeds), an ``.onnx`` file runs with
+            ONNX Runtime, any other package or checkpoint with PyTorch.
             ``onnx`` with a checkpoint exports it on the fly. ``auto`` times PyTorch and ONNX Runtime on this
             machine (a few seconds, then cached) and keeps the faster: for batch jobs, video and servers; see
             :mod:`agegender.inference.backend_choice`. ``predictor.info()["backend_selection"]`` has the timings.
@@ -555,6 +527,10 @@ def load(
             else fp32). See ``TorchBackend``.
     """
     path = resolve_model_path(name_or_path)
+    twin = onnx_twin(path)
+    if backend is None and twin is not None and str(device) == "cpu" and precision == "fp32":
+        # a bundled model: its ONNX twin, the fastest correct path on a CPU without loading torch
+        path, backend = twin, "onnx"
     if backend == "auto":
         from agegender.inference.backend_choice import open_fastest_backend
 

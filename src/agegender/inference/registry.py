@@ -1,6 +1,5 @@
-"""Named models for the inference API: re-exported from :mod:`agegender.models.bundled`, where they live so
-that training (``model.init_from``) and evaluation can resolve them without importing the inference layer."""
+"""Named models for the inference API: re-exported from :mod:`agegender.bundled`."""
 
-from agegender.models.bundled import BUNDLED, WEIGHTS_DIR, bundled_models, resolve_model_path
+from agegender.bundled import BUNDLED, WEIGHTS_DIR, bundled_models, resolve_model_path
 
 __all__ = ["BUNDLED", "WEIGHTS_DIR", "bundled_models", "resolve_model_path"]

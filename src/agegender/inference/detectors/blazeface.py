@@ -26,7 +26,7 @@ import numpy as np
 
 from agegender.errors import AgeGenderError
 from agegender.inference.detectors.base import DETECTORS, Detection, Detector, downscale, iou_one_to_many
-from agegender.models.bundled import WEIGHTS_DIR
+from agegender.bundled import WEIGHTS_DIR
 
 INPUT = 192
 GRID = 48  # 192 / stride 4

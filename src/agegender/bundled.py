@@ -1,4 +1,4 @@
-"""Named models: bundled weights shipped inside the package (``agegender/weights``), or paths to checkpoints / ONNX
+"""Named models: bundled weights shipped inside the package (``agegender/weights``), or paths to packages / ONNX
 files."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agegender.errors import AgeGenderError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"  # agegender/weights
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # agegender/weights
 
 #: bundled model name → file inside ``agegender/weights`` (a model card sits beside each)
 BUNDLED: dict[str, str] = {
@@ -40,3 +40,11 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     known = ", ".join(sorted(BUNDLED))
     raise AgeGenderError(
         f"unknown model {key!r}: not a bundled name ({known}) and no such file", code="unknown_model")
+
+
+def onnx_twin(path: str | Path) -> Path | None:
+    """The bundled ONNX file exported from a bundled package (same name, ``.onnx``; written by
+    ``tools/export_bundled_onnx.py``), which ONNX Runtime runs without torch; None for any other file."""
+    p = Path(path)
+    twin = p.with_suffix(".onnx")
+    return twin if p.parent == WEIGHTS_DIR and p.suffix == ".safetensors" and twin.is_file() else None

@@ -1,0 +1,79 @@
+"""The ONNX Runtime backend: an ``.onnx`` file written by :func:`agegender.inference.onnx_export.export_onnx`
+(the bundled models ship one each), self-describing through its metadata. It needs neither torch nor timm, so
+predicting with it loads only ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agegender.errors import AgeGenderError
+
+#: key of the JSON blob inside an exported ONNX model's ``metadata_props``
+ONNX_META_KEY = "agegender"
+
+
+class OnnxBackend:
+    """An ONNX file written by :func:`agegender.inference.onnx_export.export_onnx`, run by ONNX Runtime.
+
+    Everything the predictor needs (config, preprocessing, labels) comes from the file's metadata, so the
+    ``.onnx`` file alone is a complete model.
+    """
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AgeGenderError(
+                "the ONNX backend needs onnxruntime: pip install 'agegender[onnx]'", code="missing_dependency"
+            ) from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise AgeGenderError(f"{path} is not a loadable ONNX model ({e})", code="bad_model") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+        if not raw:
+            raise AgeGenderError(
+                f"{path} has no agegender metadata; export it with "
+                "`agegender export CHECKPOINT --onnx OUT.onnx`",
+                code="bad_model",
+            )
+        meta: dict[str, Any] = json.loads(raw)
+        self.config = meta["config"]
+        self.dims = meta["dims"]
+        self.preprocess = meta["preprocess"]
+        self.labels = meta.get("labels") or {}
+        self.meta = meta.get("meta") or {}
+        # "uint8": RGB uint8 crops [batch, H, W, 3], normalised inside the graph; "float" (files exported
+        # before the uint8 input existed, grayscale models): the normalised NCHW batch
+        self.input_format = str(meta.get("input_format", "float"))
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_name = self.session.get_inputs()[0].name
+        self.source = str(path)
+        self.model_name = str(self.meta.get("name") or self.config.get("name") or Path(path).stem)
+
+    def run(self, x: Any, tta_flip: bool = False) -> dict[str, np.ndarray]:
+        """Decoded outputs of a batch in this file's ``input_format`` (uint8 NHWC crops or normalised
+        NCHW floats; a torch tensor is taken too)."""
+        arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        n = arr.shape[0]
+        uint8 = self.input_format == "uint8"
+        if tta_flip:  # both halves in one call, averaged below (width is axis 2 in NHWC, 3 in NCHW)
+            arr = np.concatenate([arr, arr[:, :, ::-1] if uint8 else arr[:, :, :, ::-1]])
+        arr = np.ascontiguousarray(arr, dtype=np.uint8 if uint8 else np.float32)
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {self.input_name: arr})))
+        if tta_flip:
+            out = {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}
+        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}

@@ -27,13 +27,19 @@ def age_interval(probs: np.ndarray, mass: float = 0.8) -> tuple[np.ndarray, np.n
     cdf /= np.clip(cdf[:, -1:], 1e-12, None)
     edges = np.arange(k + 1, dtype=np.float64) - 0.5
     q = (1.0 - mass) / 2.0
-    lo = np.empty(len(probs))
-    hi = np.empty(len(probs))
-    for i, row in enumerate(cdf):
-        f = np.concatenate([[0.0], np.maximum.accumulate(row)])
-        lo[i] = np.interp(q, f, edges)
-        hi[i] = np.interp(1.0 - q, f, edges)
+    # the CDF at the year edges, made non-decreasing; each quantile interpolated in its segment (np.interp, row-wise)
+    c = np.concatenate([np.zeros((len(probs), 1)), np.maximum.accumulate(cdf, axis=1)], axis=1)
+    lo, hi = (_interp_rows(t, c, edges) for t in (q, 1.0 - q))
     return np.clip(lo, 0, k - 1), np.clip(hi, 0, k - 1)
+
+
+def _interp_rows(target: float, c: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.interp(target, c[i], edges)`` for every row ``i`` of the non-decreasing ``c``."""
+    i = np.clip((c < target).sum(axis=1) - 1, 0, c.shape[1] - 2)
+    rows = np.arange(len(c))
+    c0, c1 = c[rows, i], c[rows, i + 1]
+    frac = np.where(c1 > c0, (target - c0) / np.where(c1 > c0, c1 - c0, 1.0), 1.0)
+    return edges[i] + np.clip(frac, 0.0, 1.0) * (edges[i + 1] - edges[i])
 
 
 @dataclass
@@ -69,6 +75,7 @@ class OutputDecoder:
         self.scheme = get_scheme(scheme) if scheme is not None else self.model_scheme
         self.interval = float(interval)
         self._transfer = self.model_scheme.transfer_matrix(self.scheme)
+        self._year_groups: dict[int, np.ndarray] = {}  # years → groups of ``scheme``, per number of years
 
     def __call__(self, arrays: Mapping[str, np.ndarray], intervals: bool = True) -> Decoded:
         years, lo, hi = self.years(arrays, intervals)
@@ -92,7 +99,11 @@ class OutputDecoder:
     def group_probs(self, arrays: Mapping[str, np.ndarray], years: np.ndarray | None = None) -> np.ndarray | None:
         """Probabilities over the groups of :attr:`scheme`."""
         if "age_probs" in arrays:
-            return self.scheme.probs_from_years(arrays["age_probs"])
+            p = arrays["age_probs"]
+            m = self._year_groups.get(p.shape[1])
+            if m is None:
+                m = self._year_groups[p.shape[1]] = self.scheme.year_to_group_matrix(p.shape[1])
+            return p @ m
         groups = arrays.get("age_group_probs")
         if groups is None and "pedestrian_probs" in arrays:  # chatzitzisi §2.3: units 1.. are the age groups
             sig = arrays["pedestrian_probs"][:, 1:]

@@ -25,7 +25,7 @@ from agegender.bundled import onnx_twin, resolve_model_path
 from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
 from agegender.data.preprocess import Preprocessing
 from agegender.errors import AgeGenderError
-from agegender.inference.decode import OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
+from agegender.inference.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
 from agegender.inference.results import (
     STATUS_NO_FACE,
     STATUS_OK,
@@ -322,14 +322,18 @@ class Predictor:
         self, arrays: dict[str, np.ndarray], boxes: Sequence[Sequence[float]], scores: Sequence[float]
     ) -> list[PersonResult]:
         """Typed results from raw model outputs (one row per box); shared by images, video and Ray."""
-        n = len(boxes)
-        if n == 0:
+        if len(boxes) == 0:
             return []
-        dec = self.decoder(arrays)
+        return self._people(self.decoder(arrays), 0, boxes, scores)
+
+    def _people(self, dec: Decoded, start: int, boxes: Sequence[Sequence[float]], scores: Sequence[float]
+                ) -> list[PersonResult]:
+        """Typed results of rows ``start``.. of decoded outputs, one per box."""
         fem, eth, attrs = dec.female, dec.ethnicity_probs, dec.attributes_probs
         years, years_lo, years_hi, group = dec.years, dec.years_low, dec.years_high, dec.group_probs
         out = []
-        for i in range(n):
+        for j in range(len(boxes)):
+            i = start + j
             age = None
             if group is not None or years is not None:
                 gp = group[i] if group is not None else None
@@ -356,11 +360,11 @@ class Predictor:
             if attrs is not None:
                 names = self.attribute_names or [f"attr_{j}" for j in range(attrs.shape[1])]
                 attributes = {n_: round(float(v), 5) for n_, v in zip(names, attrs[i])}
-            b = tuple(float(v) for v in boxes[i])
+            b = tuple(float(v) for v in boxes[j])
             out.append(
                 PersonResult(
                     box=b,
-                    detector_score=float(scores[i]),
+                    detector_score=float(scores[j]),
                     age=age,
                     gender=gender,  # type: ignore[arg-type]
                     gender_probs=gender_probs,
@@ -444,13 +448,12 @@ class Predictor:
         crops = [c for p in preps for c in p.crops]
         if not crops:
             return preps
-        arrays = self.infer_crops(crops)
+        dec = self.decoder(self.infer_crops(crops))  # decoded once for every crop of the batch
         start = 0
         for p in preps:
             n = len(p.crops)
             if n:
-                sub = {k: v[start : start + n] for k, v in arrays.items()}
-                p.result.people = self.people_from_arrays(sub, p.boxes, p.scores)
+                p.result.people = self._people(dec, start, p.boxes, p.scores)
                 p.crops = []
             start += n
         return preps

@@ -24,9 +24,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agegender.bundled import WEIGHTS_DIR
 from agegender.errors import AgeGenderError
 from agegender.inference.detectors.base import DETECTORS, Detection, Detector, downscale, iou_one_to_many
-from agegender.bundled import WEIGHTS_DIR
 
 INPUT = 192
 GRID = 48  # 192 / stride 4

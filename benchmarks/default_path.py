@@ -1,0 +1,84 @@
+"""What a user of ``agegender.load("default")`` pays, measured in one run so the rows compare:
+
+- cold start: wall seconds of ``agegender predict photo.jpg`` in a fresh process (median of ``--runs``), and of
+  ``python -c "import agegender"``;
+- end to end on ready face crops: ``load(MODEL, detector="none", ...).predict_batch(crops)`` on decoded UTKFace
+  200×200 RGB arrays (resize, normalise, model, decode, typed results), crops per second, best of ``--repeats``.
+
+Each row names the runtime and whether flip TTA is on. Run it on an otherwise idle machine.
+
+    python benchmarks/default_path.py [--model default] [--crops 1024] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, machine
+
+PHOTO_CODE = "import matplotlib, os; print(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg'))"
+
+
+def wall(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def crops_per_second(model: str, crops: list, repeats: int, **options) -> float:
+    import agegender
+
+    p = agegender.load(model, detector="none", **options)
+    p.predict_batch(crops[:64])  # warm-up: ONNX Runtime's first run, torch's trace after 64 crops
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        p.predict_batch(crops)
+        best = max(best, len(crops) / (time.perf_counter() - t))
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--crops", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=5, help="fresh processes per cold-start row")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
+    args = ap.parse_args()
+    photo = subprocess.run([sys.executable, "-c", PHOTO_CODE], capture_output=True, text=True).stdout.strip()
+    exe = str(Path(sys.executable).with_name("agegender"))
+    print(f"machine: {machine()}")
+    print(f"model: {args.model}; photo: grace_hopper.jpg (512×600, one face)\n")
+    print("| cold start (fresh process) | wall s |")
+    print("|---|---|")
+    print(f"| `python -c 'import agegender'` | {wall([sys.executable, '-c', 'import agegender'], args.runs):.2f} |")
+    for extra in ([], ["--backend", "torch"]):
+        label = " ".join(["agegender predict photo.jpg", "--model", args.model, *extra])
+        print(f"| `{label}` | {wall([exe, 'predict', photo, '--model', args.model, *extra], args.runs):.2f} |")
+
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(Path(args.data).glob("*.jpg"))[: args.crops]
+    crops = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    print(f"\n| end to end, {len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} crops | crops/s |")
+    print("|---|---|")
+    for label, opts in (("default load (bundled ONNX twin, flip TTA as the model says)", {}),
+                        ("ONNX Runtime, flip TTA off", {"tta_flip": False}),
+                        ("PyTorch (frozen after 64 crops), flip TTA as the model says", {"backend": "torch"}),
+                        ("PyTorch, flip TTA off", {"backend": "torch", "tta_flip": False})):
+        print(f"| {label} | {crops_per_second(args.model, crops, args.repeats, **opts):.0f} |")
+
+
+if __name__ == "__main__":
+    main()

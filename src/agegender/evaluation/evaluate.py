@@ -71,7 +71,7 @@ def run_evaluation(
     exclude_seen: bool = False,
 ) -> Evaluation:
     """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`)."""
-    from agegender.models.bundled import resolve_model_path
+    from agegender.bundled import resolve_model_path
 
     t0 = time.time()
     bundle = model if isinstance(model, ModelBundle) else load_bundle(resolve_model_path(model))

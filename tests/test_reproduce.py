@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 import agegender.cli_eval  # noqa: F401  (registers the command on the app)
 from agegender.cli import app
-from agegender.evaluation.paper_tables import PAPERS, get_paper, get_tables
-from agegender.evaluation.reproduce import deviations, reproduce
 from agegender.metrics import aggregate_folds, multilabel_metrics
 from agegender.training.config import dump_config, load_config
+from agegender.workflows.paper_tables import PAPERS, get_paper, get_tables
+from agegender.workflows.reproduce import deviations, reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -121,7 +121,7 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "c.safetensors"), "--no-calibrate", "--detector", "yolo"])
     assert r.exit_code == 2 and "unknown detector 'yolo'" in r.output and not (tmp_path / "c.safetensors").exists()
 
-    from agegender.training.packaging import write_model_card
+    from agegender.workflows.packaging import write_model_card
 
     card = write_model_card(pkg, b.meta, {"test": {"age_mae": 9.5, "gender_accuracy": 0.5}},
                             {"train": "agegender train x", "eval test": "agegender evaluate y"}, ["tiny test model"])

@@ -83,9 +83,9 @@ def main() -> None:
     missing = [m["loose"] for m in MODELS.values() if not (REPO / m["loose"]).is_file()]
     if missing:  # a card without its loose-crop line would silently lose a published figure
         sys.exit(f"missing {', '.join(missing)}: run `python benchmarks/loose_crops.py --model NAME > LOG` first")
-    from agegender.models.bundled import WEIGHTS_DIR, resolve_model_path
+    from agegender.bundled import WEIGHTS_DIR, resolve_model_path
     from agegender.models.package import load_bundle
-    from agegender.training.packaging import write_model_card
+    from agegender.workflows.packaging import write_model_card
 
     for name, m in MODELS.items():
         pkg = resolve_model_path(name if name != "default-face" else "default")

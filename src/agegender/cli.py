@@ -33,7 +33,7 @@ def train(
     """Train a model from a config; writes checkpoints, CSV logs and results.json."""
     import agegender  # noqa: F401
     from agegender.training.config import load_config
-    from agegender.training.train import run_training
+    from agegender.workflows.train import train_and_test
 
     extra: dict[str, Any] = {}
     if data is not None:
@@ -42,7 +42,7 @@ def train(
         extra = {"data": {"root": str(data)}}
     cfg = load_config(config, set_, **extra)
     out = output or Path("runs") / str(cfg.get("name") or config.stem)
-    result = run_training(cfg, out, resume=resume)
+    result = train_and_test(cfg, out, resume=resume)
     if result:
         test = result.get("test", {})
         keys = ("age_mae", "age_cs5", "age_group_accuracy", "age_group_one_off", "gender_accuracy", "ethnicity_accuracy")
@@ -61,7 +61,7 @@ def refine(
 ) -> None:
     """Iterative refinement (aminian_noubir §4.5): gender net → cross-modal age net → gender net from the
     age net's embedding → age again, as many rounds as the config says."""
-    from agegender.training.refine import refine_from_config
+    from agegender.workflows.refine import refine_from_config
 
     summary = refine_from_config(config, output, set_, str(data) if data else None)
     typer.echo(json.dumps([{k: s[k] for k in ("step", "task", "round", "best_checkpoint")} for s in summary["steps"]],
@@ -179,7 +179,7 @@ def package(
     temperature at its bound, an unmet under-18 constraint, a detector other than the model's own) are warned
     about on stderr."""
     from agegender.inference.detectors import DETECTORS
-    from agegender.training.packaging import package_checkpoint
+    from agegender.workflows.packaging import package_checkpoint
 
     if detector is not None and detector not in DETECTORS.names():
         raise AgeGenderError(

@@ -1,5 +1,5 @@
 """CLI command ``reproduce``: re-run a paper's table and print it beside the published one
-(a thin shell over :mod:`agegender.evaluation.reproduce`; registered by importing this module)."""
+(a thin shell over :mod:`agegender.workflows.reproduce`; registered by importing this module)."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def reproduce(
 ) -> None:
     """Run a paper's table configs on your data; print measured beside published values with deviations."""
     import agegender  # noqa: F401  (torchvision compat before training imports)
-    from agegender.evaluation.reproduce import format_table, list_papers
-    from agegender.evaluation.reproduce import reproduce as run
+    from agegender.workflows.reproduce import format_table, list_papers
+    from agegender.workflows.reproduce import reproduce as run
 
     if list_:
         typer.echo(list_papers())

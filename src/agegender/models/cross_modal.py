@@ -212,7 +212,7 @@ def build_cross_modal(
       layers from the gender net's weights (§4.3).
     - ``width`` (512) and ``dropout`` (0.5) of the new FC layer; ``init_std`` (0.01, §4.3's Gaussian; ``null``
       keeps PyTorch's init) for the new layers; ``e2e_share_fc`` (false), ``source_trunk`` (default: ``model.trunk``);
-      ``refine``: options of :mod:`agegender.training.refine`, ignored when building the network.
+      ``refine``: options of :mod:`agegender.workflows.refine`, ignored when building the network.
 
     Where the paper is silent we chose:
 
@@ -237,7 +237,7 @@ def build_cross_modal(
     share_fc = bool(args.pop("e2e_share_fc", False))
     source_trunk_cfg = dict(args.pop("source_trunk", None) or cfg["trunk"])
     if args.pop("refine", None) is not None and with_losses:
-        log.info("cross_modal: composition_args.refine is run by `python -m agegender.training.refine CONFIG`; "
+        log.info("cross_modal: composition_args.refine is run by `python -m agegender.workflows.refine CONFIG`; "
                  "this run trains one cross-modal net")
     if args:
         raise AgeGenderError(

@@ -1,13 +1,13 @@
-"""The train entry point: config → data module + Lightning module → Trainer.fit → test metrics.
+"""The train entry point: config → data module + Lightning module → Trainer.fit.
 
-Writes into the output folder: ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt``,
-``logs/`` (CSV metrics per step/epoch), and ``results.json`` (test metrics of the best checkpoint,
-parameter count, training time).
+Writes into the output folder: ``config.yaml`` (resolved), ``checkpoints/{best,last}.ckpt`` and ``logs/`` (CSV
+metrics per step/epoch), and returns the run's facts (best checkpoint, parameter count, training time, split
+sizes). Scoring the test split and writing ``results.json`` need the evaluation layer, so they are
+:func:`agegender.workflows.train.train_and_test`, which ``agegender train`` runs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -59,7 +59,7 @@ def init_weights(model: torch.nn.Module, source: str) -> dict[str, int]:
     """Copy into ``model`` every tensor of ``source`` (bundled model name, package or checkpoint) whose
     name and shape match; fitted temperatures are left at 1 (they are refitted after training). Returns the
     counts; an error if nothing matches (a different architecture)."""
-    from agegender.models.bundled import resolve_model_path
+    from agegender.bundled import resolve_model_path
     from agegender.models.package import load_bundle
 
     src = load_bundle(resolve_model_path(source)).model.state_dict()
@@ -106,6 +106,8 @@ def _resume_checkpoint(out: Path) -> str:
 
 
 def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` into ``output`` (``resume``: from its ``last.ckpt``); the run's facts, ``{}`` on processes
+    other than rank 0."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t = cfg["trainer"]
@@ -161,7 +163,7 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
         return {}
     best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
     n_params = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
-    result: dict[str, Any] = {
+    return {
         "name": cfg.get("name"),
         "best_checkpoint": best,
         "epochs_run": int(trainer.current_epoch),
@@ -171,11 +173,3 @@ def run_training(cfg: Mapping[str, Any], output: str | Path, resume: bool = Fals
         "read_summary": dm.read_summary,
         "split_sizes": {k: len(v) for k, v in dm.split.items()},
     }
-    if len(dm.split.get("test", [])):
-        from agegender.evaluation.evaluate import evaluate
-
-        rep = evaluate(best, cfg["data"]["dataset"], cfg["data"]["root"], split="test",
-                       scheme=cfg["data"].get("age_scheme"), options=dict(cfg["data"].get("options") or {}))
-        result["test"] = rep
-    (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
-    return result

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import agegender
 from agegender.errors import AgeGenderError
-from agegender.evaluation.paper_tables import PAPERS, Cell, Protocol, Row, Table, get_tables
 from agegender.metrics import aggregate_folds
+from agegender.workflows.paper_tables import PAPERS, Cell, Protocol, Row, Table, get_tables
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ NO_CONFIG, NO_DATA, NO_WEIGHTS, NOT_RUN, RUNNER, FAILED = (
 
 def repo_root() -> Path:
     """The folder holding ``configs/``: the current one, else the source checkout agegender runs from."""
-    for cand in (Path.cwd(), Path(agegender.__file__).resolve().parents[2]):
+    for cand in (Path.cwd(), Path(__file__).resolve().parents[3]):
         if (cand / "configs").is_dir():
             return cand
     return Path.cwd()
@@ -327,7 +326,7 @@ def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
 def _train_or_reuse(s: _Session, cfg: dict[str, Any], fold: int | None,
                     inject: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(resolved config that ran, results.json, notes) of one training run, trained unless reusable."""
-    from agegender.training.train import run_training
+    from agegender.workflows.train import train_and_test
 
     cfg = copy.deepcopy(cfg)
     if fold is not None:
@@ -350,7 +349,7 @@ def _train_or_reuse(s: _Session, cfg: dict[str, Any], fold: int | None,
         raise _RowSkip(NOT_RUN, f"no {run_dir / 'results.json'} to reuse (run without --reuse to train)")
     notes: list[str] = []
     try:
-        result = run_training(cfg, run_dir)
+        result = train_and_test(cfg, run_dir)
     except AgeGenderError as e:
         if getattr(e, "code", "") != "weights_unavailable":
             raise
@@ -359,7 +358,7 @@ def _train_or_reuse(s: _Session, cfg: dict[str, Any], fold: int | None,
                                        "(no internet; use --weights auto to train from scratch)") from None
         cfg["model"]["trunk"]["pretrained"] = False
         notes.append(WEIGHTS_OFFLINE)
-        result = run_training(cfg, run_dir)
+        result = train_and_test(cfg, run_dir)
     s.cache[key] = (cfg, result, notes)
     return s.cache[key]
 

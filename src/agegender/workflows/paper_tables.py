@@ -1,6 +1,6 @@
 """The five papers' published result tables, transcribed from ``papers/*.md``, each row mapped to the config
 that re-runs it, with the protocol facts (data, split, input, schedule, weights, hardware) deviations are
-measured against. ``agegender reproduce`` (``evaluation/reproduce.py``) runs them.
+measured against. ``agegender reproduce`` (``workflows/reproduce.py``) runs them.
 
 Numbers are the papers' own, in the papers' units. Rows whose config is ``None`` are results the paper
 quotes from earlier work; they are shown for context and not re-run.

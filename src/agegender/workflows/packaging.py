@@ -167,7 +167,7 @@ def _init_package(source: str | None) -> ModelBundle | None:
     """The package a config's ``model.init_from`` names, when it is one that can be found here."""
     if not source:
         return None
-    from agegender.models.bundled import resolve_model_path
+    from agegender.bundled import resolve_model_path
 
     try:
         path = resolve_model_path(source)

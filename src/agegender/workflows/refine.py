@@ -13,7 +13,7 @@ from typing import Any
 
 from agegender.errors import AgeGenderError
 from agegender.training.config import load_config
-from agegender.training.train import run_training
+from agegender.workflows.train import train_and_test
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def iterative_refinement(
         else:
             cfg = _cross_modal(base, shape, checkpoint[other], data, name)
         log.info("refinement step %d: %s %d -> %s", i, task, k, run)
-        result = run_training(cfg, run)
+        result = train_and_test(cfg, run)
         checkpoint[task] = str(result.get("best_checkpoint") or run / "checkpoints" / "last.ckpt")
         steps.append({"step": i, "task": task, "round": k, "output": str(run), "best_checkpoint": checkpoint[task],
                       "fed_by": None if (task, k) == ("gender", 1) else checkpoint[other], "test": result.get("test")})
@@ -127,9 +127,7 @@ def refine_from_config(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import agegender  # noqa: F401  (torchvision compat)
-
-    ap = argparse.ArgumentParser(prog="python -m agegender.training.refine", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m agegender.workflows.refine", description=__doc__.splitlines()[0])
     ap.add_argument("config", help="cross-modal age config with model.composition_args.refine")
     ap.add_argument("--data", help="dataset folder (overrides data.root of both configs)")
     ap.add_argument("--output", "-o", help="run folder (default runs/<config name>)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from agegender.bundled import onnx_twin, resolve_model_path
 from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
 from agegender.data.preprocess import Preprocessing
 from agegender.errors import AgeGenderError
+from agegender.inference.cropper import Cropper
 from agegender.inference.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
 from agegender.inference.results import (
     STATUS_NO_FACE,
@@ -34,6 +34,7 @@ from agegender.inference.results import (
     ImageResult,
     PersonResult,
 )
+from agegender.inference.runner import Runner
 from agegender.inference.runtime import Backend, open_backend
 from agegender.labels import ETHNICITIES, GENDERS, AgeScheme, get_scheme
 
@@ -91,8 +92,6 @@ class Predictor:
         workers: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        from agegender.inference.detectors import build_detector
-
         self.backend = backend
         #: the model's own preprocessing (from its file): resize, crop, channels, normalisation
         self.pre = Preprocessing.from_meta(backend.preprocess, f"model {backend.source}")
@@ -100,34 +99,12 @@ class Predictor:
         self.mode = mode or self.model_mode
         if self.mode not in ("face", "body"):
             raise AgeGenderError(f"mode must be 'face' or 'body', not {self.mode!r}", code="bad_option")
-        opts = dict(detector_options or {})
-        margin = opts.pop("margin", None)  # crop framing options are ours, not the detector's
-        shift = opts.pop("shift", None)
-        from agegender.inference.detectors import Detector
-
-        if isinstance(detector, Detector):  # a ready instance cannot be cloned per thread: serialise its use
-            self.detector_name, self._detector_lock = detector.name, threading.Lock()
-            self.detector = detector
-        else:
-            self.detector_name, self._detector_lock = (
-                str(detector or self._default_detector()),
-                None,
-            )
-            self.detector = build_detector(self.detector_name, **opts)
-        self._detector_options = opts
-        # OpenCV's CascadeClassifier (and dlib's detector) are not thread-safe: each concurrent detection
-        # borrows its own instance from this pool (built on demand, kept for reuse).
-        self._idle_detectors = [self.detector]
-        self._pool_lock = threading.Lock()
-        from agegender.inference.detectors.base import detector_framing
-
-        frame_margin, frame_shift = detector_framing(self.detector_name)
-        # Trained on dataset boxes grown by crop_margin (not squared, as datamodule.read_resized does):
-        # treat detections the same way. Otherwise square crops framed like UTKFace's.
-        if self.pre.crop_margin:
-            frame_margin, frame_shift = self.pre.crop_margin, 0.0
-        self.crop_margin = float(margin if margin is not None else frame_margin)
-        self.crop_shift = float(shift if shift is not None else frame_shift)
+        #: detector + framing → crops
+        self.cropper = Cropper(detector if detector is not None else self._default_detector(), self.pre,
+                               detector_options)
+        default_tta = bool((backend.config.get("eval") or {}).get("tta_flip", False))
+        #: preprocessing + runtime + batches + flip average → outputs
+        self.runner = Runner(backend, self.pre, batch_size, default_tta if tta_flip is None else bool(tta_flip))
         labels = backend.labels or {}
         self.gender_names = list(labels.get("gender") or GENDERS)
         self.ethnicity_names = list(labels.get("ethnicity") or ETHNICITIES)
@@ -140,12 +117,18 @@ class Predictor:
             raise AgeGenderError(f"interval must be in (0, 1), e.g. 0.8, not {interval}", code="bad_option")
         self.interval = float(interval)
         self.min_confidence = float(min_confidence)
-        default_tta = bool((backend.config.get("eval") or {}).get("tta_flip", False))
-        self.tta_flip = default_tta if tta_flip is None else bool(tta_flip)
-        self.batch_size = max(1, int(batch_size))
         self.workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
         self.max_pixels = max_pixels
+        #: outputs → years, groups in ``scheme``, probabilities
         self.decoder = OutputDecoder(self.model_scheme, self.scheme, self.interval)
+
+    # the parts' settings, as attributes of the predictor
+    detector_name = property(lambda self: self.cropper.name)
+    detector = property(lambda self: self.cropper.detector)
+    crop_margin = property(lambda self: self.cropper.margin)
+    crop_shift = property(lambda self: self.cropper.shift)
+    tta_flip = property(lambda self: self.runner.tta_flip)
+    batch_size = property(lambda self: self.runner.batch_size)
 
     # ------------------------------------------------------------------------------------------- public API
 
@@ -282,37 +265,7 @@ class Predictor:
         self, rgb: np.ndarray
     ) -> tuple[list[tuple[float, float, float, float]], list[float], list[np.ndarray]]:
         """Boxes, detector scores and model-ready crops (uint8, resized) of everyone in an RGB image."""
-        from agegender.inference.detectors import crop
-
-        h, w = rgb.shape[:2]
-        if self.detector_name == "none":  # the input is the crop: keep its aspect (pedestrians), no padding
-            return [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)]
-        boxes, scores, crops = [], [], []
-        for det in self._detect(rgb):
-            x1, y1, x2, y2 = (float(v) for v in det.box)
-            boxes.append((x1, y1, x2, y2))
-            scores.append(float(det.score))
-            dy = self.crop_shift * (y2 - y1)
-            crops.append(
-                self._resize(crop(rgb, (x1, y1 + dy, x2, y2 + dy), self.crop_margin, square=self.pre.crop_square))
-            )
-        return boxes, scores, crops  # type: ignore[return-value]
-
-    def _detect(self, rgb: np.ndarray) -> list[Any]:
-        if self._detector_lock is not None:
-            with self._detector_lock:
-                return self.detector.detect(rgb)
-        with self._pool_lock:
-            det = self._idle_detectors.pop() if self._idle_detectors else None
-        if det is None:
-            from agegender.inference.detectors import build_detector
-
-            det = build_detector(self.detector_name, **self._detector_options)
-        try:
-            return det.detect(rgb)
-        finally:
-            with self._pool_lock:
-                self._idle_detectors.append(det)
+        return self.cropper(rgb)
 
     def predict_arrays(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw decoded model outputs (``age``, ``age_probs``, ``gender_probs``, ...) for RGB uint8 crops."""
@@ -426,23 +379,12 @@ class Predictor:
         return self.pre.resize(rgb)
 
     def model_input(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """A batch as the backend takes it: the stacked uint8 crops for an ONNX file that normalises
-        inside its graph (``input_format`` ``uint8``), else the normalised float NCHW batch
-        (:meth:`Preprocessing.batch <agegender.data.preprocess.Preprocessing.batch>`)."""
-        if getattr(self.backend, "input_format", "float") == "uint8":
-            return np.stack(crops)
-        return self.pre.batch(crops)
+        """A batch of resized crops as the backend takes it (see :meth:`Runner.model_input`)."""
+        return self.runner.model_input(crops)
 
     def infer_crops(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw model outputs for crops already resized by :meth:`detect_crops` (batched by ``batch_size``)."""
-        parts = []
-        for s in range(0, len(crops), self.batch_size):
-            parts.append(
-                self.backend.run(self.model_input(crops[s : s + self.batch_size]), tta_flip=self.tta_flip)
-            )
-        if not parts:
-            return {}
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self.runner(crops)
 
     def _run(self, preps: list[Prepared]) -> list[Prepared]:
         crops = [c for p in preps for c in p.crops]

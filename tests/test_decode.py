@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agegender.inference.backends import TorchBackend
-from agegender.inference.decode import OutputDecoder
+from agegender.decode import OutputDecoder
 from agegender.inference.predictor import Predictor
 from agegender.labels import SCHEMES, get_scheme
 from agegender.metrics import gender_probs, group_probs_in_scheme

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 from agegender import _compat  # noqa: F401  (must run before anything imports torchvision)
+from agegender._version import __version__
 from agegender.errors import AgeGenderError
 
-__version__ = "0.1.0"
 __all__ = ["AgeGenderError", "__version__", "load"]
 
 

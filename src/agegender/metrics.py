@@ -27,7 +27,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from agegender.inference.decode import OutputDecoder
+from agegender.decode import OutputDecoder
 from agegender.labels import AgeScheme, get_scheme
 
 ADULT_AGE = 18

@@ -26,7 +26,7 @@ class PredictBatch:
     """Ray Data callable class: loads the predictor once per actor, turns a batch of paths into records."""
 
     def __init__(self, model: str, options: dict[str, Any]) -> None:
-        import agegender  # noqa: F401  (torchvision compat inside the worker process)
+        import agegender._compat  # noqa: F401  (torchvision compat inside the worker process)
         from agegender.inference.predictor import load
 
         self.predictor = load(model, **options)

@@ -25,7 +25,7 @@ from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
 from agegender.data.preprocess import Preprocessing
 from agegender.errors import AgeGenderError
 from agegender.inference.cropper import Cropper
-from agegender.inference.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
+from agegender.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
 from agegender.inference.results import (
     STATUS_NO_FACE,
     STATUS_OK,
@@ -138,12 +138,12 @@ class Predictor:
 
     def info(self) -> dict[str, Any]:
         """What this predictor runs: model name/version/source, tasks, preprocessing, detector, scheme."""
-        import agegender
+        from agegender._version import __version__
 
         meta = self.backend.meta or {}
         return {
             "name": self.name,
-            "version": str(meta.get("version") or agegender.__version__),
+            "version": str(meta.get("version") or __version__),
             "source": self.backend.source,
             "backend": self.backend.name,
             "precision": getattr(self.backend, "precision", "fp32"),

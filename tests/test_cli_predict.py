@@ -223,3 +223,13 @@ def test_heic_and_extensionless_files_get_records(tiny_face_model: Path, tmp_pat
     assert status["download"][0] == "ok"
     for name in ("IMG_0001.HEIC", "IMG_0002"):
         assert status[name][0] == "unsupported" and "HEIC" in status[name][1] and "JPEG" in status[name][1]
+
+
+def test_version_and_stdout_stays_records(tiny_face_model: Path) -> None:
+    import agegender
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"agegender {agegender.__version__}"
+    # the summary line goes to stderr: stdout is only the records, parseable as a whole
+    code, out, err = run(str(grace_hopper_path()), "--model", str(tiny_face_model), "--format", "json")
+    assert code == 0 and json.loads(out) and "images" in err and "images" not in out

@@ -19,6 +19,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Estimate age, gender and ethnicity from faces and pedestrian images; train and evaluate models.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from agegender._version import __version__
+
+        typer.echo(f"agegender {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Estimate age, gender and ethnicity from faces and pedestrian images; train and evaluate models.
+
+    Records go to stdout; progress bars, summaries, warnings and errors to stderr."""
+
+
 def user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -262,11 +262,11 @@ def test_predict_command_uses_the_detector(blocks, tiny_face_model: Path, tmp_pa
     args = [str(photos) if a == "photos/" else a for a in cmd[1:]]
     assert str(photos) in args and "my_bright_blobs" in args
     out = run_cli([*args, "--model", str(tiny_face_model), "--format", "json", "--no-progress"])
-    records = json.loads(out)
-    people = [r for r in records if r["record"] == "person"]
-    assert [(r["x1"], r["y1"], r["x2"], r["y2"]) for r in people] == [BOX_A, BOX_L]
+    (image,) = json.loads(out)  # one object per image, its people nested
+    people = image["people"]
+    assert [tuple(r["box"]) for r in people] == [BOX_A, BOX_L]
     assert [r["detector_score"] for r in people] == pytest.approx([1.0, 0.4375])
-    assert all(0 <= r["age"] <= 100 and r["gender"] in ("male", "female") for r in people)
+    assert all(0 <= r["age"]["years"] <= 100 and r["gender"] in ("male", "female") for r in people)
 
 
 def test_models_and_datasets_commands_list_the_new_parts(blocks) -> None:

@@ -83,7 +83,7 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     # the package carries the fingerprint of its training and validation images
     sizes = b.meta["training"]["split_sizes"]
     assert len(b.fingerprint) == sizes["train"] + sizes["val"] == b.meta["fingerprint"]["images"]
-    assert len(b.meta["warnings"]) == 2
+    assert any("38 validation images" in w for w in b.meta["warnings"])  # (a 1-epoch model trips others too)
     cal = b.meta["calibration"]["heads"]
     assert set(cal) == {"age", "age_group", "gender"}  # --set merges into the config's heads
     # the fitted temperatures are stored in the heads and used by decode

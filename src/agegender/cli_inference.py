@@ -22,7 +22,9 @@ FORMATS = ("json", "jsonl", "csv")
 
 
 class RecordWriter:
-    """Streams flat records as a JSON array, JSON Lines or CSV (fixed columns) to a text stream."""
+    """Streams records as a JSON array, JSON Lines or CSV (fixed columns) to a text stream: for JSON one nested
+    object per image (:meth:`ImageResult.to_dict <agegender.inference.results.ImageResult.to_dict>`), for CSV
+    the flat rows of :func:`~agegender.inference.records.to_records`."""
 
     def __init__(self, stream: IO[str], fmt: str, columns: list[str]) -> None:
         self.stream, self.fmt, self.columns = stream, fmt, columns
@@ -125,7 +127,8 @@ def predict(
     out: Annotated[
         Path | None, typer.Option("--out", help="write annotated copies of the images here")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="json | jsonl | csv")] = "json",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json | jsonl (one nested object per image) | csv (flat "
+                                     "rows)")] = "json",
     output: Annotated[
         Path | None,
         typer.Option(
@@ -172,10 +175,11 @@ def predict(
         ),
     ] = None,
 ) -> None:
-    """Age, gender and ethnicity of every person in images: one record per person plus one per image.
+    """Age, gender and ethnicity of every person in images.
 
-    Every image gets a record with its status (ok, no_face, or an error such as unreadable); broken files
-    never stop the run. Examples:
+    JSON and JSON Lines: one object per image with its status (ok, no_face, or an error such as unreadable) and
+    a list of people, each with nested age, gender and ethnicity (the HTTP API's schema); CSV: one status row
+    per image plus one row per person. Broken files never stop the run. Examples:
 
       agegender predict photos/ --out annotated/ --format csv --output people.csv
 
@@ -231,7 +235,7 @@ def predict(
             res, rgb = item if out is not None else (item, None)
             counts[res.status] = counts.get(res.status, 0) + 1
             people += len(res.people)
-            for rec in to_records(res, columns):
+            for rec in to_records(res, columns) if fmt == "csv" else [res.to_dict()]:
                 writer.write(rec)
             if out is not None and rgb is not None and res.status in (STATUS_OK, STATUS_NO_FACE):
                 save_annotated(_annotated_path(out, inputs[i][1]), rgb, res.people)

@@ -1,12 +1,16 @@
-"""Typed prediction results: one :class:`PersonResult` per person, one :class:`ImageResult` per image.
+"""The one result schema (pydantic): one :class:`ImageResult` per image, with its status and a list of
+:class:`PersonResult`, each with nested age, gender and ethnicity and their probabilities.
 
-``to_dict()`` gives the JSON-ready form shared by the CLI, the Ray job and the HTTP service.
+The Python API returns these objects, ``agegender predict --format json|jsonl`` prints them (``to_dict()``), the
+HTTP service answers with them and documents them in its OpenAPI schema, and video writes them per frame; flat rows
+(:mod:`agegender.inference.records`) are only for CSV and Parquet.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 #: status of an image that was processed and had at least one person
 STATUS_OK = "ok"
@@ -16,44 +20,46 @@ STATUS_NO_FACE = "no_face"
 UNCERTAIN = "uncertain"
 
 
-@dataclass
-class AgeEstimate:
-    """Age in years (expected value) with an interval where the model gives a distribution,
-    and the age group in ``scheme`` with the probability of every group."""
+class AgeEstimate(BaseModel):
+    """Age in years (expected value) with an interval where the model gives a distribution, and the age group
+    in ``scheme`` with the probability of every group."""
 
-    years: float | None
-    interval: tuple[float, float] | None  # central ``interval_mass`` (e.g. 80 %) range in years
-    interval_mass: float | None
-    group: str
-    group_probs: dict[str, float]
-    scheme: str
+    years: float | None = Field(description="estimated age in years (None for a model of age groups only)")
+    interval: tuple[float, float] | None = Field(description="central `interval_mass` range in years")
+    interval_mass: float | None = Field(description="probability mass of `interval`, e.g. 0.8")
+    group: str = Field(description="most probable age group of `scheme`, or 'uncertain'")
+    group_probs: dict[str, float] = Field(description="probability of every group of `scheme`")
+    scheme: str = Field(description="age-group scheme: adience8, kang4, peta5 or fairface9")
 
 
-@dataclass
-class PersonResult:
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
+class PersonResult(BaseModel):
+    """One person (a face, or a whole body for body models)."""
+
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels of the input image")
     detector_score: float
     age: AgeEstimate | None = None
-    gender: str | None = None  # "male" / "female", or "uncertain" below the confidence threshold
+    gender: str | None = Field(None, description="'male' / 'female', or 'uncertain' below min_confidence")
     gender_probs: dict[str, float] | None = None
     ethnicity: str | None = None
     ethnicity_probs: dict[str, float] | None = None
-    attributes: dict[str, float] | None = None
+    attributes: dict[str, float] | None = Field(None, description="probability of each appearance attribute")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self.model_dump(mode="json")
         d["box"] = [round(float(v), 1) for v in self.box]
         return d
 
 
-@dataclass
-class ImageResult:
-    source: str
-    status: str  # "ok", "no_face", or an error code (unreadable, not_an_image, too_large, missing_file, ...)
-    message: str | None = None
+class ImageResult(BaseModel):
+    """One image: its status and everyone in it."""
+
+    source: str = Field(description="the input's path, or a placeholder for in-memory images")
+    status: str = Field(description="ok, no_face, or an error code (unreadable, not_an_image, too_large, "
+                                    "missing_file, unsupported, ...)")
+    message: str | None = Field(None, description="what went wrong and what to do, for every status but ok")
     width: int | None = None
     height: int | None = None
-    people: list[PersonResult] = field(default_factory=list)
+    people: list[PersonResult] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -4,7 +4,6 @@ and describe the machine, so every printed figure says what it was measured on."
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -92,13 +91,9 @@ def resolve_model(name: str, fallback: str = DEFAULT_STANDIN) -> tuple[str, str]
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from agegender.inference.backend_choice import cpu_name
+
+    return cpu_name()
 
 
 def machine() -> str:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from _common import cpu_model
+from serve_load import free_port, wait_ready
 
 
 def flat_png(side: int) -> bytes:
@@ -41,12 +41,6 @@ def grace_hopper() -> bytes:
     import matplotlib
 
     return (Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_status(pid: int, key: str) -> float:
@@ -71,19 +65,6 @@ def start_server(port: int, args: argparse.Namespace) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            r = httpx.get(url + "/v1/models", timeout=2)
-            if r.status_code == 200:
-                return r.json()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"server not ready after {timeout} s")
 
 
 async def post(client: httpx.AsyncClient, url: str, name: str, data: bytes, ctype: str) -> tuple[str, float]:

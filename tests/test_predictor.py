@@ -303,3 +303,13 @@ def test_face_crops_are_framed_like_utkface(face: Predictor, tiny_face_model: Pa
     custom = load(tiny_face_model, detector_options={"margin": 0.2, "shift": 0.0})
     assert (custom.crop_margin, custom.crop_shift) == (0.2, 0.0)
     assert custom.info()["detector"]["crop_margin"] == 0.2
+
+
+def test_package_root_exports_the_api_types(tiny_face_model: Path, grace_hopper: Path) -> None:
+    import agegender
+
+    p = agegender.load(tiny_face_model)
+    assert isinstance(p, agegender.Predictor)
+    res = p.predict_image(grace_hopper)
+    assert isinstance(res, agegender.ImageResult) and all(isinstance(x, agegender.PersonResult) for x in res.people)
+    assert agegender.ImageResult.model_validate(res.to_dict()).to_dict() == res.to_dict()  # the JSON round-trips

@@ -313,3 +313,29 @@ def test_package_root_exports_the_api_types(tiny_face_model: Path, grace_hopper:
     res = p.predict_image(grace_hopper)
     assert isinstance(res, agegender.ImageResult) and all(isinstance(x, agegender.PersonResult) for x in res.people)
     assert agegender.ImageResult.model_validate(res.to_dict()).to_dict() == res.to_dict()  # the JSON round-trips
+
+
+def test_options_are_validated_once_for_every_caller(tiny_face_model: Path) -> None:
+    from agegender.errors import AgeGenderError
+    from agegender.inference.options import PredictorOptions
+
+    with pytest.raises(AgeGenderError, match="unknown predictor option 'min_confidance'; valid: device") as e:
+        load(tiny_face_model, min_confidance=0.5)
+    assert e.value.code == "bad_option" and "\n" not in str(e.value)
+    with pytest.raises(AgeGenderError, match="interval=1.5"):
+        load(tiny_face_model, interval=1.5)
+    with pytest.raises(AgeGenderError, match="batch_size=0"):
+        PredictorOptions.of(batch_size=0)
+    opts = PredictorOptions.of(detector="none", tta_flip=False)
+    p = load(tiny_face_model, opts, scheme="kang4")  # an options object, with overrides on top
+    assert p.detector_name == "none" and not p.tta_flip and p.scheme.name == "kang4"
+    assert p.options == PredictorOptions.of(opts, scheme="kang4")
+
+
+def test_service_settings_check_predictor_options_alike() -> None:
+    from agegender.errors import AgeGenderError
+    from agegender.serve.settings import ServeSettings
+
+    assert ServeSettings(predictor_options={"min_confidence": 0.6}).predictor_options == {"min_confidence": 0.6}
+    with pytest.raises(AgeGenderError, match="unknown predictor option 'tta'"):
+        ServeSettings(predictor_options={"tta": True})

@@ -21,11 +21,12 @@ import numpy as np
 from PIL import Image
 
 from agegender.bundled import onnx_twin, resolve_model_path
-from agegender.data.images import DEFAULT_MAX_PIXELS, load_image
+from agegender.data.images import load_image
 from agegender.data.preprocess import Preprocessing
+from agegender.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
 from agegender.errors import AgeGenderError
 from agegender.inference.cropper import Cropper
-from agegender.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
+from agegender.inference.options import PredictorOptions
 from agegender.inference.results import (
     STATUS_NO_FACE,
     STATUS_OK,
@@ -36,7 +37,7 @@ from agegender.inference.results import (
 )
 from agegender.inference.runner import Runner
 from agegender.inference.runtime import Backend, open_backend
-from agegender.labels import ETHNICITIES, GENDERS, AgeScheme, get_scheme
+from agegender.labels import ETHNICITIES, GENDERS, get_scheme
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +79,14 @@ class Predictor:
     the whole image is the crop). See :func:`load` for the options.
     """
 
-    def __init__(
-        self,
-        backend: Backend,
-        detector: Any = None,
-        detector_options: dict[str, Any] | None = None,
-        mode: str | None = None,
-        scheme: str | AgeScheme | None = None,
-        interval: float = 0.8,
-        min_confidence: float = 0.0,
-        tta_flip: bool | None = None,
-        batch_size: int = 64,
-        workers: int | None = None,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    ) -> None:
+    def __init__(self, backend: Backend, options: PredictorOptions | None = None, **overrides: Any) -> None:
+        """``options`` / ``overrides``: a :class:`~agegender.inference.options.PredictorOptions` and its fields
+        (the runtime ones, device to threads, are :func:`load`'s and ignored here)."""
+        opts = PredictorOptions.of(options, **overrides)
+        detector, detector_options, mode, scheme = opts.detector, opts.detector_options, opts.mode, opts.scheme
+        interval, min_confidence, tta_flip = opts.interval, opts.min_confidence, opts.tta_flip
+        batch_size, workers, max_pixels = opts.batch_size, opts.workers, opts.max_pixels
+        self.options = opts
         self.backend = backend
         #: the model's own preprocessing (from its file): resize, crop, channels, normalisation
         self.pre = Preprocessing.from_meta(backend.preprocess, f"model {backend.source}")
@@ -422,56 +417,19 @@ def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
     return out
 
 
-def load(
-    name_or_path: str | Path = "default",
-    device: str = "cpu",
-    backend: str | None = None,
-    detector: Any = None,
-    detector_options: dict[str, Any] | None = None,
-    mode: str | None = None,
-    scheme: str | None = None,
-    interval: float = 0.8,
-    min_confidence: float = 0.0,
-    tta_flip: bool | None = None,
-    batch_size: int = 64,
-    threads: int | None = None,
-    workers: int | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    precision: str = "fp32",
-) -> Predictor:
+def load(name_or_path: str | Path = "default", options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
     """Load a model and wrap it in a :class:`Predictor`.
 
-    Args:
-        name_or_path: bundled name (``default``, ``default-body``), a package (``.safetensors``) or ``.ckpt`` file, or an
-            exported ``.onnx`` file.
-        device: ``cpu`` or ``cuda[:N]``.
-        backend: ``torch``, ``onnx`` or ``auto``. Default: a bundled model on a CPU runs its bundled ONNX twin with
-            ONNX Runtime (no torch is imported; ``docs/performance.md`` has the speeds), an ``.onnx`` file runs with
-            ONNX Runtime, any other package or checkpoint with PyTorch.
-            ``onnx`` with a checkpoint exports it on the fly. ``auto`` times PyTorch and ONNX Runtime on this
-            machine (a few seconds, then cached) and keeps the faster: for batch jobs, video and servers; see
-            :mod:`agegender.inference.backend_choice`. ``predictor.info()["backend_selection"]`` has the timings.
-        detector: ``haar`` (default for face models), ``dlib``, ``none`` (inputs are crops; default for
-            body models), ``onnx`` or a path to an ONNX face detector, or a built ``Detector`` instance.
-        detector_options: e.g. ``{"min_face_size": 40, "score_threshold": 0.5}``, plus the crop framing
-            ``margin`` (fraction of the box added per side) and ``shift`` (downward, fraction of the box
-            height); the defaults (each detector's registered ``framing``,
-            :func:`~agegender.inference.detectors.base.detector_framing`) reproduce UTKFace-style crops.
-        mode: ``face`` or ``body`` (default: from the model — PETA/RAP models are body models).
-        scheme: age-group scheme of the output (``adience8``, ``kang4``, ``peta5``, ``fairface9``;
-            default: the model's).
-        interval: probability mass of the reported age interval (0.8 → 10th–90th percentile).
-        min_confidence: below this top probability, gender/ethnicity/age group are ``"uncertain"``.
-        tta_flip: average with the mirrored crop (default: the model config's ``eval.tta_flip``).
-        batch_size: crops per model call; threads: torch/ORT intra-op threads; workers: decode threads.
-        max_pixels: larger images get status ``too_large`` (decompression-bomb guard).
-        precision: the torch backend's precision once it has traced the network (after 64 crops): ``fp32``
-            (default), ``bf16`` (on CPUs with native bfloat16: 1.4-1.8x the crops/s on an AMD EPYC but 0.7x on
-            an Intel Xeon, so measure; outputs move slightly) or
-            ``auto`` (where bfloat16 is native, time both when the network is frozen and keep the faster;
-            else fp32). See ``TorchBackend``.
+    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-body``), a package
+    (``.safetensors``) or ``.ckpt`` file, or an exported ``.onnx`` file. ``options`` and ``overrides`` (keyword
+    arguments named like its fields, e.g. ``detector="none"``, ``tta_flip=False``) are the
+    :class:`~agegender.inference.options.PredictorOptions`: runtime, precision, threads, detector and its options,
+    mode, age-group scheme, interval, min_confidence, flip TTA, batch size, workers and the pixel limit; each is
+    documented there. A bad option is a one-line ``AgeGenderError``.
     """
+    opts = PredictorOptions.of(options, **overrides)
     path = resolve_model_path(name_or_path)
+    backend, device, threads, precision = opts.backend, opts.device, opts.threads, opts.precision
     twin = onnx_twin(path)
     if backend is None and twin is not None and str(device) == "cpu" and precision == "fp32":
         # a bundled model: its ONNX twin, the fastest correct path on a CPU without loading torch
@@ -479,19 +437,7 @@ def load(
     if backend == "auto":
         from agegender.inference.backend_choice import open_fastest_backend
 
-        be = open_fastest_backend(path, device, threads, precision, batch_size, tta_flip=bool(tta_flip))
+        be = open_fastest_backend(path, device, threads, precision, opts.batch_size, tta_flip=bool(opts.tta_flip))
     else:
         be = open_backend(path, backend, device, threads, precision=precision)
-    return Predictor(
-        be,
-        detector=detector,
-        detector_options=detector_options,
-        mode=mode,
-        scheme=scheme,
-        interval=interval,
-        min_confidence=min_confidence,
-        tta_flip=tta_flip,
-        batch_size=batch_size,
-        workers=workers,
-        max_pixels=max_pixels,
-    )
+    return Predictor(be, opts)

@@ -67,7 +67,7 @@ class ServeSettings:
     #: folder with Swagger UI 5 files (swagger-ui-bundle.js, swagger-ui.css) for ``/docs``; default: found in
     #: an installed package (swagger-ui-py), else ``/docs`` is a small built-in offline reference page
     docs_assets: str | None = None
-    #: extra keyword arguments for :func:`agegender.inference.predictor.load` (not read from the environment)
+    #: further :class:`~agegender.inference.options.PredictorOptions` for the model (not read from the environment)
     predictor_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -87,6 +87,10 @@ class ServeSettings:
             raise AgeGenderError(f"backend must be torch, onnx or auto, not {self.backend!r}", code="bad_option")
         if not float(self.timeout_s) > 0:
             raise AgeGenderError(f"timeout_s must be positive, not {self.timeout_s}", code="bad_option")
+        if self.predictor_options:  # checked now, by the one declaration of the predictor's options
+            from agegender.inference.options import PredictorOptions
+
+            PredictorOptions.of(**self.predictor_options)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:

@@ -1,0 +1,71 @@
+"""The predictor's options, declared and documented once: :func:`agegender.load`, the CLI's ``predict`` and
+``video``, the HTTP service and the Ray job all build a :class:`PredictorOptions`, so a misspelt or out-of-range
+option is the same one-line error everywhere."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agegender.data.images import DEFAULT_MAX_PIXELS
+from agegender.errors import AgeGenderError
+
+
+class PredictorOptions(BaseModel):
+    """Everything :func:`agegender.load` takes besides the model."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=True)
+
+    device: str = Field("cpu", description="`cpu` or `cuda[:N]`")
+    backend: Literal["torch", "onnx", "auto"] | None = Field(
+        None, description="model runtime. Default: a bundled model on a CPU runs its bundled ONNX twin with ONNX "
+        "Runtime (no torch imported), an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx` "
+        "with a package exports it on the fly; `auto` times PyTorch and ONNX Runtime on this machine once (cached) "
+        "and keeps the faster (agegender.inference.backend_choice)")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="the PyTorch runtime's precision once it has traced the network (after 64 crops): "
+        "`bf16` on CPUs with native bfloat16 (faster on some, slower on others; outputs move slightly), `auto` "
+        "times both")
+    threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime")
+    detector: Any = Field(
+        None, description="face or person detector: `blazeface`, `haar`, `dlib`, `none` (inputs are crops), a "
+        "path to an ONNX face detector, or a built Detector; default: the model's own (BlazeFace for the bundled "
+        "face models, none for body models)")
+    detector_options: dict[str, Any] = Field(
+        default_factory=dict, description="detector settings (e.g. min_face_size, score_threshold) and the crop "
+        "framing: `margin` (fraction of the box added per side), `shift` (downward, fraction of the box height)")
+    mode: Literal["face", "body"] | None = Field(None, description="default: the model's (PETA/RAP models: body)")
+    scheme: str | None = Field(None, description="age-group scheme of the results: adience8, kang4, peta5, "
+                                                 "fairface9; default: the model's")
+    interval: float = Field(0.8, gt=0.0, lt=1.0, description="probability mass of the reported age interval")
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="below this top probability, gender, "
+                                                                   "ethnicity and age group are `uncertain`")
+    tta_flip: bool | None = Field(None, description="average with the mirrored crops; default: the model's "
+                                                    "setting (docs/performance.md has its gain and cost)")
+    batch_size: int = Field(64, ge=1, description="crops per model call")
+    workers: int | None = Field(None, ge=1, description="decode and detection threads (default min(4, CPUs))")
+    max_pixels: int | None = Field(DEFAULT_MAX_PIXELS, ge=1, description="larger images get status too_large")
+
+    @classmethod
+    def of(cls, options: PredictorOptions | None = None, **overrides: Any) -> PredictorOptions:
+        """``options`` (or the defaults) with ``overrides`` applied; any bad option is a one-line
+        :class:`AgeGenderError` (``bad_option``) naming it."""
+        base = options.model_dump() if options is not None else {}
+        base.update({k: v for k, v in overrides.items()})
+        try:
+            return cls(**base)
+        except ValidationError as e:
+            raise AgeGenderError(_one_line(e), code="bad_option") from None
+
+
+def _one_line(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        name = ".".join(str(x) for x in err["loc"]) or "options"
+        if err["type"] == "extra_forbidden":
+            valid = ", ".join(PredictorOptions.model_fields)
+            parts.append(f"unknown predictor option {name!r}; valid: {valid}")
+        else:
+            parts.append(f"predictor option {name}={err.get('input')!r}: {err['msg']}")
+    return "; ".join(parts)

@@ -15,13 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agegender.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    average_crops,
-    eval_transform,
-    ten_crop_transform,
-)
+from agegender.data.preprocess import Preprocessing
+from agegender.data.transforms import average_crops, ten_crop_transform
 from agegender.errors import AgeGenderError
 from agegender.labels import AgeScheme, Sample
 from agegender.models.package import ModelBundle
@@ -61,17 +56,11 @@ def _batches(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int, te
              cropper: Callable[[Sample], np.ndarray] | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
     """(sample indices, preprocessed batch) exactly as in training (``bundle.preprocess``); images that fail
     to decode are dropped and marked in ``ok``. With ``ten_crop`` a batch is (B·10, C, H, W), crops consecutive."""
-    from agegender.training.datamodule import as_hw, read_resized
+    from agegender.training.datamodule import read_resized
 
-    pp = bundle.preprocess
-    input_hw = as_hw(pp.get("input_size", 224))
-    resize_hw = as_hw(pp.get("resize") or input_hw)
-    mean, std = pp.get("mean") or IMAGENET_MEAN, pp.get("std") or IMAGENET_STD
-    if ten_crop:
-        tf = ten_crop_transform(input_hw, mean, std, resize=list(resize_hw))
-    else:
-        tf = eval_transform(input_hw, mean, std)
-    margin = float(pp.get("crop_margin", 0.0))
+    pre = Preprocessing.from_meta(bundle.preprocess, bundle.source)
+    resize_hw, margin = pre.resize_hw, pre.crop_margin
+    tf = ten_crop_transform(pre.input_hw, pre.mean, pre.std, resize=list(resize_hw)) if ten_crop else pre.transform()
 
     def load(i: int) -> torch.Tensor | None:
         try:

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from _common import cpu_model
-from serve_load import free_port, wait_ready
+from serve_load import free_port, stop, wait_ready
 
 
 def flat_png(side: int) -> bytes:
@@ -141,11 +141,7 @@ def main() -> int:
         small_out, big_out, wall = asyncio.run(asyncio.wait_for(flood(url, big, small, args), args.max_seconds))
         peak = proc_status(proc.pid, "VmHWM")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
     m, limits = info["models"][0], info["limits"]
     ok_small = [s for o, s in small_out if o == "200"]

@@ -156,6 +156,15 @@ def start_server(model: str, port: int, args: argparse.Namespace) -> subprocess.
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """End the server: SIGTERM, then SIGKILL after 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -272,11 +281,7 @@ def main() -> int:
         httpx.post(url + "/v1/predict", files={"file": ("warm.jpg", good[0].data, "image/jpeg")}, timeout=60)
         outcomes, wall, health = asyncio.run(run_load(url, plan, args.concurrency))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         tmp.cleanup()
 
     goods = [o for o in outcomes if o.case.kind == "good"]

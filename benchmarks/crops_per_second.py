@@ -88,7 +88,7 @@ def main() -> None:
             precision = "bf16" if backend == "torch-bf16" else "fp32"
             p = load(files[backend], detector="none", threads=args.threads, precision=precision)
         tta_default = p.tta_flip
-        h, w = p.resize_hw
+        h, w = p.pre.resize_hw
         rng = np.random.default_rng(0)
         if backend.startswith("torch"):
             # "torch" traces + freezes the network after its first crops (TorchBackend); "torch-eager" never
@@ -97,7 +97,7 @@ def main() -> None:
         frozen = (f", traced+frozen={p.backend.optimized} ({p.backend.precision})"
                   if p.backend.name == "torch" else "")
         print(
-            f"# {backend}: input {p.input_hw}, threads {args.threads or 'default'}, "
+            f"# {backend}: input {p.pre.input_hw}, threads {args.threads or 'default'}, "
             f"model's tta_flip={tta_default}{frozen}"
         )
         for bs in sizes:

@@ -122,8 +122,22 @@ class Predictor:
     detector = property(lambda self: self.cropper.detector)
     crop_margin = property(lambda self: self.cropper.margin)
     crop_shift = property(lambda self: self.cropper.shift)
-    tta_flip = property(lambda self: self.runner.tta_flip)
-    batch_size = property(lambda self: self.runner.batch_size)
+
+    @property
+    def tta_flip(self) -> bool:
+        return self.runner.tta_flip
+
+    @tta_flip.setter
+    def tta_flip(self, value: bool) -> None:
+        self.runner.tta_flip = bool(value)
+
+    @property
+    def batch_size(self) -> int:
+        return self.runner.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.runner.batch_size = max(1, int(value))
 
     # ------------------------------------------------------------------------------------------- public API
 

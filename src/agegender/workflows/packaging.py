@@ -195,6 +195,18 @@ _KEYS = [
 ]
 
 
+def _file_line(package: Path, meta: dict[str, Any]) -> str:
+    """What the model file is: a safetensors package, its training fingerprint and its ONNX twin, if any."""
+    fp = meta.get("fingerprint") or {}
+    text = "- file: a safetensors package (weights and a JSON header; loading it runs no code)"
+    if fp:
+        text += f", with the fingerprint of {fp['images']:,} images ({fp['of']}; `evaluate` reports `seen_in_training`)"
+    twin = package.with_suffix(".onnx")
+    if twin.is_file():
+        text += f"; `{twin.name}` is its ONNX twin, which `agegender.load` runs by default (`tools/export_bundled_onnx.py`)"
+    return text
+
+
 def _init_text(model_cfg: dict[str, Any]) -> str:
     if model_cfg.get("init_from"):
         return f"initialised from `{model_cfg['init_from']}`"
@@ -229,6 +241,7 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         f"; mode `{meta.get('mode')}`, default detector `{meta.get('default_detector')}`"),
         (f"- weights stored as {'fp16' if meta.get('half', True) else 'fp32'}; age-group scheme of the training labels: "
         f"`{b.age_scheme}` (any scheme can be asked for at prediction time)"),
+        _file_line(Path(package), meta),
         "",
         "## Data and split",
         f"- dataset: `{dataset}` from `{cfg['data']['root']}` ({tr.get('read_summary', '')})",

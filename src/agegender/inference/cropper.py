@@ -12,6 +12,11 @@ from agegender.data.preprocess import Preprocessing
 
 Box = tuple[float, float, float, float]
 
+#: border added around an image, as a fraction of its longer side, to check whether it is a face crop itself
+CROP_BORDER = 0.5
+#: share of the image a face found on the bordered copy must cover for the image to count as a face crop
+CROP_COVER = 0.25
+
 
 class Cropper:
     """Finds everyone in an RGB image and cuts their crops at the model's resize size.
@@ -50,13 +55,46 @@ class Cropper:
 
     def __call__(self, rgb: np.ndarray) -> tuple[list[Box], list[float], list[np.ndarray]]:
         """Boxes, detector scores and model-ready crops (uint8, resized) of everyone in ``rgb``."""
-        from agegender.inference.detectors import crop
+        boxes, scores, crops, _ = self.find(rgb)
+        return boxes, scores, crops
 
+    def find(self, rgb: np.ndarray, whole_image_crops: bool = False
+             ) -> tuple[list[Box], list[float], list[np.ndarray], list[str]]:
+        """:meth:`__call__` plus how each crop was taken: ``detected``, or ``whole_image``.
+
+        With ``whole_image_crops``, an image in which the detector finds nobody is checked for being a face crop
+        itself (a tight crop leaves the detector no face-sized window): the detector runs again on the image with
+        a border of :data:`CROP_BORDER` times its longer side (edge pixels repeated), and if it finds one face
+        covering at least :data:`CROP_COVER` of the image, the whole image is the crop, as for ``--detector none``.
+        """
         h, w = rgb.shape[:2]
         if self.name == "none":  # the input is the crop: keep its aspect (pedestrians), no padding
-            return [(0.0, 0.0, float(w), float(h))], [1.0], [self.pre.resize(rgb)]
+            return [(0.0, 0.0, float(w), float(h))], [1.0], [self.pre.resize(rgb)], ["whole_image"]
+        boxes, scores, crops = self._detected(rgb, self.detect(rgb))
+        if not boxes and whole_image_crops:
+            score = self._whole_image_score(rgb)
+            if score is not None:
+                return [(0.0, 0.0, float(w), float(h))], [score], [self.pre.resize(rgb)], ["whole_image"]
+        return boxes, scores, crops, ["detected"] * len(boxes)
+
+    def _whole_image_score(self, rgb: np.ndarray) -> float | None:
+        """The detector's score for the face that fills ``rgb``, found on a bordered copy; None if none does."""
+        h, w = rgb.shape[:2]
+        pad = round(CROP_BORDER * max(h, w))
+        framed = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        found = []
+        for det in self.detect(framed):
+            x1, y1, x2, y2 = (float(v) for v in det.box)
+            inter = max(0.0, min(x2 - pad, w) - max(x1 - pad, 0.0)) * max(0.0, min(y2 - pad, h) - max(y1 - pad, 0.0))
+            if inter >= CROP_COVER * w * h:
+                found.append(float(det.score))
+        return max(found) if len(found) == 1 else None
+
+    def _detected(self, rgb: np.ndarray, detections: list[Any]) -> tuple[list[Box], list[float], list[np.ndarray]]:
+        from agegender.inference.detectors import crop
+
         boxes, scores, crops = [], [], []
-        for det in self.detect(rgb):
+        for det in detections:
             x1, y1, x2, y2 = (float(v) for v in det.box)
             boxes.append((x1, y1, x2, y2))
             scores.append(float(det.score))

@@ -69,6 +69,7 @@ class Prepared:
     scores: list[float] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)  # uint8 RGB at the model's resize size
     image: np.ndarray | None = None
+    kinds: list[str] = field(default_factory=list)  # how each crop was taken: detected, whole_image
 
 
 class Predictor:
@@ -267,7 +268,8 @@ class Predictor:
             rgb = load_image(c, channel_order=channel_order, max_pixels=self.max_pixels)
             h, w = rgb.shape[:2]
             res = ImageResult(source=source_name(c), status=STATUS_OK, width=w, height=h)
-            preps.append(Prepared(res, [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)]))
+            preps.append(Prepared(res, [(0.0, 0.0, float(w), float(h))], [1.0], [self._resize(rgb)],
+                                  kinds=["whole_image"]))
         return [p for prep in self._run(preps) for p in prep.result.people]
 
     def detect_crops(
@@ -288,8 +290,8 @@ class Predictor:
             return []
         return self._people(self.decoder(arrays), 0, boxes, scores)
 
-    def _people(self, dec: Decoded, start: int, boxes: Sequence[Sequence[float]], scores: Sequence[float]
-                ) -> list[PersonResult]:
+    def _people(self, dec: Decoded, start: int, boxes: Sequence[Sequence[float]], scores: Sequence[float],
+                kinds: Sequence[str] = ()) -> list[PersonResult]:
         """Typed results of rows ``start``.. of decoded outputs, one per box."""
         fem, eth, attrs = dec.female, dec.ethnicity_probs, dec.attributes_probs
         years, years_lo, years_hi, group = dec.years, dec.years_low, dec.years_high, dec.group_probs
@@ -327,6 +329,7 @@ class Predictor:
                 PersonResult(
                     box=b,
                     detector_score=float(scores[j]),
+                    crop=kinds[j] if j < len(kinds) else "detected",
                     age=age,
                     gender=gender,  # type: ignore[arg-type]
                     gender_probs=gender_probs,
@@ -367,8 +370,8 @@ class Predictor:
         try:
             rgb = load_image(image, channel_order=channel_order, max_pixels=self.max_pixels)
             res.height, res.width = int(rgb.shape[0]), int(rgb.shape[1])
-            boxes, scores, crops = self.detect_crops(rgb)
-            prep = Prepared(res, boxes, scores, crops, image=rgb if keep_image else None)
+            boxes, scores, crops, kinds = self.cropper.find(rgb, whole_image_crops=self.mode == "face")
+            prep = Prepared(res, boxes, scores, crops, image=rgb if keep_image else None, kinds=kinds)
             if not prep.crops:
                 res.status = STATUS_NO_FACE
                 res.message = self._nothing_found_message()
@@ -404,7 +407,7 @@ class Predictor:
         for p in preps:
             n = len(p.crops)
             if n:
-                p.result.people = self._people(dec, start, p.boxes, p.scores)
+                p.result.people = self._people(dec, start, p.boxes, p.scores, p.kinds)
                 p.crops = []
             start += n
         return preps

@@ -26,6 +26,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("x2", "float"),
     ("y2", "float"),
     ("detector_score", "float"),
+    ("crop", "str"),  # detected or whole_image
     ("age", "float"),
     ("age_low", "float"),
     ("age_high", "float"),
@@ -75,6 +76,7 @@ def to_records(result: ImageResult, columns: Iterable[tuple[str, str]] | None = 
             "x2": round(p.box[2], 1),
             "y2": round(p.box[3], 1),
             "detector_score": round(p.detector_score, 4),
+            "crop": p.crop,
             "gender": p.gender,
             "ethnicity": p.ethnicity,
         }

@@ -37,6 +37,9 @@ class PersonResult(BaseModel):
 
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels of the input image")
     detector_score: float
+    crop: str = Field("detected", description="how the crop was taken: `detected` (a detector's box, framed like "
+                      "the training crops) or `whole_image` (the image is itself the crop: --detector none, a body "
+                      "crop, or a tight face crop recognised as one)")
     age: AgeEstimate | None = None
     gender: str | None = Field(None, description="'male' / 'female', or 'uncertain' below min_confidence")
     gender_probs: dict[str, float] | None = None

@@ -38,6 +38,9 @@ def main() -> None:
     results = p.predict_batch(files)
     seconds = time.perf_counter() - t
     kinds = [r.people[0].crop for r in results if r.people]
+    from agegender.data.images import load_image
+
+    direct = sum(bool(p.cropper.detect(load_image(f))) for f in files)  # the detector alone, no bordered check
     rng = np.random.default_rng(0)
     noface = [(rng.random((200, 200, 3)) * 255).astype(np.uint8) if i % 2 else
               np.full((200, 200, 3), rng.integers(0, 256, 3), np.uint8) for i in range(args.noface)]
@@ -48,6 +51,7 @@ def main() -> None:
     print(f"| {len(files)} UTKFace chips | {100 * len(kinds) / len(files):.1f} % | {kinds.count('detected')} | "
           f"{kinds.count('whole_image')} | {1000 * seconds / len(files):.1f} |")
     print(f"| {len(noface)} face-free images | {false} | | | |")
+    print(f"\nthe detector alone finds a face in {100 * direct / len(files):.1f} % of the chips")
 
 
 if __name__ == "__main__":

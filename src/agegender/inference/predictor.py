@@ -109,8 +109,6 @@ class Predictor:
             labels.get("age_scheme") or backend.config.get("data", {}).get("age_scheme") or "adience8"
         )
         self.scheme = get_scheme(scheme) if scheme is not None else self.model_scheme
-        if not 0.0 < float(interval) < 1.0:
-            raise AgeGenderError(f"interval must be in (0, 1), e.g. 0.8, not {interval}", code="bad_option")
         self.interval = float(interval)
         self.min_confidence = float(min_confidence)
         self.workers = max(1, int(workers or min(4, os.cpu_count() or 1)))

@@ -50,6 +50,7 @@ class PersonResult(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d["box"] = [round(float(v), 1) for v in self.box]
+        d["detector_score"] = round(float(self.detector_score), 4)  # as in the flat records
         return d
 
 

@@ -24,7 +24,7 @@ from agegender.errors import AgeGenderError
 from agegender.evaluation.runner import Evaluation, run_model, sample_targets
 from agegender.labels import Sample, get_scheme
 from agegender.metrics import compute_metrics, per_identity_accuracy, per_sample_correct
-from agegender.models.package import ModelBundle, load_bundle
+from agegender.models.package import ModelBundle, json_default, load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def evaluate(
     if output:
         out = Path(output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=_json_default))
+        out.write_text(json.dumps(report, indent=2, default=json_default))
     return report
 
 
@@ -238,9 +238,3 @@ def seen_warning(n_seen: int, n: int, excluded: bool = False) -> str:
     return head + ": its figures here overstate its accuracy on new images (--exclude-seen leaves them out)"
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)

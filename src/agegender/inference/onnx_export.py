@@ -18,7 +18,7 @@ from agegender.bundled import resolve_model_path
 from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.onnx_runtime import ONNX_META_KEY, OnnxBackend
-from agegender.models.package import ModelBundle, load_bundle
+from agegender.models.package import ModelBundle, bundle_info, json_default, load_bundle
 
 INPUT_NAME = "image"
 
@@ -61,10 +61,6 @@ class UInt8Input(nn.Module):
         if self.bgr:
             x = x[:, [2, 1, 0]]
         return self.inner(x * self.scale + self.shift)
-
-
-def _json_safe(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 def _input_shape(bundle: ModelBundle) -> tuple[int, int, int]:
@@ -157,11 +153,7 @@ def export_onnx(
     proto = onnx.load(str(out))
     meta = {
         "format": "agegender-onnx",
-        "config": bundle.config,
-        "dims": bundle.dims,
-        "preprocess": bundle.preprocess,
-        "labels": bundle.labels,
-        "meta": {**bundle.meta, "exported_from": bundle.source, "opset": int(opset)},
+        **bundle_info(bundle, {"exported_from": bundle.source, "opset": int(opset)}),
         "outputs": names,
         "input": INPUT_NAME,
         "input_format": input_format,
@@ -171,13 +163,9 @@ def export_onnx(
         proto, extra = _quantize_int8(bundle, proto, int8_calibration, calibration_limit, input_format)
         meta["meta"].update(extra)
     del proto.metadata_props[:]
-    for key, value in {
-        ONNX_META_KEY: _json_safe(meta),
-        "preprocess": bundle.preprocess,
-        "labels": bundle.labels,
-    }.items():
+    for key, value in {ONNX_META_KEY: meta, "preprocess": bundle.preprocess, "labels": bundle.labels}.items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(_json_safe(value))
+        entry.key, entry.value = key, json.dumps(value, default=json_default)
     proto.producer_name = "agegender"
     onnx.save(proto, str(out))
     summary: dict[str, Any] = {

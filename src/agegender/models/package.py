@@ -214,18 +214,18 @@ def save_package(bundle: ModelBundle, path: str | Path, half: bool = False, meta
                for k, v in bundle.model.state_dict().items()}
     if bundle.fingerprint is not None:
         tensors[FINGERPRINT_TENSOR] = torch.from_numpy(np.ascontiguousarray(bundle.fingerprint, dtype=np.int64))
-    info = {
-        "config": bundle.config,
-        "dims": bundle.dims,
-        "preprocess": bundle.preprocess,
-        "labels": bundle.labels,
-        "meta": {**bundle.meta, **dict(meta or {})},
-    }
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata={"format": PACKAGE_FORMAT, "version": str(PACKAGE_VERSION),
-                                           _HEADER_KEY: json.dumps(info, default=_json_default)})
+                                           _HEADER_KEY: json.dumps(bundle_info(bundle, meta), default=json_default)})
     return out
+
+
+def bundle_info(bundle: ModelBundle, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a model file says besides its weights (config, task sizes, preprocessing, labels, metadata with
+    ``meta`` added): the header of a package and the metadata of an exported ONNX file alike."""
+    return {"config": bundle.config, "dims": bundle.dims, "preprocess": bundle.preprocess, "labels": bundle.labels,
+            "meta": {**bundle.meta, **dict(meta or {})}}
 
 
 def convert_legacy_package(src: str | Path, dst: str | Path) -> Path:
@@ -261,9 +261,10 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:120]}" if text else type(e).__name__
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, (np.ndarray, tuple, set)):
-        return list(o.tolist() if isinstance(o, np.ndarray) else o)
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for what model metadata and reports hold: NumPy and torch values, sets, paths."""
+    if hasattr(o, "tolist"):  # NumPy arrays and scalars, torch tensors
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
     return str(o)

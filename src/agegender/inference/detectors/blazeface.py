@@ -31,6 +31,10 @@ from agegender.inference.detectors.base import DETECTORS, Detection, Detector, d
 INPUT = 192
 GRID = 48  # 192 / stride 4
 WEIGHTS = "blazeface_full_range.onnx"
+#: tiles only when the image's longer side exceeds this many tile sides
+TILE_MIN_RATIO = 1.25
+#: tile detections whose box comes within this fraction of the tile's side of an inner tile edge are dropped
+TILE_EDGE = 0.01
 
 
 def weights_path() -> Path:
@@ -75,8 +79,23 @@ class BlazeFaceDetector(Detector):
         min_face_size: float = 20,
         score_threshold: float = 0.5,
         max_faces: int | None = None,
+        tiles: str = "auto",
+        tile_size: int = 384,
+        tile_overlap: float = 0.25,
+        tile_score_threshold: float | None = 0.6,
     ) -> None:
         super().__init__(min_face_size=min_face_size, score_threshold=score_threshold, max_faces=max_faces)
+        if tiles not in ("auto", "off"):
+            raise AgeGenderError(f"tiles must be 'auto' or 'off', not {tiles!r}", code="bad_config")
+        if int(tile_size) < INPUT or not 0.0 <= float(tile_overlap) < 0.9:
+            raise AgeGenderError(
+                f"tile_size must be >= {INPUT} and tile_overlap in [0, 0.9), not {tile_size}, {tile_overlap}",
+                code="bad_config",
+            )
+        self.tiles = tiles
+        self.tile_size = int(tile_size)
+        self.tile_overlap = float(tile_overlap)
+        self.tile_score_threshold = float(score_threshold if tile_score_threshold is None else tile_score_threshold)
         if runtime not in ("auto", "onnxruntime", "opencv"):
             raise AgeGenderError(
                 f"runtime must be 'auto', 'onnxruntime' or 'opencv', not {runtime!r}", code="bad_config"
@@ -115,49 +134,99 @@ class BlazeFaceDetector(Detector):
         if self._session is not None:
             regs, scores = self._session.run(None, {"input": blob})
             return regs, scores
+        outs = []
         with self._lock:  # an OpenCV Net holds its input as state
-            self._net.setInput(blob)
-            regs, scores = self._net.forward(["regressors", "scores"])
-        return regs, scores
+            for one in blob:  # OpenCV's importer cannot batch this graph (its Transposes are 7-D)
+                self._net.setInput(one[None])
+                outs.append(self._net.forward(["regressors", "scores"]))
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
         small, factor = downscale(image, self.max_side)
         h, w = small.shape[:2]
-        side = max(h, w)
-        # Letterbox to a centred square (as MediaPipe's ImageToTensorCalculator with keep_aspect_ratio).
-        px, py = (side - w) // 2, (side - h) // 2
-        scale = INPUT / side
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        canvas = np.zeros((INPUT, INPUT, 3), dtype=np.uint8)
-        ox, oy = round(px * scale), round(py * scale)
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        canvas[oy : oy + nh, ox : ox + nw] = cv2.resize(small, (nw, nh), interpolation=interp)
-        blob = (canvas.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[None]
-        regs, logits = self._forward(np.ascontiguousarray(blob))
-        regs, logits = regs.reshape(-1, 16), logits.reshape(-1)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
-        keep = scores >= self.score_threshold
-        if not keep.any():
+        # Views: (x0, y0, width, height) of the image each network input sees; the whole image first.
+        views = [(0, 0, w, h)] + self._tiles(w, h)
+        blobs, maps = [], []
+        for x0, y0, vw, vh in views:
+            blob, offset, to_px = _letterbox(small[y0 : y0 + vh, x0 : x0 + vw])
+            blobs.append(blob)
+            maps.append((offset, to_px, x0, y0, vw, vh))
+        regs, logits = self._forward(np.ascontiguousarray(np.concatenate(blobs)))
+        regs = regs.reshape(len(views), -1, 16)
+        logits = logits.reshape(len(views), -1)
+        all_boxes, all_points, all_scores = [], [], []
+        for v, (offset, to_px, x0, y0, vw, vh) in enumerate(maps):
+            tile = v > 0
+            threshold = self.tile_score_threshold if tile else self.score_threshold
+            scores = 1.0 / (1.0 + np.exp(-np.clip(logits[v].astype(np.float64), -100.0, 100.0)))
+            keep = scores >= threshold
+            if not keep.any():
+                continue
+            r, sc, anchors = regs[v][keep], scores[keep], ANCHORS[keep]
+            cx = r[:, 0] / INPUT + anchors[:, 0]
+            cy = r[:, 1] / INPUT + anchors[:, 1]
+            bw, bh = r[:, 2] / INPUT, r[:, 3] / INPUT
+            boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+            points = r[:, 4:16].reshape(-1, 6, 2) / INPUT + anchors[:, None, :]
+            # normalised letterbox coordinates → pixels of the (downscaled) image
+            shift = np.array([x0, y0], dtype=np.float64)
+            boxes = ((boxes.reshape(-1, 2, 2) - offset) * to_px + shift).reshape(-1, 4)
+            points = (points - offset) * to_px + shift
+            if tile:
+                # A face cut by a tile's inner edge gives a partial box: the overlap guarantees a
+                # neighbouring tile (or the whole-image pass) sees it whole, so drop such boxes.
+                m = TILE_EDGE * max(vw, vh)
+                inside = np.ones(len(boxes), dtype=bool)
+                if x0 > 0:
+                    inside &= boxes[:, 0] > x0 + m
+                if y0 > 0:
+                    inside &= boxes[:, 1] > y0 + m
+                if x0 + vw < w:
+                    inside &= boxes[:, 2] < x0 + vw - m
+                if y0 + vh < h:
+                    inside &= boxes[:, 3] < y0 + vh - m
+                boxes, points, sc = boxes[inside], points[inside], sc[inside]
+            all_boxes.append(boxes)
+            all_points.append(points)
+            all_scores.append(sc)
+        if not all_boxes:
             return []
-        regs, scores, anchors = regs[keep], scores[keep], ANCHORS[keep]
-        cx = regs[:, 0] / INPUT + anchors[:, 0]
-        cy = regs[:, 1] / INPUT + anchors[:, 1]
-        bw, bh = regs[:, 2] / INPUT, regs[:, 3] / INPUT
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        points = regs[:, 4:16].reshape(-1, 6, 2) / INPUT + anchors[:, None, :]
-        # normalised letterbox coordinates → pixels of the original image
-        offset = np.array([ox, oy], dtype=np.float64) / INPUT
-        to_px = INPUT / scale / factor
         detections = []
-        for box, pts, score in weighted_nms(boxes, points, scores, self.nms_threshold):
-            b = (box.reshape(2, 2) - offset).reshape(4) * to_px
-            p = (pts - offset) * to_px
+        merged = weighted_nms(np.concatenate(all_boxes), np.concatenate(all_points), np.concatenate(all_scores),
+                              self.nms_threshold)
+        if len(views) > 1:
+            # Views at different scales may box one face differently enough to escape the IoU test (a
+            # small face seen coarsely by the whole-image pass): a box centred inside a better-scoring
+            # one is the same face.
+            kept: list[tuple[np.ndarray, np.ndarray, float]] = []
+            for box, pts, score in merged:  # best first
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                if not any(k[0][0] <= cx <= k[0][2] and k[0][1] <= cy <= k[0][3] for k in kept):
+                    kept.append((box, pts, score))
+            merged = kept
+        for box, pts, score in merged:
             detections.append(Detection(
-                box=tuple(float(v) for v in b),  # type: ignore[arg-type]
+                box=tuple(float(v) / factor for v in box),  # type: ignore[arg-type]
                 score=float(score),
-                landmarks=tuple((float(x), float(y)) for x, y in p),
+                landmarks=tuple((float(x) / factor, float(y) / factor) for x, y in pts),
             ))
         return detections
+
+    def _tiles(self, w: int, h: int) -> list[tuple[int, int, int, int]]:
+        """Square tiles of ``tile_size`` px overlapping by ``tile_overlap`` of their side, covering the image,
+        when ``tiles="auto"`` and the image's longer side exceeds ``tile_size`` × ``TILE_MIN_RATIO``."""
+        t = self.tile_size
+        if self.tiles == "off" or max(w, h) <= t * TILE_MIN_RATIO:
+            return []
+        step = t * (1.0 - self.tile_overlap)
+
+        def starts(length: int) -> list[int]:
+            if length <= t:
+                return [0]
+            n = int(np.ceil((length - t) / step)) + 1
+            return [round(i * (length - t) / (n - 1)) for i in range(n)]
+
+        return [(x, y, min(t, w), min(t, h)) for y in starts(h) for x in starts(w)]
 
     def __repr__(self) -> str:
         return (f"BlazeFaceDetector(runtime={self.runtime!r}, min_face_size={self.min_face_size:g}, "
@@ -188,3 +257,20 @@ def weighted_nms(
                     float(scores[i])))
         order = order[~merged]
     return out
+
+
+def _letterbox(view: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The network input for an image region: letterboxed to a centred 192×192 square (as MediaPipe's
+    ImageToTensorCalculator with keep_aspect_ratio), in [-1, 1], NCHW; plus the normalised offset of the
+    image in the square and the factor from normalised square coordinates to the region's pixels."""
+    h, w = view.shape[:2]
+    side = max(h, w)
+    px, py = (side - w) // 2, (side - h) // 2
+    scale = INPUT / side
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = np.zeros((INPUT, INPUT, 3), dtype=np.uint8)
+    ox, oy = round(px * scale), round(py * scale)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    canvas[oy : oy + nh, ox : ox + nw] = cv2.resize(view, (nw, nh), interpolation=interp)
+    blob = (canvas.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+    return blob, np.array([ox, oy], dtype=np.float64) / INPUT, INPUT / scale

@@ -31,8 +31,8 @@ W, H, FACES = 1280, 720, 6
 SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface-off": ("blazeface", {"tiles": "off"}),  # the whole image at 192×192 only (before tiling)
     "blazeface": ("blazeface", {}),  # the default: plus tiles when the image is large
+    "blazeface-t256": ("blazeface", {"tile_size": 256}),  # smaller tiles: smaller faces, more CPU
     "blazeface-t320": ("blazeface", {"tile_size": 320}),
-    "blazeface-t448": ("blazeface", {"tile_size": 448}),
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
     "haar": ("haar", {}),
     "dlib": ("dlib", {}),

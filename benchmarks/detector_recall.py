@@ -36,7 +36,8 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "haar-alt2": ("haar", {"cascade": "alt2"}),
     "haar-alt2-480-1.15": ("haar", {"cascade": "alt2", "max_side": 480, "scale_factor": 1.15}),
     "dlib": ("dlib", {}),
-    "blazeface": ("blazeface", {}),  # bundled CNN; onnxruntime when installed
+    "blazeface": ("blazeface", {}),  # bundled CNN; onnxruntime when installed; tiles on images > 480 px
+    "blazeface-off": ("blazeface", {"tiles": "off"}),  # the whole image at 192x192 only (before tiling)
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),  # the same network through OpenCV DNN
 }
 

@@ -124,7 +124,13 @@ def compute_metrics(
         t = np.asarray(targets["gender"], dtype=np.int64)
         m = t >= 0
         if m.any():
-            out.update(classification_metrics(t[m], gpr[m].argmax(1), 2, "gender"))
+            pred = gpr[m].argmax(1)
+            out.update(classification_metrics(t[m], pred, 2, "gender"))
+            # each gender's recall (labels.GENDERS: 0 male, 1 female) and the gap between them
+            for code, name in ((1, "female"), (0, "male")):
+                rows = t[m] == code
+                out[f"gender_recall_{name}"] = float((pred[rows] == code).mean()) if rows.any() else float("nan")
+            out["gender_recall_gap"] = abs(out["gender_recall_female"] - out["gender_recall_male"])
     # --- ethnicity
     if "ethnicity_probs" in preds and "ethnicity" in targets:
         t = np.asarray(targets["ethnicity"], dtype=np.int64)

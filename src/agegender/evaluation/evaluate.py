@@ -83,9 +83,9 @@ def run_evaluation(
         samples, skipped, summary = ss.samples, len(ss.skipped), ss.summary()
         attr_names = tuple(ss.attribute_names)
     elif split in ("train", "val", "test"):
-        from agegender.training.datamodule import AgeGenderDataModule
+        from agegender.training.datamodule import AgeGenderDataModule, one_source
 
-        dcfg = dict(bundle.config["data"])
+        dcfg = one_source(bundle.config["data"], dataset, str(data))
         dcfg.update({"dataset": dataset, "root": str(data), "cache": False})
         if options:
             dcfg["options"] = dict(options)

@@ -50,6 +50,11 @@ DEFAULTS: dict[str, Any] = {
         # 1 / (size of its group, a combination of the listed labels) ** power, so every group is drawn
         # equally often at power 1, in proportion to the square root of its size at 0.5; null: plain shuffle
         "sampler": None,
+        # train on several datasets at once: a list of {name, dataset, root, options, split, filter, limit, weight,
+        # allow_outside_root}; each source is read and split on its own (missing keys come from this section),
+        # labels a source lacks are masked out of their head's loss, validation is scored per source and pooled,
+        # and ``weight`` multiplies the source's share of the training draw (1: in proportion to its size)
+        "sources": None,
     },
     "model": {
         "composition": "multitask",

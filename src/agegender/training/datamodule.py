@@ -197,6 +197,62 @@ def _masked(targets: Mapping[str, np.ndarray], i: int) -> dict[str, torch.Tensor
     return out
 
 
+#: keys of one entry of ``data.sources`` (the rest of the data section is shared by every source)
+SOURCE_KEYS = ("name", "dataset", "root", "options", "allow_outside_root", "split", "filter", "limit", "weight")
+
+
+def source_specs(data_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sources a data section reads: ``data.sources`` with each entry's missing keys taken from the section
+    itself, or the section's one dataset. Names default to the dataset's and must be unique."""
+    base = {k: data_cfg.get(k) for k in SOURCE_KEYS if k in data_cfg}
+    raw = data_cfg.get("sources")
+    if not raw:
+        return [{**base, "name": base.get("name") or data_cfg.get("dataset")}]
+    if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)) or not all(isinstance(r, Mapping) for r in raw):
+        raise AgeGenderError("data.sources is a list of mappings, e.g. [{dataset: utkface, root: DIR}, ...]",
+                             code="bad_config")
+    specs = []
+    for r in raw:
+        unknown = sorted(set(r) - set(SOURCE_KEYS))
+        if unknown:
+            raise AgeGenderError(f"data.sources: unknown key(s) {unknown}; a source takes {list(SOURCE_KEYS)}",
+                                 code="bad_config")
+        spec = {**base, "options": {}, "weight": 1.0, **dict(r)}
+        spec["name"] = str(r.get("name") or spec.get("dataset"))
+        specs.append(spec)
+    names = [s["name"] for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise AgeGenderError(f"data.sources: names must be unique; give a name to each of {dup}", code="bad_config")
+    return specs
+
+
+def one_source(data_cfg: Mapping[str, Any], dataset: str, root: str) -> dict[str, Any]:
+    """The data section narrowed to the source a (dataset, root) pair is, so that its split is the one training
+    made (each source is split on its own); unchanged when the section has no sources. The source is matched by
+    its root (the same folder), else by its dataset when only one source reads that dataset."""
+    cfg = {k: v for k, v in data_cfg.items() if k != "sources"}
+    specs = source_specs(data_cfg) if data_cfg.get("sources") else []
+    if not specs:
+        return cfg
+    from pathlib import Path
+
+    def same(a: Any, b: Any) -> bool:
+        try:
+            return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+        except OSError:
+            return False
+
+    match = [s for s in specs if same(s.get("root"), root)] or [s for s in specs if s.get("dataset") == dataset]
+    if len(match) != 1:
+        names = [s["name"] for s in specs]
+        raise AgeGenderError(f"the model was trained on sources {names}; none is ({dataset}, {root}) alone, so it "
+                             "has no split of that data: use --split all", code="bad_config")
+    cfg.update({k: v for k, v in match[0].items() if k not in ("name", "weight")})
+    cfg.update({"dataset": dataset, "root": str(root)})
+    return cfg
+
+
 def reader_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The reader's options from a ``data`` config section: ``data.options`` plus ``data.allow_outside_root``
     (passed only when true, so readers of other projects that lack the option keep working)."""
@@ -226,25 +282,25 @@ class AgeGenderDataModule(L.LightningDataModule):
     def prepare_samples(self) -> None:
         if self._prepared:
             return
-        cfg = self.cfg
-        if not cfg.get("root"):
-            raise AgeGenderError("no data folder given: pass --data DIR (or set data.root)", code="missing_path")
-        ss: SampleSet = read_dataset(cfg["dataset"], cfg["root"], **reader_options(cfg))
-        log.info(ss.summary())
-        self.read_summary = ss.summary()
-        samples = ss.samples
-        flt = dict(cfg.get("filter") or {})
-        if flt:
-            lo, hi = flt.get("min_age"), flt.get("max_age")
-            samples = [s for s in samples if s.age is None or ((lo is None or s.age >= lo) and (hi is None or s.age <= hi))]
-        if cfg.get("limit"):
-            rng = np.random.default_rng(int((cfg.get("split") or {}).get("seed", 42)))
-            keep = np.sort(rng.permutation(len(samples))[: int(cfg["limit"])])
-            samples = [samples[i] for i in keep]
-        if not samples:
-            raise AgeGenderError(f"no usable samples in {cfg['root']} ({ss.summary()})", code="empty_dataset")
+        parts = [self._read_source(spec) for spec in source_specs(self.cfg)]
+        self.source_names = tuple(spec["name"] for spec in source_specs(self.cfg))
+        self.read_summary = "; ".join(summary for _, _, summary, _ in parts)
+        names = [n for _, _, _, n in parts]
+        self.attribute_names = max(names, key=len)
+        if len(set(names) - {()}) > 1:
+            raise AgeGenderError(f"data.sources name different attributes ({sorted(set(names))}); train attribute "
+                                 "heads on one source at a time", code="bad_config")
+        samples = [s for part, _, _, _ in parts for s in part]
+        # the source of every sample (an index into source_names) and each source's split, offset into the pool
+        self.source_index = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, (p, _, _, _) in enumerate(parts)])
+        self.split = {part: [] for part in ("train", "val", "test")}
+        offset = 0
+        for part_samples, split, _, _ in parts:
+            for part in self.split:
+                self.split[part].append(np.asarray(split.get(part, []), dtype=np.int64) + offset)
+            offset += len(part_samples)
+        self.split = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in self.split.items()}
         self.samples = samples
-        self.attribute_names = tuple(ss.attribute_names)
         self.dims = {
             "age_group": get_scheme(self.scheme).num_groups,
             "gender": len(GENDERS),
@@ -253,18 +309,39 @@ class AgeGenderDataModule(L.LightningDataModule):
             "pedestrian": 1 + get_scheme(self.scheme).num_groups,
         }
         self.targets = build_targets(samples, self.scheme, len(self.attribute_names))
-        split_cfg = dict(cfg.get("split") or {"kind": "stratified"})
-        kind = split_cfg.pop("kind", "stratified")
-        if kind == "stratified":
-            split_cfg.setdefault("scheme", "adience8")
-        self.split = {k: np.asarray(v, dtype=np.int64) for k, v in make_split(kind, samples, **split_cfg).items()}
-        for part in ("train", "val"):
-            self.split.setdefault(part, np.zeros(0, dtype=np.int64))
+        if len(self.source_names) > 1:
+            self.targets["source"] = self.source_index
         if len(self.split["train"]) == 0:
             raise AgeGenderError("the split left no training samples", code="bad_config")
         self.stats = task_stats(self.targets, self.split["train"], self.dims)
         self._sampler_weights()  # checks data.sampler before any image is decoded
         self._prepared = True
+
+    def _read_source(self, spec: Mapping[str, Any]) -> tuple[list[Sample], dict[str, np.ndarray], str, tuple[str, ...]]:
+        """One source read, filtered, limited and split on its own: (samples, split, summary, attribute names)."""
+        if not spec.get("root"):
+            where = f"data.sources entry {spec['name']!r}: " if self.cfg.get("sources") else ""
+            raise AgeGenderError(f"{where}no data folder given: pass --data DIR (or set data.root)", code="missing_path")
+        ss: SampleSet = read_dataset(spec["dataset"], spec["root"], **reader_options(spec))
+        log.info(ss.summary())
+        samples = ss.samples
+        flt = dict(spec.get("filter") or {})
+        if flt:
+            lo, hi = flt.get("min_age"), flt.get("max_age")
+            samples = [s for s in samples if s.age is None or ((lo is None or s.age >= lo) and (hi is None or s.age <= hi))]
+        if spec.get("limit"):
+            rng = np.random.default_rng(int((spec.get("split") or {}).get("seed", 42)))
+            keep = np.sort(rng.permutation(len(samples))[: int(spec["limit"])])
+            samples = [samples[i] for i in keep]
+        if not samples:
+            raise AgeGenderError(f"no usable samples in {spec['root']} ({ss.summary()})", code="empty_dataset")
+        split_cfg = dict(spec.get("split") or {"kind": "stratified"})
+        kind = split_cfg.pop("kind", "stratified")
+        if kind == "stratified":
+            split_cfg.setdefault("scheme", "adience8")
+        split = {k: np.asarray(v, dtype=np.int64) for k, v in make_split(kind, samples, **split_cfg).items()}
+        summary = ss.summary() if len(source_specs(self.cfg)) == 1 else f"{spec['name']}: {ss.summary()}"
+        return samples, split, summary, tuple(ss.attribute_names)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_samples()
@@ -308,14 +385,33 @@ class AgeGenderDataModule(L.LightningDataModule):
         )
 
     def _sampler_weights(self) -> np.ndarray | None:
+        """Draw weight of each training sample, or None for a plain shuffle. ``data.sampler`` balances groups within
+        each source (the source keeps its share of the draw); a source's ``weight`` multiplies that share."""
         spec = self.cfg.get("sampler")
-        if not spec:
-            return None
-        if not isinstance(spec, Mapping) or set(spec) - {"by", "power"} or "by" not in spec:
+        if spec and (not isinstance(spec, Mapping) or set(spec) - {"by", "power"} or "by" not in spec):
             raise AgeGenderError(f"data.sampler takes {{by: [labels], power: number}}; got {spec!r}",
                                  code="bad_config")
-        return sampling_weights(self.samples, self.targets, self.split["train"], spec["by"],
-                                float(spec.get("power", 1.0)))
+        weights = [float(s.get("weight", 1.0)) for s in source_specs(self.cfg)]
+        if any(not np.isfinite(w) or w < 0 for w in weights) or not any(weights):
+            raise AgeGenderError(f"data.sources: every weight must be a number >= 0 and one above 0; got {weights}",
+                                 code="bad_config")
+        if not spec and all(w == 1.0 for w in weights):
+            return None
+        train = self.split["train"]
+        src = self.source_index[train]
+        w = np.ones(len(train), dtype=np.float64)
+        for k, weight in enumerate(weights):
+            rows = np.flatnonzero(src == k)
+            if not len(rows):
+                continue
+            if spec:
+                b = sampling_weights(self.samples, self.targets, train[rows], spec["by"], float(spec.get("power", 1.0)))
+                w[rows] = b / b.mean()
+            w[rows] *= weight
+        if not w.any():
+            raise AgeGenderError("data.sources: the sources with a weight above 0 have no training samples",
+                                 code="bad_config")
+        return w
 
     def train_sampler(self) -> WeightedRandomSampler | None:
         """``data.sampler``: a group-balanced draw (with replacement, one training-set size per epoch)."""

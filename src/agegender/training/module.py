@@ -17,6 +17,7 @@ import torch
 
 from agegender.metrics import compute_metrics
 from agegender.models import build_model
+from agegender.training.datamodule import source_specs
 
 #: validation metrics logged each epoch when the task exists (monitorable by early stopping)
 LOGGED_METRICS = (
@@ -29,6 +30,8 @@ LOGGED_METRICS = (
     "attributes_mA",
     "pedestrian_mA",
 )
+#: also logged per source of a multi-source run: the false-adult rate of minors and each gender's recall
+SOURCE_EXTRA_METRICS = ("under18_false_adult_rate", "gender_recall_female", "gender_recall_male")
 
 
 def _to_py(x: Any) -> Any:
@@ -128,12 +131,25 @@ class AgeGenderModule(L.LightningModule):
         preds = {k: np.concatenate([p[k] for p, _ in self._val]) for k in self._val[0][0]}
         tgts = {k: np.concatenate([t[k] for _, t in self._val]) for k in self._val[0][1]}
         self._val.clear()
+        source = tgts.pop("source", None)
         tgts["age_group_scheme"] = self.scheme
         m = compute_metrics(preds, tgts, self.scheme, model_scheme=self.scheme)
         for k in LOGGED_METRICS:
             if k in m and np.isfinite(m[k]):
                 self.log(f"val/{k}", float(m[k]), prog_bar=k in ("age_group_accuracy", "gender_accuracy", "age_mae"),
                          sync_dist=True)
+        if source is None:
+            return
+        # every head on every source (val/<source>/<metric>) beside the pooled figures above
+        for k, name in enumerate(s["name"] for s in source_specs(self.config["data"])):
+            rows = source == k
+            if not rows.any():
+                continue
+            sub = {t: (v[rows] if isinstance(v, np.ndarray) else v) for t, v in tgts.items()}
+            ms = compute_metrics({t: v[rows] for t, v in preds.items()}, sub, self.scheme, model_scheme=self.scheme)
+            for key in LOGGED_METRICS + SOURCE_EXTRA_METRICS:
+                if key in ms and np.isfinite(ms[key]):
+                    self.log(f"val/{name}/{key}", float(ms[key]), sync_dist=True)
 
     def configure_optimizers(self):
         o = self.config["optim"]

@@ -16,7 +16,7 @@ from typing import Any
 from agegender.errors import AgeGenderError
 from agegender.evaluation.calibration import calibrate_bundle
 from agegender.models.package import ModelBundle, is_package, load_bundle, save_package
-from agegender.training.datamodule import AgeGenderDataModule
+from agegender.training.datamodule import AgeGenderDataModule, source_specs
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def package_checkpoint(
         dcfg["root"] = str(data)
     dcfg["cache"] = False
     dm = None
-    if calibrate or data is not None or Path(str(dcfg.get("root", ""))).exists():
+    if calibrate or data is not None or all(Path(str(s.get("root") or "")).exists() for s in source_specs(dcfg)):
         dm = AgeGenderDataModule(dcfg)
         dm.prepare_samples()
     if calibrate:

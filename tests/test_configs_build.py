@@ -137,8 +137,18 @@ def make_imdb(root: Path) -> None:
     savemat(folder / "imdb.mat", {"imdb": struct})
 
 
+def make_csv(root: Path) -> None:
+    """The csv layout the extra faces and crop caches use: some rows with ages, some with only gender and a person."""
+    (root / "images").mkdir()
+    lines = ["file,age,gender,identity"]
+    for i in range(40):
+        _image(root / "images" / f"{i:03d}.jpg", i)
+        lines.append(f"{i:03d}.jpg,{(i * 9) % 70 + 2 if i % 2 else ''},{'female' if i % 4 < 2 else 'male'},{i // 4}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
 MAKERS = {"utkface": make_utkface, "peta": make_peta, "adience": make_adience, "rap": make_rap,
-          "imdb_wiki": make_imdb}
+          "imdb_wiki": make_imdb, "csv": make_csv}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -180,6 +190,11 @@ def tiny_config(path: Path, roots: dict[str, Path], gender_net: Path | None = No
     size = small_input(cfg)
     d.update(root=str(roots[d["dataset"]]), num_workers=0, batch_size=4, eval_batch_size=8, limit=None,
              input_size=size)
+    for src in d.get("sources") or []:  # data.sources: each source on the tiny dataset of its kind
+        kind = src.get("dataset", d["dataset"])
+        if kind not in roots:
+            pytest.fail(f"{path.name}: no tiny generator for source dataset {kind!r}; add one to MAKERS")
+        src.update(root=str(roots[kind]), limit=None)
     if d.get("resize"):
         d["resize"] = (size if isinstance(size, int) else min(size)) + 8
     cfg["model"]["trunk"]["pretrained"] = False

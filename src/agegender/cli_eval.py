@@ -58,3 +58,29 @@ def reproduce(
     for tr in results:
         tr.command = shlex.join(parts + ["--table", tr.table.table] if not table else parts)
         typer.echo(format_table(tr, markdown=markdown))
+
+
+@app.command()
+@user_errors
+def crops(
+    dataset: Annotated[str, typer.Argument(help="reader name, e.g. utkface, csv")],
+    root: Annotated[Path, typer.Argument(help="the dataset's folder (or CSV file)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="cache folder (images/, labels.csv, summary.json)")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model whose detector pipeline frames the faces")] = "default",
+    size: Annotated[int | None, typer.Option("--size", help="crop size in px (default: the model's input size)")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="only the first N samples")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="reader option key=value (repeatable)")] = None,
+) -> None:
+    """Cache face crops framed as `predict` frames them (csv layout, with the originals' fingerprints)."""
+    from agegender.workflows.face_crops import build_crop_cache, format_summary
+
+    opts: dict[str, object] = {}
+    for item in set_ or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise AgeGenderError(f"--set wants key=value, not {item!r}", code="bad_config")
+        low = value.strip().lower()
+        opts[key.strip()] = True if low == "true" else False if low == "false" else value
+    summary = build_crop_cache(dataset, root, output, model=model, size=size, options=opts, limit=limit)
+    for line in format_summary(summary):
+        typer.echo(line)

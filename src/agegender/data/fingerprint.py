@@ -50,3 +50,23 @@ def seen_mask(known: np.ndarray, paths: Iterable[str | os.PathLike]) -> np.ndarr
     """For each of ``paths``, whether its bytes are among the fingerprints ``known``."""
     hashes = file_hashes(paths)
     return np.isin(hashes, known) & (hashes != 0)
+
+
+def sample_fingerprint(sample: object) -> int:
+    """The fingerprint a training sample stands for: ``sample.extra["fingerprint"]`` when set (a cached crop
+    carries that of the original it was cut from, see :mod:`agegender.workflows.face_crops`), else its file's."""
+    extra = getattr(sample, "extra", None) or {}
+    fp = extra.get("fingerprint")
+    if fp not in (None, ""):
+        return int(fp)
+    return file_hash(getattr(sample, "path"))
+
+
+def samples_fingerprint(samples: Iterable[object], *more: np.ndarray | None, threads: int = 4) -> np.ndarray:
+    """:func:`fingerprint` of samples, each by :func:`sample_fingerprint`."""
+    samples = list(samples)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        values = np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
+    parts = [values, *(np.asarray(m, dtype=np.int64) for m in more if m is not None)]
+    out = np.unique(np.concatenate(parts))
+    return out[out != 0]

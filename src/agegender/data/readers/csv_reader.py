@@ -42,7 +42,9 @@ def read_csv(
     verify_images: bool = True,
     allow_outside_root: bool = False,
 ) -> SampleSet:
-    """Read a generic labelled CSV into samples; other columns are ignored.
+    """Read a generic labelled CSV into samples; other columns are ignored, except the optional ``young`` (0/1 →
+    ``Sample.extra["young"]``) and ``source_fingerprint`` (the fingerprint of the image a cached crop was cut
+    from, as ``agegender crops`` writes it → ``Sample.extra["fingerprint"]``).
 
     ``age_group`` needs ``age_scheme=`` (e.g. ``"adience8"``); without it an ``age_group`` column is
     ignored when an ``age`` column exists (the group is derived from the age) and is an error
@@ -96,6 +98,20 @@ def read_csv(
             skip.add(entry, *problem)
             continue
         ident = row.get("identity")
+        extra = {}
+        young = row.get("young")
+        if not is_missing(young):
+            if young.strip() not in ("0", "1"):
+                skip.add(entry, "bad_label", f"young {young!r} is not 0 or 1")
+                continue
+            extra["young"] = int(young.strip())
+        fp = row.get("source_fingerprint")
+        if not is_missing(fp):
+            try:
+                extra["fingerprint"] = int(fp)
+            except ValueError:
+                skip.add(entry, "bad_label", f"source_fingerprint {fp!r} is not an integer")
+                continue
         samples.append(
             Sample(
                 path=str(file),
@@ -105,6 +121,7 @@ def read_csv(
                 gender=gender,
                 ethnicity=eth,
                 identity=None if is_missing(ident) else str(ident),
+                extra=extra,
             )
         )
     result = SampleSet("csv", samples, age_scheme=scheme.name if scheme else None, root=str(base))

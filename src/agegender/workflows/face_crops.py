@@ -139,7 +139,7 @@ def build_crop_cache(
         raise AgeGenderError(f"crops: {out} is not empty and holds no crop cache; use a new output folder",
                              code="bad_config")
 
-    samples = list(read_dataset(dataset, root, **(options or {})))
+    samples = list(read_dataset(dataset, root, **(options or {})).samples)
     if limit is not None:
         samples = samples[: max(0, int(limit))]
     roots = [Path(root)] + ([Path(root).parent] if Path(root).is_file() else [])

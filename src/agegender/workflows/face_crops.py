@@ -104,13 +104,13 @@ def build_crop_cache(
     ``framing`` (crops per framing: the detector's name or ``whole_image``), ``no_face`` and ``no_face_files``,
     ``skipped`` (unreadable images, each with its reason) and the settings. ``limit`` takes the first N samples.
     """
-    import agegender
     from agegender.data.fingerprint import file_hash
     from agegender.data.images import load_image
     from agegender.data.readers import read_dataset
+    from agegender.inference.predictor import load
 
     out = Path(output)
-    predictor = agegender.load(model)
+    predictor = load(model)
     pre = predictor.cropper.pre
     if size is None:
         size_hw = tuple(int(v) for v in pre.input_hw)

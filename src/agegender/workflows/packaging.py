@@ -61,7 +61,7 @@ def package_checkpoint(
     Raises:
         PackagingError: calibration on fewer than :data:`MIN_CALIBRATION_IMAGES` images, unless ``force``.
     """
-    from agegender.data.fingerprint import METHOD, fingerprint
+    from agegender.data.fingerprint import METHOD, samples_fingerprint
 
     bundle = load_bundle(checkpoint)
     body = bundle.config["data"].get("dataset") in ("peta", "rap")
@@ -124,8 +124,10 @@ def package_checkpoint(
         warnings += calibration_warnings(cal)
         meta["calibration"] = {"fitted_on": f"validation split ({len(val)} images)", "heads": cal}
     if dm is not None:
-        seen = [dm.samples[i].path for part in ("train", "val") for i in dm.split.get(part, [])]
-        bundle.fingerprint = fingerprint(seen, bundle.fingerprint, parent.fingerprint if parent else None)
+        # a cached crop stands for the original it was cut from (its source_fingerprint), so evaluate on the
+        # originals still finds them
+        seen = [dm.samples[i] for part in ("train", "val") for i in dm.split.get(part, [])]
+        bundle.fingerprint = samples_fingerprint(seen, bundle.fingerprint, parent.fingerprint if parent else None)
         meta["fingerprint"] = {"images": len(bundle.fingerprint), "method": METHOD,
                                "of": "the training and validation splits" + (" and those of the model it was "
                                                                              "initialised from" if parent else "")}

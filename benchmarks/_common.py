@@ -104,3 +104,19 @@ def machine() -> str:
         f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"(default {torch.get_num_threads()} threads), load average {load:.2f} at start"
     )
+
+
+def detector_settings(names: str, settings: dict, warm_image, width: int):
+    """``(name, detector)`` for each comma-separated setting name (``settings``: name → (detector, options)),
+    each run once on ``warm_image`` first; a detector this machine lacks is printed as unavailable and left out."""
+    from agegender.inference.detectors import build_detector
+
+    for name in names.split(","):
+        det_name, opts = settings[name]
+        try:
+            det = build_detector(det_name, **opts)
+        except AgeGenderError as e:
+            print(f"{name:{width}} unavailable: {e}")
+            continue
+        det.detect(warm_image)  # warm-up
+        yield name, det

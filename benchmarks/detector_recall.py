@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine
+from _common import REPO, detector_settings, machine
 
 #: settings measured: name → (detector, options)
 SETTINGS: dict[str, tuple[str, dict]] = {
@@ -72,23 +72,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from agegender.errors import AgeGenderError
-    from agegender.inference.detectors import build_detector
-
     sizes = [int(s) for s in args.sizes.split(",")]
     scenes = make_scenes(Path(args.data), args.scenes, sizes, args.seed)
     print(f"machine: {machine()}")
     print(f"{len(scenes)} scenes 640x480, pasted crop sides {sizes} px (equal shares)")
     head = " ".join(f"{'@' + str(s):>6}" for s in sizes)
     print(f"{'setting':20} {'recall':>6} {head} {'FP/scene':>8} {'CPU ms':>7} {'wall ms':>7}")
-    for name in args.settings.split(","):
-        det_name, opts = SETTINGS[name]
-        try:
-            det = build_detector(det_name, **opts)
-        except AgeGenderError as e:
-            print(f"{name:20} unavailable: {e}")
-            continue
-        det.detect(scenes[0][0])  # warm-up
+    for name, det in detector_settings(args.settings, SETTINGS, scenes[0][0], 20):
         found = {s: [] for s in sizes}
         fps, cpu, wall = 0, [], []
         for img, (x, y, s) in scenes:

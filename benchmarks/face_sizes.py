@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine
+from _common import REPO, detector_settings, machine
 
 W, H, FACES = 1280, 720, 6
 
@@ -119,9 +119,6 @@ def main() -> None:
 
     import cv2
 
-    from agegender.errors import AgeGenderError
-    from agegender.inference.detectors import build_detector
-
     sizes = [int(s) for s in args.sizes.split(",")]
     scenes = make_scenes(Path(args.data), args.scenes, sizes, args.seed)
     empty = make_empty(Path(args.data), args.empty, args.seed)
@@ -133,14 +130,7 @@ def main() -> None:
     print(f"{'setting':17} {head} {'>=40':>5} {'FF/scene':>8} {'FF/empty':>8} "
           f"{'ms 720p':>7} {'ms 480p':>7} {'x base':>6}")
     base = None
-    for name in args.settings.split(","):
-        det_name, opts = SETTINGS[name]
-        try:
-            det = build_detector(det_name, **opts)
-        except AgeGenderError as e:
-            print(f"{name:17} unavailable: {e}")
-            continue
-        det.detect(scenes[0][0])  # warm-up
+    for name, det in detector_settings(args.settings, SETTINGS, scenes[0][0], 17):
         found: dict[int, list[bool]] = {s: [] for s in sizes}
         false_scene, cpu720 = 0, []
         for img, placed in scenes:

@@ -72,15 +72,10 @@ def crops(
     set_: Annotated[list[str] | None, typer.Option("--set", help="reader option key=value (repeatable)")] = None,
 ) -> None:
     """Cache face crops framed as `predict` frames them (csv layout, with the originals' fingerprints)."""
+    from agegender.training.config import parse_overrides
     from agegender.workflows.face_crops import build_crop_cache, format_summary
 
-    opts: dict[str, object] = {}
-    for item in set_ or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise AgeGenderError(f"--set wants key=value, not {item!r}", code="bad_config")
-        low = value.strip().lower()
-        opts[key.strip()] = True if low == "true" else False if low == "false" else value
-    summary = build_crop_cache(dataset, root, output, model=model, size=size, options=opts, limit=limit)
+    summary = build_crop_cache(dataset, root, output, model=model, size=size, options=parse_overrides(set_ or ()),
+                               limit=limit)
     for line in format_summary(summary):
         typer.echo(line)

@@ -38,12 +38,16 @@ def file_hashes(paths: Iterable[str | os.PathLike], threads: int = 4) -> np.ndar
         return np.fromiter(pool.map(file_hash, paths), dtype=np.int64, count=len(paths))
 
 
+def _merged(values: np.ndarray, more: Iterable[np.ndarray | None]) -> np.ndarray:
+    parts = [values, *(np.asarray(m, dtype=np.int64) for m in more if m is not None)]
+    out = np.unique(np.concatenate(parts))
+    return out[out != 0]
+
+
 def fingerprint(paths: Iterable[str | os.PathLike], *more: np.ndarray | None) -> np.ndarray:
     """The sorted, unique fingerprints of ``paths``, merged with earlier fingerprints ``more`` (e.g. those of the
     model a run was initialised from)."""
-    parts = [file_hashes(paths), *(np.asarray(m, dtype=np.int64) for m in more if m is not None)]
-    values = np.unique(np.concatenate(parts))
-    return values[values != 0]
+    return _merged(file_hashes(paths), more)
 
 
 def seen_mask(known: np.ndarray, paths: Iterable[str | os.PathLike]) -> np.ndarray:
@@ -59,7 +63,7 @@ def sample_fingerprint(sample: object) -> int:
     fp = extra.get("fingerprint")
     if fp not in (None, ""):
         return int(fp)
-    return file_hash(getattr(sample, "path"))
+    return file_hash(sample.path)  # type: ignore[attr-defined]
 
 
 def samples_fingerprint(samples: Iterable[object], *more: np.ndarray | None, threads: int = 4) -> np.ndarray:
@@ -67,6 +71,4 @@ def samples_fingerprint(samples: Iterable[object], *more: np.ndarray | None, thr
     samples = list(samples)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         values = np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
-    parts = [values, *(np.asarray(m, dtype=np.int64) for m in more if m is not None)]
-    out = np.unique(np.concatenate(parts))
-    return out[out != 0]
+    return _merged(values, more)

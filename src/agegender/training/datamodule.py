@@ -12,6 +12,7 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -235,7 +236,6 @@ def one_source(data_cfg: Mapping[str, Any], dataset: str, root: str) -> dict[str
     specs = source_specs(data_cfg) if data_cfg.get("sources") else []
     if not specs:
         return cfg
-    from pathlib import Path
 
     def same(a: Any, b: Any) -> bool:
         try:
@@ -282,8 +282,9 @@ class AgeGenderDataModule(L.LightningDataModule):
     def prepare_samples(self) -> None:
         if self._prepared:
             return
-        parts = [self._read_source(spec) for spec in source_specs(self.cfg)]
-        self.source_names = tuple(spec["name"] for spec in source_specs(self.cfg))
+        specs = source_specs(self.cfg)
+        parts = [self._read_source(spec, labelled=len(specs) > 1) for spec in specs]
+        self.source_names = tuple(spec["name"] for spec in specs)
         self.read_summary = "; ".join(summary for _, _, summary, _ in parts)
         names = [n for _, _, _, n in parts]
         self.attribute_names = max(names, key=len)
@@ -317,8 +318,10 @@ class AgeGenderDataModule(L.LightningDataModule):
         self._sampler_weights()  # checks data.sampler before any image is decoded
         self._prepared = True
 
-    def _read_source(self, spec: Mapping[str, Any]) -> tuple[list[Sample], dict[str, np.ndarray], str, tuple[str, ...]]:
-        """One source read, filtered, limited and split on its own: (samples, split, summary, attribute names)."""
+    def _read_source(self, spec: Mapping[str, Any], labelled: bool
+                     ) -> tuple[list[Sample], dict[str, np.ndarray], str, tuple[str, ...]]:
+        """One source read, filtered, limited and split on its own: (samples, split, summary, attribute names);
+        ``labelled``: one of several sources, whose summary is prefixed by its name."""
         if not spec.get("root"):
             where = f"data.sources entry {spec['name']!r}: " if self.cfg.get("sources") else ""
             raise AgeGenderError(f"{where}no data folder given: pass --data DIR (or set data.root)", code="missing_path")
@@ -340,7 +343,7 @@ class AgeGenderDataModule(L.LightningDataModule):
         if kind == "stratified":
             split_cfg.setdefault("scheme", "adience8")
         split = {k: np.asarray(v, dtype=np.int64) for k, v in make_split(kind, samples, **split_cfg).items()}
-        summary = ss.summary() if len(source_specs(self.cfg)) == 1 else f"{spec['name']}: {ss.summary()}"
+        summary = f"{spec['name']}: {ss.summary()}" if labelled else ss.summary()
         return samples, split, summary, tuple(ss.attribute_names)
 
     def setup(self, stage: str | None = None) -> None:

@@ -104,7 +104,7 @@ def build_crop_cache(
     ``framing`` (crops per framing: the detector's name or ``whole_image``), ``no_face`` and ``no_face_files``,
     ``skipped`` (unreadable images, each with its reason) and the settings. ``limit`` takes the first N samples.
     """
-    from agegender.data.fingerprint import file_hash
+    from agegender.data.fingerprint import sample_fingerprint
     from agegender.data.images import load_image
     from agegender.data.readers import read_dataset
     from agegender.inference.predictor import load
@@ -183,8 +183,7 @@ def build_crop_cache(
                     rec["status"] = "no_face"
                 else:
                     i = _pick(boxes, scores)
-                    fp = s.extra.get("fingerprint")
-                    fp = int(fp) if fp not in (None, "") else file_hash(s.path)
+                    fp = sample_fingerprint(s)
                     name = str(Path(rel).with_suffix(".jpg"))
                     if name in used:
                         name = str(Path(rel).with_suffix("")) + f"-{fp & 0xFFFFFFFF:08x}.jpg"

@@ -312,9 +312,20 @@ def _predict_ray(
 @user_errors
 def video(
     source: Annotated[str, typer.Argument(help="video file, or a camera index such as 0")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="write an annotated MP4 here")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="write the annotated video here: .mp4 is H.264 (libx264, as PyAV's FFmpeg offers it; then "
+            "OpenH264, VP9), .webm is VP9 — both play in browsers",
+        ),
+    ] = None,
     every: Annotated[
-        int, typer.Option("--every", help="detect + predict every N frames; track in between")
+        int,
+        typer.Option(
+            "--every", help="detect + predict every N frames; the tracker carries the boxes in between"
+        ),
     ] = 3,
     model: Model = "default",
     detector: DetectorOpt = None,
@@ -322,14 +333,22 @@ def video(
         int | None, typer.Option("--max-frames", help="stop after N frames (cameras never end)")
     ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="write per-frame results (JSON) here")
+        Path | None,
+        typer.Option("--json", help="write the summary and per-frame results (JSON) here"),
     ] = None,
-    smoothing: Annotated[
+    max_lost: Annotated[
         float,
         typer.Option(
-            "--smoothing", help="weight of the newest prediction in each face's moving average (1 = off)"
+            "--max-lost",
+            help="seconds a face may go undetected (turned away, hidden) and keep its track id",
         ),
-    ] = 0.4,
+    ] = 1.0,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="progress bar on stderr (default: on a terminal, for video files)"
+        ),
+    ] = None,
     min_confidence: MinConfidence = 0.0,
     backend: Backend = None,
     threads: Threads = None,
@@ -337,17 +356,21 @@ def video(
     tta_flip: TtaFlip = None,
     detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
 ) -> None:
-    """Track and label faces in a video or camera stream; prints a summary with frames per second.
+    """Track and label faces in a video or camera stream; prints a JSON summary: frames per second and, per
+    track, its first and last frame, frames seen, median age, gender and ethnicity with their probability.
 
-    A camera runs until Ctrl-C (or --max-frames). Examples:
+    Faces are linked across frames by ByteTrack (the trackers package); each track's age, gender and ethnicity
+    are the detector-score-weighted mean of its per-frame outputs. A camera runs until Ctrl-C (or --max-frames).
+    Examples:
 
       agegender video clip.mp4 --out annotated.mp4 --every 3 --json frames.json
 
-      agegender video 0 --max-frames 300 --out webcam.mp4
+      agegender video 0 --max-frames 300 --out webcam.webm
     """
     from agegender.inference.predictor import load
     from agegender.inference.video import process_video
 
+    det_opts = parse_detector_options(detector_option)
     predictor = load(
         model,
         detector=detector,
@@ -356,6 +379,7 @@ def video(
         threads=threads,
         precision=precision,
         tta_flip=tta_flip,
+        **({"detector_options": det_opts} if det_opts else {}),
     )
     summary = process_video(
         predictor,
@@ -364,9 +388,10 @@ def video(
         every=every,
         max_frames=max_frames,
         json_path=json_path,
-        smoothing=smoothing,
+        max_lost_seconds=max_lost,
+        progress=progress if progress is not None else sys.stderr.isatty(),
     )
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(summary.to_dict(), indent=2))
 
 
 @app.command()

@@ -2,8 +2,9 @@
 :class:`PersonResult`, each with nested age, gender and ethnicity and their probabilities.
 
 The Python API returns these objects, ``agegender predict --format json|jsonl`` prints them (``to_dict()``), the
-HTTP service answers with them and documents them in its OpenAPI schema, and video writes them per frame; flat rows
-(:mod:`agegender.inference.records`) are only for CSV and Parquet.
+HTTP service answers with them and documents them in its OpenAPI schema, and video writes them per frame
+(:class:`TrackedPerson` in a :class:`FrameResult`) with a :class:`VideoSummary` of the run and of every track; flat
+rows (:mod:`agegender.inference.records`) are only for CSV and Parquet.
 """
 
 from __future__ import annotations
@@ -77,4 +78,78 @@ class ImageResult(BaseModel):
             "width": self.width,
             "height": self.height,
             "people": [p.to_dict() for p in self.people],
+        }
+
+
+class TrackedPerson(PersonResult):
+    """A person in one video frame: the track they belong to, with the track's outputs averaged so far."""
+
+    track_id: int = Field(description="the person's id through the video (1, 2, ... in order of appearance)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, **{k: v for k, v in super().to_dict().items() if k != "track_id"}}
+
+
+class FrameResult(BaseModel):
+    """Everyone shown in one video frame."""
+
+    frame: int = Field(description="frame index from 0")
+    time_s: float = Field(description="frame index / the video's frame rate")
+    people: list[TrackedPerson] = Field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frame": self.frame, "time_s": self.time_s, "people": [p.to_dict() for p in self.people]}
+
+
+class TrackSummary(BaseModel):
+    """One person followed through a video: when they were seen and what their whole track says."""
+
+    track_id: int
+    first_frame: int = Field(description="first frame the track is shown in")
+    last_frame: int = Field(description="last frame the track is shown in")
+    first_time_s: float
+    last_time_s: float
+    frames: int = Field(description="frames the track is shown in (detected, or carried between detection frames)")
+    detections: int = Field(description="detection frames in which the detector found this person")
+    age_years: float | None = Field(description="median of the per-detection age estimates (years)")
+    age_group: str | None = Field(description="most probable age group of the track's mean age distribution")
+    gender: str | None = Field(description="gender of the track's mean probabilities ('uncertain' below "
+                                           "min_confidence)")
+    gender_confidence: float | None = Field(description="the track's mean probability of its most probable gender")
+    ethnicity: str | None = None
+    ethnicity_confidence: float | None = None
+
+
+class VideoSummary(BaseModel):
+    """One run over a video or camera stream: speed, output, and every track."""
+
+    source: str
+    model: str
+    frames: int = Field(description="frames processed")
+    every: int = Field(description="detection + model ran on every `every`-th frame")
+    seconds: float = Field(description="wall-clock time of the run")
+    fps: float | None = Field(description="frames processed per second of wall-clock time")
+    detect_model_seconds: float = Field(description="time spent detecting faces and running the model")
+    video_fps: float = Field(description="the video's frame rate (25 when it does not say)")
+    tracks: int = Field(description="number of tracks (people)")
+    output: str | None = Field(None, description="the annotated video written, if any")
+    codec: str | None = Field(None, description="its encoder: libx264 (H.264), libopenh264, libvpx-vp9 (VP9), ...")
+    interrupted: bool = Field(False, description="stopped by Ctrl-C")
+    people: list[TrackSummary] = Field(default_factory=list, description="one summary per track")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class VideoResult(BaseModel):
+    """What ``agegender video --json`` writes: the run's summary and every frame's people."""
+
+    summary: VideoSummary
+    frames: list[FrameResult] = Field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary.to_dict(),
+            "model": self.summary.model,
+            "frames": [f.to_dict() for f in self.frames],
         }

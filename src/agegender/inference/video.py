@@ -1,9 +1,15 @@
-"""Video and camera streams: detect every N frames, track faces in between by IoU matching (with
-constant-velocity boxes), and smooth each track's predictions over time (exponential moving average)."""
+"""Video files and camera streams: detect faces every N frames, follow them with ByteTrack (the ``trackers``
+library), average each person's predictions over their track, and summarise every track at the end.
+
+Between detection frames each shown box keeps moving at its track's last velocity. A track's age, gender and
+ethnicity are the detector-score-weighted mean of its per-detection model outputs (probability distributions are
+mixed, not voted), so one blurred frame moves a long track's label little.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,158 +22,205 @@ import numpy as np
 from agegender.errors import AgeGenderError
 from agegender.inference.draw import annotate
 from agegender.inference.predictor import Predictor
-from agegender.inference.results import PersonResult
+from agegender.inference.results import FrameResult, TrackedPerson, TrackSummary, VideoResult, VideoSummary
+from agegender.inference.video_io import VideoWriter, open_capture
+
+#: default --every: detection + model on every 3rd frame, boxes carried by the tracker in between
+DEFAULT_EVERY = 3
+#: a track unmatched for longer than this (seconds) ends; a face hidden for less keeps its id
+DEFAULT_MAX_LOST_SECONDS = 1.0
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise intersection-over-union of (N, 4) and (M, 4) boxes (x1, y1, x2, y2)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+def _new_bytetrack(detections_per_second: float, max_lost_seconds: float) -> Any:
+    try:
+        from trackers import ByteTrackTracker
+    except ImportError as e:
+        raise AgeGenderError(
+            "video tracking needs the trackers package: pip install 'trackers>=2.1,<2.2' 'supervision>=0.30' "
+            "(dependencies of agegender; reinstall it)",
+            code="missing_dependency",
+        ) from e
+    # trackers counts its buffer in frames at 30 fps; the tracker sees one "frame" per detection round
+    return ByteTrackTracker(
+        lost_track_buffer=max(1, round(30 * max_lost_seconds)) + 1,
+        frame_rate=detections_per_second,
+        # the detector has already applied its own score threshold: every box it reports may start a track,
+        # and a track is shown once two detection rounds in a row confirm it
+        track_activation_threshold=0.0,
+        high_conf_det_threshold=0.0,
+        minimum_consecutive_frames=2,
+        minimum_iou_threshold=0.1,
+    )
 
 
 @dataclass
-class Track:
-    """One face followed across frames: its box, per-frame box velocity and smoothed model outputs."""
+class _Track:
+    """What the video keeps about one track id: where it is, and running sums of its model outputs."""
 
     id: int
+    first_frame: int
     box: np.ndarray
     score: float
-    state: dict[str, np.ndarray]
+    last_detected: int
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
-    last_seen: int = 0
-    hits: int = 1
-    misses: int = 0
+    last_frame: int = -1
+    frames: int = 0
+    detections: int = 0
+    weight: float = 0.0
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    ages: list[float] = field(default_factory=list)
+
+    def add(self, frame: int, box: np.ndarray, score: float, outputs: dict[str, np.ndarray],
+            age: float | None) -> None:
+        if self.detections:
+            gap = max(frame - self.last_detected, 1)
+            self.velocity = 0.5 * self.velocity + 0.5 * (box - self.box) / gap
+        self.box, self.score, self.last_detected = box, score, frame
+        self.detections += 1
+        w = max(float(score), 1e-3)
+        self.weight += w
+        for k, v in outputs.items():
+            self.sums[k] = self.sums[k] + w * v if k in self.sums else w * np.asarray(v, dtype=np.float64)
+        if age is not None and np.isfinite(age):
+            self.ages.append(float(age))
+
+    def mean_outputs(self) -> dict[str, np.ndarray]:
+        """The weighted mean of the track's outputs, one row (the shape ``Predictor.people_from_arrays`` reads)."""
+        return {k: (v / self.weight)[None] for k, v in self.sums.items()}
+
+    def box_at(self, frame: int) -> np.ndarray:
+        return self.box + self.velocity * (frame - self.last_detected)
 
 
-class FaceTracker:
-    """Greedy IoU matching of detections to tracks; outputs smoothed by an exponential moving average.
+class FaceTracks:
+    """ByteTrack over detection rounds, plus each track's running mean of model outputs.
 
     Args:
-        iou_threshold: minimum IoU (against the track's predicted box) to continue a track.
-        smoothing: weight of the newest prediction in the moving average (1 = no smoothing).
-        max_misses: detection rounds a track may go unmatched before it is dropped.
+        detections_per_second: how often :meth:`update` is called per second of video (fps / every).
+        max_lost_seconds: how long a track survives without a matching detection (a face turned away or hidden
+            behind something keeps its id when it comes back within this time).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, smoothing: float = 0.4, max_misses: int = 2) -> None:
-        if not 0.0 < smoothing <= 1.0:
-            raise AgeGenderError(f"smoothing must be in (0, 1], not {smoothing}", code="bad_option")
-        self.iou_threshold = iou_threshold
-        self.smoothing = smoothing
-        self.max_misses = max_misses
-        self.tracks: list[Track] = []
-        self._next_id = 1
-
-    def predicted_boxes(self, frame: int) -> np.ndarray:
-        if not self.tracks:
-            return np.zeros((0, 4))
-        return np.stack([t.box + t.velocity * (frame - t.last_seen) for t in self.tracks])
+    def __init__(self, detections_per_second: float, max_lost_seconds: float = DEFAULT_MAX_LOST_SECONDS) -> None:
+        if max_lost_seconds < 0:
+            raise AgeGenderError(f"max_lost_seconds must be >= 0, not {max_lost_seconds}", code="bad_option")
+        self._tracker = _new_bytetrack(detections_per_second, max_lost_seconds)
+        self.tracks: dict[int, _Track] = {}
+        self._ids: dict[int, int] = {}  # the library's id → ours (1, 2, ... per video: its counter is global)
+        self._shown: list[int] = []
 
     def update(
         self,
         frame: int,
         boxes: Sequence[Sequence[float]],
         scores: Sequence[float],
-        arrays: dict[str, np.ndarray],
-    ) -> None:
-        """Feed one detection round: boxes with their raw model outputs (one row per box)."""
+        outputs: dict[str, np.ndarray],
+        ages: Sequence[float] | None = None,
+    ) -> list[int]:
+        """Feed one detection round: boxes, detector scores and raw model outputs (one row per box), and each
+        box's age in years (for the track's median); returns the ids of the tracks shown from now on."""
+        import supervision as sv
+
         boxes_arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        pred = self.predicted_boxes(frame)
-        iou = (
-            iou_matrix(pred, boxes_arr)
-            if len(pred) and len(boxes_arr)
-            else np.zeros((len(pred), len(boxes_arr)))
+        dets = sv.Detections(
+            xyxy=boxes_arr.astype(np.float32),
+            confidence=np.asarray(scores, dtype=np.float32).reshape(-1),
+            data={"row": np.arange(len(boxes_arr))},
         )
-        matched_t: set[int] = set()
-        matched_d: set[int] = set()
-        for flat in np.argsort(-iou, axis=None):
-            ti, di = divmod(int(flat), max(iou.shape[1], 1))
-            if iou.size == 0 or iou[ti, di] < self.iou_threshold:
-                break
-            if ti in matched_t or di in matched_d:
+        tracked = self._tracker.update(dets)
+        shown = []
+        for lib_id, row in zip(tracked.tracker_id, tracked.data.get("row", [])):
+            if lib_id < 0:  # not confirmed yet (one detection round so far)
                 continue
-            matched_t.add(ti)
-            matched_d.add(di)
-            t = self.tracks[ti]
-            gap = max(frame - t.last_seen, 1)
-            t.velocity = 0.5 * t.velocity + 0.5 * (boxes_arr[di] - t.box) / gap
-            t.box, t.score, t.last_seen = boxes_arr[di], float(scores[di]), frame
-            t.hits += 1
-            t.misses = 0
-            a = self.smoothing
-            t.state = {
-                k: (1 - a) * t.state[k] + a * v[di] if k in t.state else v[di] for k, v in arrays.items()
-            }
-        for ti, t in enumerate(self.tracks):
-            if ti not in matched_t:
-                t.misses += 1
-        self.tracks = [t for t in self.tracks if t.misses <= self.max_misses]
-        for di in range(len(boxes_arr)):
-            if di not in matched_d:
-                self.tracks.append(
-                    Track(
-                        self._next_id,
-                        boxes_arr[di],
-                        float(scores[di]),
-                        {k: v[di].copy() for k, v in arrays.items()},
-                        last_seen=frame,
-                    )
-                )
-                self._next_id += 1
+            tid = self._ids.setdefault(int(lib_id), len(self._ids) + 1)
+            r = int(row)
+            track = self.tracks.get(tid)
+            if track is None:
+                track = self.tracks[tid] = _Track(tid, frame, boxes_arr[r], float(scores[r]), frame)
+            track.add(frame, boxes_arr[r], float(scores[r]), {k: v[r] for k, v in outputs.items()},
+                      None if ages is None else ages[r])
+            shown.append(tid)
+        self._shown = sorted(shown)
+        return self._shown
 
-    def current(self, frame: int, visible_only: bool = True) -> list[Track]:
-        """Tracks to show at ``frame`` (those matched in the latest detection round by default)."""
-        return [t for t in self.tracks if not visible_only or t.misses == 0]
+    def shown(self, frame: int) -> list[_Track]:
+        """The tracks matched in the latest detection round, each counted as seen at ``frame``."""
+        out = []
+        for tid in self._shown:
+            t = self.tracks[tid]
+            if t.last_frame != frame:
+                t.last_frame = frame
+                t.frames += 1
+            out.append(t)
+        return out
 
 
-def open_capture(source: str | int) -> tuple[cv2.VideoCapture, str]:
-    """A ``cv2.VideoCapture`` for a file path or a camera index (an int or a digit string)."""
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        cap, name = cv2.VideoCapture(int(source)), f"camera {int(source)}"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise AgeGenderError(f"{path}: no such video file; check the path", code="missing_file")
-        cap, name = cv2.VideoCapture(str(path)), str(path)
-    if not cap.isOpened():
-        raise AgeGenderError(
-            f"cannot open {name} as a video (unsupported format or busy camera)", code="unreadable"
+def track_summaries(predictor: Predictor, tracks: FaceTracks, fps: float) -> list[TrackSummary]:
+    """One :class:`TrackSummary` per track: span, counts, median age, and gender and ethnicity of the track's mean
+    outputs with their probability."""
+    out = []
+    for t in sorted(tracks.tracks.values(), key=lambda t: t.id):
+        if not t.frames:
+            continue
+        p = predictor.people_from_arrays(t.mean_outputs(), [t.box], [t.score])[0]
+        out.append(
+            TrackSummary(
+                track_id=t.id,
+                first_frame=t.first_frame,
+                last_frame=t.last_frame,
+                first_time_s=round(t.first_frame / fps, 3),
+                last_time_s=round(t.last_frame / fps, 3),
+                frames=t.frames,
+                detections=t.detections,
+                age_years=round(float(np.median(t.ages)), 1) if t.ages else None,
+                age_group=p.age.group if p.age is not None else None,
+                gender=p.gender,
+                gender_confidence=round(max(p.gender_probs.values()), 4) if p.gender_probs else None,
+                ethnicity=p.ethnicity,
+                ethnicity_confidence=round(max(p.ethnicity_probs.values()), 4) if p.ethnicity_probs else None,
+            )
         )
-    return cap, name
+    return out
 
 
 def process_video(
     predictor: Predictor,
     source: str | int,
     out: str | Path | None = None,
-    every: int = 3,
+    every: int = DEFAULT_EVERY,
     max_frames: int | None = None,
     json_path: str | Path | None = None,
-    smoothing: float = 0.4,
-    iou_threshold: float = 0.3,
-    on_frame: Callable[[int, np.ndarray, list[dict[str, Any]]], None] | None = None,
-) -> dict[str, Any]:
-    """Run the predictor over a video; returns a summary with the processing frames per second.
+    max_lost_seconds: float = DEFAULT_MAX_LOST_SECONDS,
+    progress: bool = False,
+    on_frame: Callable[[int, np.ndarray, list[TrackedPerson]], None] | None = None,
+) -> VideoSummary:
+    """Run the predictor over a video file or camera; returns the run's summary with a summary of every track.
 
-    Detection + model run on every ``every``-th frame; in between, tracks keep moving at their last
-    velocity. ``out`` writes an annotated MP4 (``mp4v``); ``json_path`` writes per-frame results;
-    ``on_frame(index, annotated_bgr, people)`` is called for each frame (e.g. to display it).
-    Ctrl-C stops a stream early; the summary then says ``interrupted``.
+    Detection + model run on every ``every``-th frame; ByteTrack links the detections into tracks, and in between
+    the shown boxes keep moving at their track's velocity. ``out`` writes the annotated video (``.mp4``: H.264;
+    ``.webm``: VP9; see :mod:`~agegender.inference.video_io`); ``json_path`` writes a :class:`VideoResult`
+    (the summary plus every frame's people); ``progress`` shows a bar on stderr for files with a known frame
+    count; ``on_frame(index, annotated_bgr, people)`` is called for each frame (e.g. to display it). Ctrl-C stops
+    a stream early; the summary then says ``interrupted``.
     """
     if every < 1:
         raise AgeGenderError(f"--every must be >= 1, not {every}", code="bad_option")
+    writer = VideoWriter(out, 25.0) if out is not None else None  # checks the extension before any work
     cap, name = open_capture(source)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps_in = fps_in if 1.0 <= fps_in <= 240.0 else 25.0
-    tracker = FaceTracker(iou_threshold=iou_threshold, smoothing=smoothing)
-    writer: cv2.VideoWriter | None = None
-    frames_log: list[dict[str, Any]] = []
-    track_ids: set[int] = set()
+    if writer is not None:
+        writer.fps = fps_in
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not name.startswith("camera ") else 0
+    if max_frames is not None and total > 0:
+        total = min(total, max_frames)
+    bar = None
+    if progress and total > 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", file=sys.stderr, desc="video", leave=False)
+    tracks = FaceTracks(fps_in / every, max_lost_seconds)
+    frames_log: list[FrameResult] = []
     n = 0
     detect_s = 0.0
     interrupted = False
@@ -181,68 +234,57 @@ def process_video(
                 td = time.perf_counter()
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 boxes, scores, crops = predictor.detect_crops(rgb)
-                arrays = predictor.infer_crops(crops) if crops else {}
-                tracker.update(n, boxes, scores, arrays)
+                outputs = predictor.infer_crops(crops) if crops else {}
+                ages = predictor.decoder(outputs, intervals=False).years if crops else None
+                tracks.update(n, boxes, scores, outputs, ages)
                 detect_s += time.perf_counter() - td
-            tracks = tracker.current(n)
-            boxes_now = tracker.predicted_boxes(n)
-            shown = {t.id: b for t, b in zip(tracker.tracks, boxes_now)}
-            people: list[PersonResult] = []
-            ids: list[int] = []
-            for t in tracks:
-                arrays_t = {k: v[None] for k, v in t.state.items()}
-                b = np.clip(shown[t.id], 0, [bgr.shape[1], bgr.shape[0]] * 2)
-                people += predictor.people_from_arrays(arrays_t, [b], [t.score])
-                ids.append(t.id)
-                track_ids.add(t.id)
-            records = [{"track_id": i, **p.to_dict()} for i, p in zip(ids, people)]
+            shown = tracks.shown(n)
+            limit = [bgr.shape[1], bgr.shape[0]] * 2
+            people: list[TrackedPerson] = []
+            for t in shown:
+                p = predictor.people_from_arrays(t.mean_outputs(), [np.clip(t.box_at(n), 0, limit)], [t.score])[0]
+                people.append(TrackedPerson(track_id=t.id, **dict(p)))
             if json_path is not None:
-                frames_log.append({"frame": n, "time_s": round(n / fps_in, 3), "people": records})
-            if out is not None or on_frame is not None:
-                annotate(bgr, people, channel_order="BGR", track_ids=ids, inplace=True)
-            if out is not None:
-                if writer is None:
-                    Path(out).parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(
-                        str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (bgr.shape[1], bgr.shape[0])
-                    )
-                    if not writer.isOpened():
-                        raise AgeGenderError(
-                            f"cannot write video {out}; check the folder and extension (.mp4)",
-                            code="write_failed",
-                        )
+                frames_log.append(FrameResult(frame=n, time_s=round(n / fps_in, 3), people=people))
+            if writer is not None or on_frame is not None:
+                annotate(bgr, people, channel_order="BGR", track_ids=[p.track_id for p in people], inplace=True)
+            if writer is not None:
                 writer.write(bgr)
             if on_frame is not None:
-                on_frame(n, bgr, records)
+                on_frame(n, bgr, people)
             n += 1
+            if bar is not None:
+                bar.update()
     except KeyboardInterrupt:  # Ctrl-C is how a camera stream ends: keep what was processed
         interrupted = True
     finally:
         cap.release()
         if writer is not None:
-            writer.release()
+            writer.close()
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - t0
     if n == 0:
         raise AgeGenderError(
             f"{name}: no frame could be read (empty or unsupported video)", code="unreadable"
         )
-    summary = {
-        "source": name,
-        "frames": n,
-        "every": every,
-        "seconds": round(elapsed, 3),
-        "fps": round(n / elapsed, 2) if elapsed > 0 else None,
-        "detect_model_seconds": round(detect_s, 3),
-        "video_fps": fps_in,
-        "tracks": len(track_ids),
-        "output": str(out) if out is not None else None,
-        "interrupted": interrupted,
-    }
+    people_summary = track_summaries(predictor, tracks, fps_in)
+    summary = VideoSummary(
+        source=name,
+        model=predictor.info()["name"],
+        frames=n,
+        every=every,
+        seconds=round(elapsed, 3),
+        fps=round(n / elapsed, 2) if elapsed > 0 else None,
+        detect_model_seconds=round(detect_s, 3),
+        video_fps=fps_in,
+        tracks=len(people_summary),
+        output=str(out) if out is not None else None,
+        codec=writer.codec if writer is not None else None,
+        interrupted=interrupted,
+        people=people_summary,
+    )
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(
-            json.dumps(
-                {"summary": summary, "model": predictor.info()["name"], "frames": frames_log}, indent=1
-            )
-        )
+        Path(json_path).write_text(json.dumps(VideoResult(summary=summary, frames=frames_log).to_dict(), indent=1))
     return summary

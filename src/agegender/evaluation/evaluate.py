@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,12 @@ def run_evaluation(
     keep_raw: bool = False,
     detector: str | None = None,
     exclude_seen: bool = False,
+    split_config: Mapping[str, Any] | None = None,
 ) -> Evaluation:
-    """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`)."""
+    """Score ``model`` on ``dataset`` at ``data`` and keep the per-sample results (see :func:`evaluate`).
+
+    ``split_config`` is the ``data`` section whose split ``split`` re-applies (default: the model's own), so that
+    several models can be scored on the same images of one training recipe's split."""
     from agegender.bundled import resolve_model_path
 
     t0 = time.time()
@@ -85,7 +89,7 @@ def run_evaluation(
     elif split in ("train", "val", "test"):
         from agegender.training.datamodule import AgeGenderDataModule, one_source
 
-        dcfg = one_source(bundle.config["data"], dataset, str(data))
+        dcfg = one_source(split_config if split_config is not None else bundle.config["data"], dataset, str(data))
         dcfg.update({"dataset": dataset, "root": str(data), "cache": False})
         if options:
             dcfg["options"] = dict(options)

@@ -55,6 +55,39 @@ class DetectorCropper:
         return self.predictor._resize(rgb)
 
 
+def split_samples(
+    dataset: str,
+    data: str | Path,
+    split: str,
+    data_cfg: Mapping[str, Any],
+    options: dict[str, Any] | None = None,
+) -> tuple[list[Sample], list[Sample], int, Any, tuple[str, ...]]:
+    """The samples :func:`run_evaluation` scores: every image of ``dataset`` at ``data`` (``split="all"``) or the
+    ``split`` part (train, val, test) of the split that the ``data_cfg`` section makes of it (each source of a
+    multi-source section is split on its own). Returns (samples, the validation samples when ``split="test"``,
+    images skipped by the reader, the read summary, attribute names)."""
+    val_samples: list[Sample] = []
+    if split == "all":
+        ss = read_dataset(dataset, data, **dict(options or {}))
+        return ss.samples, val_samples, len(ss.skipped), ss.summary(), tuple(ss.attribute_names)
+    if split not in ("train", "val", "test"):
+        raise AgeGenderError(f"--split must be all, train, val or test (got {split!r})", code="bad_config")
+    from agegender.training.datamodule import AgeGenderDataModule, one_source
+
+    dcfg = one_source(data_cfg, dataset, str(data))
+    dcfg.update({"dataset": dataset, "root": str(data), "cache": False})
+    if options:
+        dcfg["options"] = dict(options)
+    dm = AgeGenderDataModule(dcfg)
+    dm.prepare_samples()
+    samples = [dm.samples[i] for i in dm.split.get(split, [])]
+    if split == "test":
+        val_samples = [dm.samples[i] for i in dm.split.get("val", [])]
+    if not samples:
+        raise AgeGenderError(f"the model's split has no {split!r} part", code="bad_config")
+    return samples, val_samples, 0, dm.read_summary, tuple(dm.attribute_names)
+
+
 def run_evaluation(
     model: str | ModelBundle,
     dataset: str,
@@ -81,28 +114,8 @@ def run_evaluation(
     bundle = model if isinstance(model, ModelBundle) else load_bundle(resolve_model_path(model))
     meta = DATASETS.meta(dataset)
     sch = get_scheme(scheme or meta.get("age_scheme") or bundle.age_scheme)
-    val_samples: list[Sample] = []
-    if split == "all":
-        ss = read_dataset(dataset, data, **dict(options or {}))
-        samples, skipped, summary = ss.samples, len(ss.skipped), ss.summary()
-        attr_names = tuple(ss.attribute_names)
-    elif split in ("train", "val", "test"):
-        from agegender.training.datamodule import AgeGenderDataModule, one_source
-
-        dcfg = one_source(split_config if split_config is not None else bundle.config["data"], dataset, str(data))
-        dcfg.update({"dataset": dataset, "root": str(data), "cache": False})
-        if options:
-            dcfg["options"] = dict(options)
-        dm = AgeGenderDataModule(dcfg)
-        dm.prepare_samples()
-        samples = [dm.samples[i] for i in dm.split.get(split, [])]
-        if split == "test":
-            val_samples = [dm.samples[i] for i in dm.split.get("val", [])]
-        skipped, summary, attr_names = 0, dm.read_summary, tuple(dm.attribute_names)
-        if not samples:
-            raise AgeGenderError(f"the model's split has no {split!r} part", code="bad_config")
-    else:
-        raise AgeGenderError(f"--split must be all, train, val or test (got {split!r})", code="bad_config")
+    samples, val_samples, skipped, summary, attr_names = split_samples(
+        dataset, data, split, split_config if split_config is not None else bundle.config.get("data") or {}, options)
     if not samples:
         raise AgeGenderError(f"{dataset}: no images to evaluate in {data} ({summary}); check --data and --dataset",
                              code="no_data")

@@ -6,7 +6,11 @@ For each model and source: images, age MAE, CS@5, gender accuracy, the recall of
 accuracy and the share of minors estimated 18 or older (each where the source has the label), then the figures
 pooled over the sources (each image counted once). Sources whose folder is absent are skipped with a note.
 
-    python benchmarks/face_sources.py --models default,runs/face_wild/model.safetensors \\
+A model ``faceapi:DIR`` is face-api.js's age/gender net (``benchmarks/peers/faceapi.py``; DIR the unpacked
+``@vladmandic/face-api`` npm package, or ``faceapi`` alone with ``FACEAPI_DIR``) scored on the same split images,
+each given to it as the decoded image (face-api pads to square and resizes to 112 itself): age and gender only.
+
+    python benchmarks/face_sources.py --models default,runs/face_wild/model.safetensors,faceapi:package \\
         [--config configs/default/face_wild.yaml] [--split test|val] [--json OUT.json]
 """
 
@@ -15,7 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +47,62 @@ def cell(report: dict, key: str, scale: float, fmt: str) -> str:
     return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v * scale)
 
 
+@dataclass
+class PeerEvaluation:
+    """What :func:`pooled` and the table need of an evaluation, for a net that is not an agegender package."""
+
+    report: dict
+    preds: dict
+    targets: dict
+    scheme: Any
+    bundle: Any = field(default=None)
+
+
+def read_crop(sample) -> np.ndarray | None:
+    """A sample's image as the dataset gives it (its box cut out when it has one), not resized; None if unreadable."""
+    from agegender.data.images import load_image
+    from agegender.errors import AgeGenderError
+
+    try:
+        img = load_image(sample.path)
+    except AgeGenderError:
+        return None
+    if sample.box is not None:
+        x1, y1, x2, y2 = (int(v) for v in sample.box)
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(img.shape[1], x2), min(img.shape[0], y2)
+        if x2 > x1 and y2 > y1:
+            img = img[y1:y2, x1:x2]
+    return img
+
+
+def peer_evaluation(peer, dataset: str, root: str, split: str, split_config: dict) -> PeerEvaluation:
+    """``peer.predict_batch(crops) -> (ages, p_male)`` scored on the images :func:`run_evaluation` scores."""
+    from agegender.data.readers import DATASETS
+    from agegender.evaluation.evaluate import split_samples
+    from agegender.evaluation.runner import sample_targets
+    from agegender.labels import get_scheme
+    from agegender.metrics import compute_metrics
+
+    samples = split_samples(dataset, root, split, split_config)[0]
+    kept, ages, p_male = [], [], []
+    with ThreadPoolExecutor(2) as ex:
+        for start in range(0, len(samples), 256):
+            part = samples[start:start + 256]
+            pairs = [(s, c) for s, c in zip(part, ex.map(read_crop, part)) if c is not None]
+            a, p = peer.predict_batch([c for _, c in pairs])
+            kept += [s for s, _ in pairs]
+            ages.append(a)
+            p_male.append(p)
+    sch = get_scheme(DATASETS.meta(dataset).get("age_scheme") or "adience8")
+    p = np.concatenate(p_male)
+    preds = {"age": np.concatenate(ages), "gender_probs": np.stack([p, 1 - p], axis=1)}
+    targets = sample_targets(kept, sch.name, 0)
+    targets["age_group_scheme"] = sch.name
+    report = {"model": peer.name, "dataset": dataset, "split": split, "n_images": len(kept),
+              "n_skipped": len(samples) - len(kept), **compute_metrics(preds, targets, sch)}
+    return PeerEvaluation(report, preds, targets, sch)
+
+
 def pooled(evals: list) -> dict:
     """The metrics over the union of the sources' images (each counted once)."""
     from agegender.metrics import compute_metrics
@@ -52,14 +115,16 @@ def pooled(evals: list) -> dict:
             targets[k] = np.concatenate([e.targets[k] for e in evals])
         else:
             targets[k] = v
-    out = compute_metrics(preds, targets, evals[0].scheme, model_scheme=evals[0].bundle.age_scheme)
+    bundle = evals[0].bundle
+    out = compute_metrics(preds, targets, evals[0].scheme, model_scheme=bundle.age_scheme if bundle else None)
     out["n_images"] = sum(e.report["n_images"] for e in evals)
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="default", help="comma-separated bundled names or package paths")
+    ap.add_argument("--models", default="default",
+                    help="comma-separated bundled names or package paths; faceapi:DIR for face-api.js's net")
     ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
     ap.add_argument("--split", default="test", choices=("test", "val"))
     ap.add_argument("--json", help="also write every report here")
@@ -70,6 +135,17 @@ def main() -> None:
     from agegender.training.config import load_config
     from agegender.training.datamodule import source_specs
 
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    peers = {}
+    for model in models:
+        if model == "faceapi" or model.startswith("faceapi:"):
+            sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+            from faceapi import FaceApiAgeGender, FaceApiMissing
+
+            try:
+                peers[model] = FaceApiAgeGender(model.partition(":")[2] or None)
+            except FaceApiMissing as e:
+                sys.exit(f"error: {e}")
     cfg = load_config(args.config)
     data_cfg = cfg["data"]
     # relative roots in a config are relative to the repository root, where training runs
@@ -83,20 +159,26 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"recipe: {Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config}, "
           f"{args.split} split of each source")
+    for model, peer in peers.items():
+        print(f"{model}: {peer.name}, {peer.onnx_path.name} on ONNX Runtime")
     print("| model | source | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     dump = {}
-    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+    for model in models:
+        label = "face-api.js" if model in peers else model
         evals = []
         for name, dataset, root in specs:
-            ev = run_evaluation(model, dataset, root, split=args.split, split_config=absolute)
+            if model in peers:
+                ev = peer_evaluation(peers[model], dataset, root, args.split, absolute)
+            else:
+                ev = run_evaluation(model, dataset, root, split=args.split, split_config=absolute)
             evals.append(ev)
             dump[f"{model}/{name}"] = ev.report
-            print(f"| {model} | {name} | " + " | ".join(cell(ev.report, *c[1:]) for c in COLUMNS) + " |", flush=True)
+            print(f"| {label} | {name} | " + " | ".join(cell(ev.report, *c[1:]) for c in COLUMNS) + " |", flush=True)
         if len(evals) > 1:
             rep = pooled(evals)
             dump[f"{model}/pooled"] = rep
-            print(f"| {model} | pooled | " + " | ".join(cell(rep, *c[1:]) for c in COLUMNS) + " |", flush=True)
+            print(f"| {label} | pooled | " + " | ".join(cell(rep, *c[1:]) for c in COLUMNS) + " |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(dump, indent=1, default=float))
 

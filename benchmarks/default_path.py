@@ -34,6 +34,14 @@ def wall(cmd: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
+def load_crops(folder: str | Path, n: int) -> list:
+    """The first ``n`` images of ``folder`` (sorted names) decoded to RGB uint8 arrays."""
+    import numpy as np
+    from PIL import Image
+
+    return [np.asarray(Image.open(f).convert("RGB")) for f in sorted(Path(folder).glob("*.jpg"))[:n]]
+
+
 def crops_per_second(model: str, crops: list, repeats: int, **options) -> float:
     import agegender
 
@@ -55,7 +63,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
     args = ap.parse_args()
-    photo = subprocess.run([sys.executable, "-c", PHOTO_CODE], capture_output=True, text=True).stdout.strip()
+    photo = subprocess.run([sys.executable, "-c", PHOTO_CODE], capture_output=True, text=True, check=True).stdout.strip()
     exe = str(Path(sys.executable).with_name("agegender"))
     print(f"machine: {machine()}")
     print(f"model: {args.model}; photo: grace_hopper.jpg (512×600, one face)\n")
@@ -66,11 +74,7 @@ def main() -> None:
         label = " ".join(["agegender predict photo.jpg", "--model", args.model, *extra])
         print(f"| `{label}` | {wall([exe, 'predict', photo, '--model', args.model, *extra], args.runs):.2f} |")
 
-    import numpy as np
-    from PIL import Image
-
-    files = sorted(Path(args.data).glob("*.jpg"))[: args.crops]
-    crops = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    crops = load_crops(args.data, args.crops)
     print(f"\n| end to end, {len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} crops | crops/s |")
     print("|---|---|")
     for label, opts in (("default load (bundled ONNX twin, flip TTA as the model says)", {}),

@@ -1,0 +1,89 @@
+"""Our default face model against face-api.js's age/gender net, end to end on ready face crops, in one run:
+decoded UTKFace 200×200 RGB uint8 crops → ages and genders, crops per second.
+
+- ours: ``agegender.load(MODEL, detector="none").predict_batch(crops)`` (resize, normalise, model, decode, typed
+  results), with flip TTA as the model says and with ``tta_flip=False``;
+- face-api.js: its net on ONNX Runtime doing face-api's steps (``benchmarks/peers/faceapi.py``: pad to square,
+  resize to 112, normalise, run), at several crops per ONNX Runtime call.
+
+The contenders take turns, ``--rounds`` times, and each keeps its best round, so a busy machine slows them alike;
+the ratios ours/face-api are what carry over. Per CPU-second (all threads of this process, the figure of
+``crops_per_second.py``) is also given: it is what one idle core would do and moves less with other load.
+
+    python benchmarks/peer_faceapi.py --faceapi DIR [--model default] [--crops 1024] [--rounds 3] [--threads N]
+
+DIR is the unpacked ``@vladmandic/face-api`` npm package (or ``FACEAPI_DIR``); see benchmarks/peers/faceapi.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+from _common import REPO, machine
+from crops_per_second import rate
+from default_path import load_crops
+from faceapi import FaceApiAgeGender, FaceApiMissing
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faceapi", help="the unpacked @vladmandic/face-api npm package (default: $FACEAPI_DIR)")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--crops", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3, help="turns each contender takes (its best is kept)")
+    ap.add_argument("--peer-rows", default="16,32,64", help="face-api.js crops per ONNX Runtime call, each timed")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: ONNX Runtime's)")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
+    args = ap.parse_args()
+    try:
+        peer = FaceApiAgeGender(args.faceapi, threads=args.threads)
+    except FaceApiMissing as e:
+        sys.exit(f"error: {e}")
+
+    import agegender
+
+    crops = load_crops(args.data, args.crops)
+    ours = agegender.load(args.model, detector="none", threads=args.threads)
+    ours_noflip = agegender.load(args.model, detector="none", threads=args.threads, tta_flip=False)
+    flip = "on" if ours.tta_flip else "off"
+    contenders = {
+        f"ours: load({args.model!r}, detector='none') (flip TTA {flip}, batch {ours.batch_size})": ours.predict_batch,
+        f"ours: the same with tta_flip=False (batch {ours_noflip.batch_size})": ours_noflip.predict_batch,
+    }
+    for rows in (int(r) for r in args.peer_rows.split(",")):
+        def run(c, rows=rows):
+            peer.max_rows = rows
+            return peer.predict_batch(c)
+
+        contenders[f"face-api.js: {rows} crops per ONNX Runtime call"] = run
+
+    print(f"machine: {machine()}")
+    print(f"ours: {args.model} ({ours.info().get('name')}, {ours.backend.name} backend); face-api.js: {peer.name}")
+    print(f"{len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} UTKFace crops, {args.rounds} rounds, "
+          f"threads {args.threads or 'default'}\n", flush=True)
+    best = {k: (0.0, 0.0) for k in contenders}
+    for _ in range(args.rounds):
+        for name, fn in contenders.items():
+            wall, cpu = rate(lambda fn=fn: fn(crops), len(crops), 0.0)
+            best[name] = (max(best[name][0], wall), max(best[name][1], cpu))
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print("| net | crops/s | crops per CPU-second |")
+    print("|---|---|---|")
+    for name, (wall, cpu) in best.items():
+        print(f"| {name} | {wall:.0f} | {cpu:.0f} |")
+    peer_name = max((k for k in best if k.startswith("face-api")), key=lambda k: best[k][0])
+    pw, pc = best[peer_name]
+    print(f"\nface-api.js's best: {peer_name.split(': ', 1)[1]}; load average {load_end:.2f} at the end")
+    for name in list(best)[:2]:
+        w, c = best[name]
+        print(f"ours/face-api.js, {name.split(': ', 1)[1]}: {w / pw:.2f}× per wall second, {c / pc:.2f}× per "
+              "CPU-second")
+
+
+if __name__ == "__main__":
+    main()

@@ -139,3 +139,15 @@ def test_training_reports_every_head_per_source(two_sources, tmp_path):
     assert set(res["test"]) == {"aged", "celeb"}  # each source's test split scored on its own
     assert "age_mae" in res["test"]["aged"] and "age_mae" not in res["test"]["celeb"]
     assert "gender_recall_gap" in res["test"]["celeb"]
+
+    # the model card lists each source with its split and draw weight, and each source's licence
+    from agegender.workflows.packaging import write_model_card
+
+    pkg = tmp_path / "two.safetensors"
+    r = CliRunner().invoke(app, ["package", str(out / "checkpoints" / "best.ckpt"), "-o", str(pkg), "--no-calibrate",
+                                 "--detector", "none"])
+    assert r.exit_code == 0, r.output
+    text = write_model_card(pkg, {"name": "two"}, {"aged test": res["test"]["aged"]}, {"train": "t"}, []).read_text()
+    assert "- 2 sources, each read and split on its own" in text
+    assert f"  - `aged`: `csv` from `{aged}`" in text and "draw weight 1" in text and "`celeb`: `csv`" in text
+    assert "- aged: see the training data licence." in text and "- celeb: see the training data licence." in text

@@ -183,6 +183,10 @@ _LICENCES = {
                "the image copyrights belong to their owners.",
     "peta": "PETA (Deng, Luo, Loy, Tang, ACM MM 2014) is \"intended for research purposes only and as such cannot be "
             "used commercially\"; its images come from 10 re-identification datasets with their own terms.",
+    # sources of data.sources are looked up by their name first (a csv reader can hold any collection)
+    "aaf": "All-Age-Faces (Cheng, Li, Wang, Zhang, 2019) is released for **non-commercial research purposes only**.",
+    "celeba": "CelebA (Liu, Luo, Wang, Tang, ICCV 2015) is available for **non-commercial research purposes only**; "
+              "the images are from the internet and their copyrights belong to their owners.",
 }
 
 _KEYS = [
@@ -195,6 +199,24 @@ _KEYS = [
     ("under18_false_adult_rate", "under-18 false-adult rate (%)", 100.0),
     ("attributes_mA", "attributes mA (%)", 100.0),
 ]
+
+
+def _data_lines(data_cfg: dict[str, Any], training: dict[str, Any]) -> list[str]:
+    """The card's data section: the one dataset with its split, or each source of ``data.sources``."""
+    sizes = f" → sizes {training.get('split_sizes')}"
+    if not data_cfg.get("sources"):
+        return [(f"- dataset: `{data_cfg.get('dataset')}` from `{data_cfg.get('root')}` "
+                 f"({training.get('read_summary', '')})"),
+                f"- split: `{data_cfg.get('split')}`{sizes}"]
+    lines = [(f"- {len(data_cfg['sources'])} sources, each read and split on its own; a label a source lacks is "
+              "left out of that head's loss (`data.sources`):")]
+    for sp in source_specs(data_cfg):
+        lines.append(f"  - `{sp['name']}`: `{sp.get('dataset')}` from `{sp.get('root')}`, split `{sp.get('split')}`, "
+                     f"draw weight {sp.get('weight', 1.0):g}")
+    if data_cfg.get("sampler"):
+        lines.append(f"- training draw balanced within each source: `data.sampler: {data_cfg['sampler']}`")
+    lines.append(f"- pooled split{sizes}; {training.get('read_summary', '')}")
+    return lines
 
 
 def _file_line(package: Path, meta: dict[str, Any]) -> str:
@@ -228,7 +250,6 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
 
     b = load_bundle(package)
     cfg = b.config
-    dataset = cfg["data"]["dataset"]
     tr = meta.get("training") or {}
     heads = ", ".join(f"`{n}` ({h['type']})" for n, h in cfg["model"]["heads"].items())
     lines = [
@@ -246,8 +267,7 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         _file_line(Path(package), meta),
         "",
         "## Data and split",
-        f"- dataset: `{dataset}` from `{cfg['data']['root']}` ({tr.get('read_summary', '')})",
-        f"- split: `{cfg['data']['split']}` → sizes {tr.get('split_sizes')}",
+        *_data_lines(cfg["data"], tr),
         "",
         "## Training",
         f"- config: `{config or 'configs/default/' + ('body' if meta.get('mode') == 'body' else 'face') + '.yaml'}`",
@@ -289,8 +309,10 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
                 lines.append(f"- {name}: `{cmd}`")
         lines += [f"- {note}" for note in figure_notes or []]
     lines += ["", "## Known limits"] + [f"- {x}" for x in limits]
-    lines += ["", "## Licence", (f"- {_LICENCES.get(dataset, 'See the training data licence.')} The weights inherit "
-              "this restriction: **non-commercial research use only.**"), ""]
+    texts = dict.fromkeys(_LICENCES.get(sp["name"]) or _LICENCES.get(sp.get("dataset"))
+                          or f"{sp['name']}: see the training data licence." for sp in source_specs(cfg["data"]))
+    lines += ["", "## Licence", *[f"- {t}" for t in texts],
+              "- The weights inherit this restriction: **non-commercial research use only.**", ""]
     out = Path(path) if path else Path(package).with_suffix(".md")
     out.write_text("\n".join(lines))
     return out

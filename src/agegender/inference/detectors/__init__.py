@@ -1,5 +1,5 @@
-"""Face-detector backends behind one interface: "haar" (default), "blazeface", "dlib", "none" and
-user-supplied "onnx".
+"""Face-detector backends behind one interface: "haar" (default), "blazeface", "yunet", "dlib", "none"
+and user-supplied "onnx".
 
 >>> from agegender.inference.detectors import build_detector
 >>> detector = build_detector("none")
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np  # noqa: F401 - used by the doctest above
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors import blazeface, dlib_hog, haar, none, onnx  # noqa: F401 - registers the backends
+from agegender.inference.detectors import blazeface, dlib_hog, haar, none, onnx, yunet  # noqa: F401 - registers the backends
 from agegender.inference.detectors.base import (
     DETECTORS,
     Detection,
@@ -32,6 +32,7 @@ from agegender.inference.detectors.dlib_hog import DlibHogDetector
 from agegender.inference.detectors.haar import HaarDetector
 from agegender.inference.detectors.none import NoneDetector
 from agegender.inference.detectors.onnx import OnnxDetector
+from agegender.inference.detectors.yunet import YuNetDetector
 
 #: The detector used when none is named (kang2019's Viola–Jones cascade).
 DEFAULT_DETECTOR = "haar"
@@ -46,6 +47,7 @@ __all__ = [
     "HaarDetector",
     "NoneDetector",
     "OnnxDetector",
+    "YuNetDetector",
     "build_detector",
     "check_rgb",
     "crop",

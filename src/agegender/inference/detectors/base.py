@@ -243,6 +243,24 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
+def drop_centred_inside(boxes: np.ndarray) -> np.ndarray:
+    """Indices of the ``(x1, y1, x2, y2)`` boxes (sorted best first) to keep when a box centred inside a better
+    one is taken for the same face: views of one face at different scales, or a part of a large face, can box it
+    differently enough to escape an IoU test.
+
+    >>> drop_centred_inside(np.array([[0, 0, 100, 100], [40, 40, 60, 60], [90, 90, 150, 150]])).tolist()
+    [0, 2]
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    keep: list[int] = []
+    for i, (cx, cy) in enumerate(centres):
+        kept = boxes[keep]
+        if not ((kept[:, 0] <= cx) & (cx <= kept[:, 2]) & (kept[:, 1] <= cy) & (cy <= kept[:, 3])).any():
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one ``(x1, y1, x2, y2)`` box with each row of ``boxes`` (empty boxes: 0)."""
     w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)

@@ -26,7 +26,14 @@ import numpy as np
 
 from agegender.bundled import WEIGHTS_DIR
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors.base import DETECTORS, Detection, Detector, downscale, iou_one_to_many
+from agegender.inference.detectors.base import (
+    DETECTORS,
+    Detection,
+    Detector,
+    downscale,
+    drop_centred_inside,
+    iou_one_to_many,
+)
 
 INPUT = 192
 GRID = 48  # 192 / stride 4
@@ -205,16 +212,8 @@ class BlazeFaceDetector(Detector):
         detections = []
         merged = weighted_nms(np.concatenate(all_boxes), np.concatenate(all_points), np.concatenate(all_scores),
                               self.nms_threshold)
-        if len(views) > 1:
-            # Views at different scales may box one face differently enough to escape the IoU test (a
-            # small face seen coarsely by the whole-image pass): a box centred inside a better-scoring
-            # one is the same face.
-            kept: list[tuple[np.ndarray, np.ndarray, float]] = []
-            for box, pts, score in merged:  # best first
-                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-                if not any(k[0][0] <= cx <= k[0][2] and k[0][1] <= cy <= k[0][3] for k in kept):
-                    kept.append((box, pts, score))
-            merged = kept
+        if len(views) > 1:  # a small face seen coarsely by the whole-image pass and again by a tile
+            merged = [merged[i] for i in drop_centred_inside(np.array([m[0] for m in merged]))]
         for box, pts, score in merged:
             detections.append(Detection(
                 box=tuple(float(v) / factor for v in box),  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ CROP_COVER = 0.25
 class Cropper:
     """Finds everyone in an RGB image and cuts their crops at the model's resize size.
 
-    ``detector``: a registered name (``blazeface``, ``haar``, ``dlib``, ``none``, an ONNX path) or a built
+    ``detector``: a registered name (``blazeface``, ``yunet``, ``haar``, ``dlib``, ``none``, an ONNX path) or a built
     :class:`~agegender.inference.detectors.Detector`. ``options`` go to the detector, except the framing:
     ``margin`` (fraction of the box added per side) and ``shift`` (downward, fraction of the box height), which
     default to the detector's registered framing, or to the model's ``crop_margin`` when it was trained on

@@ -29,7 +29,7 @@ class PredictorOptions(BaseModel):
         "times both")
     threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime")
     detector: Any = Field(
-        None, description="face or person detector: `blazeface`, `haar`, `dlib`, `none` (inputs are crops), a "
+        None, description="face or person detector: `blazeface`, `yunet`, `haar`, `dlib`, `none` (inputs are crops), a "
         "path to an ONNX face detector, or a built Detector; default: the model's own (BlazeFace for the bundled "
         "face models, none for body models)")
     detector_options: dict[str, Any] = Field(

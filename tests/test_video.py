@@ -168,6 +168,12 @@ def test_cli_video(tiny_face_model: Path, clip: Path, tmp_path: Path) -> None:
                                                                                    "libvpx-vp9")
     assert isinstance(summary["people"], list) and summary["tracks"] == len(summary["people"])
     assert (tmp_path / "o.mp4").stat().st_size > 0
+    # detector options reach the video's detector; "off" stays a word (YAML 1.1 would read it as False)
+    r = CliRunner().invoke(
+        app, ["video", str(clip), "--max-frames", "4", "--detector", "blazeface", "--detector-option", "tiles=off",
+              *common],
+    )
+    assert r.exit_code == 0, r.output
     for args, message in (
         ([str(tmp_path / "none.mp4")], "no such video"),
         ([str(clip), "--out", str(tmp_path / "o.avi")], ".webm"),

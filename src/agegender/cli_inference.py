@@ -60,7 +60,10 @@ def parse_detector_options(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise AgeGenderError(f"--detector-option expects KEY=VALUE, got {item!r}", code="bad_option")
-        out[key.strip()] = yaml.safe_load(raw) if raw else None
+        value = yaml.safe_load(raw) if raw else None
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw.strip()  # YAML 1.1 reads on/off/yes/no as booleans: tiles=off means the word
+        out[key.strip()] = value
     return out
 
 

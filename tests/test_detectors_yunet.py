@@ -122,7 +122,7 @@ def test_a_model_that_is_not_yunet_is_refused(tmp_path: Path) -> None:
     assert info.value.code == "bad_model" and "not a YuNet face detector" in str(info.value)
 
 
-@pytest.mark.parametrize("bad", [{"upscale": 0}, {"max_side": 8}, {"coarse_side": 0}, {"upscale_factor": 2}])
+@pytest.mark.parametrize("bad", [{"upscale": 0}, {"max_side": 8}, {"coarse_side": 0}, {"max_face_share": 0}, {"upscale_factor": 2}])
 def test_bad_options(bad: dict) -> None:
     with pytest.raises(AgeGenderError) as info:
         build_detector("yunet", **bad)

@@ -3,8 +3,8 @@
 Each clip (``agegender.inference.samples.panning_video``) is a 640×480, 25-fps, 10-s pan at ``--speeds`` px per
 frame across ``--faces`` UTKFace 200×200 images (drawn at random per clip from ``../shared/data/utkface``,
 grace_hopper's face tinted six ways when the data is absent) pasted 100–150 px wide on a textured wall in two
-rows, each face swaying a little; one face is hidden behind a grey panel for 0.3 s halfway through its time in
-view. Ground truth: an output box belongs to the face whose pasted square holds its centre.
+rows, each face swaying a little; the middle face is hidden behind a grey panel for ``--occlusion`` seconds (0.3)
+halfway through its time in full view. Ground truth: an output box belongs to the face whose pasted square holds its centre.
 
 Per ``--every`` setting (detection + model every N frames, ByteTrack carrying boxes in between) it prints, summed
 over the clips: id switches per person per 10 s (changes of track id along a face's boxes), track ids per
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--speeds", default="4,8,12", help="pan speeds in px per frame (8 crosses 640 px in 3.2 s)")
     ap.add_argument("--every", default="1,2,3,5")
+    ap.add_argument("--occlusion", type=float, default=0.3, help="seconds one face of each clip is hidden")
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--detector", default=None)
@@ -88,10 +89,11 @@ def main() -> None:
     speeds = [float(s) for s in args.speeds.split(",")]
     sets, source = face_sets(args.clips, args.faces, args.seed)
     clips = [(speed, panning_video(folder / f"pan_{speed:g}_{k}.mp4", faces, size=(w, h), seconds=args.seconds,
-                                   speed=speed, seed=args.seed + k))
+                                   speed=speed, seed=args.seed + k,
+                                   occlusion=(args.faces // 2, 0.5, args.occlusion) if args.occlusion > 0 else None))
              for speed in speeds for k, faces in enumerate(sets)]
     print(f"clips: {len(sets)} per speed, {args.size}, 25 fps, {args.seconds:g} s, pan {args.speeds} px/frame, "
-          f"faces from {source}")
+          f"one face hidden for {args.occlusion:g} s, faces from {source}")
     process_video(p, str(clips[0][1].path), every=1, max_frames=70)  # warm-up (the torch backend freezes)
     print(f"{'speed':>5} {'every':>5} {'switches/person/10s':>19} {'ids/person':>10} {'coverage':>8} "
           f"{'false':>5} {'fps':>6} {'fps/CPU':>7} {'fps no-write':>12} {'fps/CPU':>7}")

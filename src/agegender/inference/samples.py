@@ -164,8 +164,8 @@ def panning_video(
     The camera moves right at ``speed`` px per frame (8 px at 25 fps crosses a 640-px frame in 3.2 s) and bobs up
     and down a little; the faces sit in two rows, spaced so that two or three are in view at a time, each with a
     side of ``face_sizes`` (random in that range) and a slow sway of its own. ``occlusion`` ``(face, at,
-    duration)``: a grey panel covers that face for ``duration`` seconds, starting when the face is ``at`` of the
-    way through its time in full view. Written with :class:`~agegender.inference.video_io.VideoWriter` (H.264).
+    duration)``: a grey panel covers that face for ``duration`` seconds, centred at ``at`` of the way through its
+    time in full view (and within that time, so that the face is seen whole before and after). Written with :class:`~agegender.inference.video_io.VideoWriter` (H.264).
     """
     w, h = size
     frames = max(1, round(seconds * fps))
@@ -194,8 +194,11 @@ def panning_video(
         first = int(np.ceil((xs[k] + sides[k] / 2 - w) / speed)) if speed else 0
         last = int(np.floor((xs[k] - sides[k] / 2) / speed)) if speed else frames - 1
         first, last = max(first, 0), min(last, frames - 1)
-        start = first + int(at * max(last - first, 0))
-        occ = (int(k), start, min(start + max(1, round(dur * fps)), frames))
+        length = max(1, round(dur * fps))
+        # centred at `at` of that time, kept inside it so that the face is seen whole before and after the panel
+        start = round(first + at * (last - first) - length / 2)
+        start = max(first + 1, min(start, last - length - 1))
+        occ = (int(k), start, min(start + length, frames))
     with VideoWriter(path, fps, channel_order="RGB") as writer:
         for i in range(frames):
             cam_x = speed * i

@@ -106,6 +106,19 @@ def machine() -> str:
     )
 
 
+def crop_square(detector: str, box) -> tuple[float, float, float]:
+    """Centre and side of the square crop the predictor cuts for a detector's ``box``: the box with the
+    detector's registered framing (``detector_framing``), so detectors that box faces differently are
+    matched to pasted faces alike."""
+    from agegender.inference.detectors.base import detector_framing, expand_box
+
+    margin, shift = detector_framing(detector)
+    x1, y1, x2, y2 = box
+    dy = shift * (y2 - y1)
+    x1, y1, x2, y2 = expand_box((x1, y1 + dy, x2, y2 + dy), margin)
+    return (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1
+
+
 def detector_settings(names: str, settings: dict, warm_image, width: int):
     """``(name, detector)`` for each comma-separated setting name (``settings``: name → (detector, options)),
     each run once on ``warm_image`` first; a detector this machine lacks is printed as unavailable and left out."""

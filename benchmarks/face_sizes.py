@@ -2,8 +2,9 @@
 
 Each scene is a 1280×720 photo-like background (a UTKFace image blown up and blurred beyond recognition,
 as in ``detector_recall.py``) with six real UTKFace 200×200 crops pasted at sizes drawn in turn from
-``--sizes`` (the face fills ~60 % of a crop), not overlapping. A detection *finds* a face when its centre
-lies inside the pasted crop and its side is 25–120 % of the crop's; any other detection is a false face.
+``--sizes`` (the face fills ~60 % of a crop), not overlapping. A detection *finds* a face when the square
+crop the predictor cuts for it (its box with the detector's framing, ``_common.crop_square``) is centred
+inside the pasted crop with a side of 25–120 % of the crop's; any other detection is a false face.
 Face-free images are 1280×720 backgrounds: half blurred photos, half photos cut into 40-px blocks and
 shuffled (edges and skin-coloured texture, but no face). Speed is median CPU milliseconds of
 ``detector.detect`` (``time.process_time``) on the scenes and on the same scenes resized to 640×480, and
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, detector_settings, machine
+from _common import REPO, crop_square, detector_settings, machine
 
 W, H, FACES = 1280, 720, 6
 
@@ -34,6 +35,10 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface-t256": ("blazeface", {"tile_size": 256}),  # smaller tiles: smaller faces, more CPU
     "blazeface-t320": ("blazeface", {"tile_size": 320}),
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
+    "yunet": ("yunet", {}),  # bundled YuNet: the image at 1.5x (longer side <= 1920) plus a 320-px pass
+    "yunet-x1": ("yunet", {"upscale": 1.0}),  # the image at its own size: cheaper, misses more 20-30-px faces
+    "yunet-x1.25": ("yunet", {"upscale": 1.25}),
+    "yunet-s0.5": ("yunet", {"score_threshold": 0.5}),
     "haar": ("haar", {}),
     "dlib": ("dlib", {}),
 }
@@ -92,12 +97,11 @@ def make_empty(folder: Path, n: int, seed: int) -> list[np.ndarray]:
     return [background(files, rng, shuffled=i % 2 == 1) for i in range(n)]
 
 
-def match(dets, placed) -> tuple[list[bool], int]:
+def match(detector: str, dets, placed) -> tuple[list[bool], int]:
     hit = [False] * len(placed)
     false = 0
     for d in dets:
-        x1, y1, x2, y2 = d.box
-        cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
+        cx, cy, side = crop_square(detector, d.box)
         for i, (x, y, s) in enumerate(placed):
             if not hit[i] and x <= cx <= x + s and y <= cy <= y + s and 0.25 * s <= side <= 1.2 * s:
                 hit[i] = True
@@ -137,7 +141,7 @@ def main() -> None:
             c = time.process_time()
             dets = det.detect(img)
             cpu720.append(time.process_time() - c)
-            hit, false = match(dets, placed)
+            hit, false = match(det.name, dets, placed)
             false_scene += false
             for (_x, _y, s), h in zip(placed, hit):
                 found[s].append(h)

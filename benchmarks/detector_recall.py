@@ -40,7 +40,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface": ("blazeface", {}),  # bundled CNN; onnxruntime when installed; tiles on images > 480 px
     "blazeface-off": ("blazeface", {"tiles": "off"}),  # the whole image at 192x192 only (before tiling)
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),  # the same network through OpenCV DNN
-    "yunet": ("yunet", {}),  # bundled YuNet, the whole image (longer side up to 1280 px)
+    "yunet": ("yunet", {}),  # YuNet (its file from $AGEGENDER_YUNET_MODEL), the whole image (longer side up to 1280 px)
 }
 
 

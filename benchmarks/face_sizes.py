@@ -35,7 +35,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface-t256": ("blazeface", {"tile_size": 256}),  # smaller tiles: smaller faces, more CPU
     "blazeface-t320": ("blazeface", {"tile_size": 320}),
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
-    "yunet": ("yunet", {}),  # bundled YuNet: the image at 1.5x (longer side <= 1920) plus a 320-px pass
+    "yunet": ("yunet", {}),  # YuNet (its file from $AGEGENDER_YUNET_MODEL): the image at 1.5x (longer side <= 1920) plus a 320-px pass
     "yunet-x1": ("yunet", {"upscale": 1.0}),  # the image at its own size: cheaper, misses more 20-30-px faces
     "yunet-x1.25": ("yunet", {"upscale": 1.25}),
     "yunet-s0.5": ("yunet", {"score_threshold": 0.5}),

@@ -57,3 +57,36 @@ def grace_hopper() -> Path:
     import matplotlib
 
     return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def fake_yunet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX file with YuNet's input and its 12 outputs (``cls|obj|bbox|kps_{8,16,32}``, dynamic input size) but
+    no learnt weights: one face where the image is white, on the stride-32 grid cell it fills."""
+    import math
+
+    import agegender  # noqa: F401 - its torchvision compatibility fix must precede torch (ENVIRONMENT.md)
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+
+    class FakeYuNet(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            cls, obj, bbox, kps = [], [], [], []
+            for stride in (8, 16, 32):
+                cell = torch.nn.functional.avg_pool2d(x[:, :1], stride).flatten(1).unsqueeze(-1) / 255.0
+                score = cell if stride == 32 else cell * 0.0
+                zero = score * 0.0
+                cls.append(score)
+                obj.append(zero + 1.0)
+                # centre at the cell centre, width = height = exp(log 2) × stride
+                bbox.append(torch.cat([zero + 0.5, zero + 0.5, zero + math.log(2.0), zero + math.log(2.0)], -1))
+                kps.append(torch.cat([zero + 0.5] * 10, -1))
+            return tuple(cls + obj + bbox + kps)
+
+    path = tmp_path_factory.mktemp("fake-yunet") / "fake_yunet.onnx"
+    outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
+    torch.onnx.export(FakeYuNet(), torch.zeros(1, 3, 320, 320), str(path), input_names=["input"], output_names=outputs,
+                      dynamic_axes={"input": {2: "h", 3: "w"}, **{o: {1: f"cells_{o[-2:].strip('_')}"} for o in outputs}},
+                      opset_version=17, dynamo=False)
+    return path

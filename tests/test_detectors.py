@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -311,7 +310,7 @@ _ROWS = [
 
 
 @pytest.fixture(scope="module")
-def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def onnx_models(tmp_path_factory: pytest.TempPathFactory, fake_yunet: Path) -> dict[str, Path]:
     import agegender  # noqa: F401 - its torchvision compatibility fix must precede torch (ENVIRONMENT.md)
 
     torch = pytest.importorskip("torch")
@@ -330,24 +329,6 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.mean(dim=(2, 3))  # [1, 3]: not a box list
 
-    class FakeYuNet(torch.nn.Module):
-        """YuNet's 12 raw outputs; one face where the image is white, on the stride-32 grid cell it fills."""
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            cls, obj, bbox, kps = [], [], [], []
-            for stride in (8, 16, 32):
-                cell = torch.nn.functional.avg_pool2d(x[:, :1], stride).flatten(1).unsqueeze(-1) / 255.0
-                score = cell if stride == 32 else cell * 0.0
-                zero = score * 0.0
-                cls.append(score)
-                obj.append(zero + 1.0)
-                # centre at the cell centre, width = height = exp(log 2) × stride
-                bbox.append(
-                    torch.cat([zero + 0.5, zero + 0.5, zero + math.log(2.0), zero + math.log(2.0)], -1)
-                )
-                kps.append(torch.cat([zero + 0.5] * 10, -1))
-            return tuple(cls + obj + bbox + kps)
-
     paths = {}
     example = torch.zeros(1, 3, 64, 64)
     for name, module in (("generic", FixedBoxes()), ("wrong", WrongShape())):
@@ -356,12 +337,8 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             module, example, str(paths[name]), input_names=["images"], output_names=["dets"],
             opset_version=17, dynamo=False,
         )  # fmt: skip
-    yunet_outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)]
     paths["yunet"] = folder / "fake_yunet_2023mar.onnx"
-    torch.onnx.export(
-        FakeYuNet(), torch.zeros(1, 3, 320, 320), str(paths["yunet"]), input_names=["input"],
-        output_names=yunet_outputs, dynamic_axes={"input": {2: "h", 3: "w"}}, opset_version=17, dynamo=False,
-    )  # fmt: skip
+    paths["yunet"].write_bytes(fake_yunet.read_bytes())
     paths["yunet_unnamed"] = folder / "detector.onnx"
     paths["yunet_unnamed"].write_bytes(paths["yunet"].read_bytes())
     return paths

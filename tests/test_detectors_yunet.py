@@ -1,8 +1,11 @@
-"""The bundled YuNet detector: a real face, a small face in a large photo, nothing on blank or noise images,
-crops framed like BlazeFace's, large faces, and one-line errors for a broken model file or bad options."""
+"""The YuNet detector. With a real YuNet file (``$AGEGENDER_YUNET_MODEL``; agegender does not bundle one): a real
+face, a small face in a large photo, nothing on blank or noise images, crops framed like BlazeFace's, large faces.
+Always, with a YuNet-format file without learnt weights: decoding, search scales, and one-line errors for a
+missing, broken or foreign model file or bad options."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -13,6 +16,7 @@ from agegender.data.images import load_image
 from agegender.errors import AgeGenderError
 from agegender.inference.detectors import DETECTORS, YuNetDetector, build_detector
 from agegender.inference.detectors.base import detector_framing, expand_box, iou_one_to_many
+from agegender.inference.detectors.yunet import ENV_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +26,8 @@ def hopper(grace_hopper: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def yunet() -> YuNetDetector:
+    if not os.environ.get(ENV_MODEL):
+        pytest.skip(f"no YuNet model file: set {ENV_MODEL} to face_detection_yunet_2023mar.onnx or a dynamic export")
     return build_detector("yunet")  # type: ignore[return-value]
 
 
@@ -94,13 +100,30 @@ def test_nothing_on_blank_or_noise(yunet: YuNetDetector) -> None:
     assert yunet.detect(np.zeros((7, 5, 3), np.uint8)) == []  # smaller than a stride: still fine
 
 
-def test_scales() -> None:
-    det = build_detector("yunet")
+def test_without_a_model_file_the_error_says_where_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_MODEL, raising=False)
+    with pytest.raises(AgeGenderError) as info:
+        build_detector("yunet")
+    assert info.value.code == "missing_file" and "model_path=FILE" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_decodes_yunet_outputs(fake_yunet: Path) -> None:
+    """The fake scores the stride-32 cells a white square fills: one face there, box 2 cells wide."""
+    img = np.zeros((320, 320, 3), np.uint8)
+    img[96:128, 160:192] = 255  # exactly one 32-px cell
+    faces = build_detector("yunet", model_path=fake_yunet, upscale=1.0, coarse_side=None, min_face_size=1).detect(img)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert abs((x1 + x2) / 2 - 176) < 1 and abs((y1 + y2) / 2 - 112) < 1 and abs((x2 - x1) - 64) < 1
+
+
+def test_scales(fake_yunet: Path) -> None:
+    det = build_detector("yunet", model_path=fake_yunet)
     assert det.scales(640, 480) == [1.5, 0.5]
     assert det.scales(1280, 720) == [1.5, 0.25]
     assert det.scales(3840, 2160) == [0.5, 320 / 3840]  # main pass capped at max_side 1920
     assert det.scales(200, 150) == [1.5]  # small: no coarse pass
-    assert build_detector("yunet", upscale=1.0, coarse_side=None).scales(1280, 720) == [1.0]
+    assert build_detector("yunet", model_path=fake_yunet, upscale=1.0, coarse_side=None).scales(1280, 720) == [1.0]
 
 
 def test_broken_model_file_is_a_one_line_error(tmp_path: Path) -> None:
@@ -123,7 +146,7 @@ def test_a_model_that_is_not_yunet_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"upscale": 0}, {"max_side": 8}, {"coarse_side": 0}, {"max_face_share": 0}, {"upscale_factor": 2}])
-def test_bad_options(bad: dict) -> None:
+def test_bad_options(bad: dict, fake_yunet: Path) -> None:
     with pytest.raises(AgeGenderError) as info:
-        build_detector("yunet", **bad)
+        build_detector("yunet", model_path=fake_yunet, **bad)
     assert info.value.code == "bad_config"

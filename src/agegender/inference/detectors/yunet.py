@@ -1,12 +1,14 @@
-"""The "yunet" detector: libfacedetection's YuNet face detector, bundled as ONNX, run with onnxruntime.
+"""The "yunet" detector: libfacedetection's YuNet face detector, an ONNX file the user supplies, run with onnxruntime.
 
 YuNet (Wu, Peng, Yu 2023, "YuNet: A Tiny Millisecond-level Face Detector") is an anchor-free single-shot
 detector trained on WIDER Face for faces of about 10 to 300 px. For each cell of three grids (strides 8,
 16 and 32 px of the network input) it predicts a class and an objectness score, a box and five key points.
-The bundled file (``weights/yunet.onnx``, licence and card beside it) has the weights of OpenCV zoo's
-``face_detection_yunet_2023mar.onnx`` with a dynamic input size, so the network sees the whole image at its
-own size (padded to a multiple of 32): by default enlarged 1.5× so that faces down to ~15 px are found, plus a
-pass on a small copy for faces too large for the network's training range.
+agegender does not bundle it (no package index ships the file): pass the path of YuNet's ONNX file as
+``model_path`` or in the environment variable ``AGEGENDER_YUNET_MODEL``. OpenCV zoo's
+``face_detection_yunet_2023mar.onnx`` (MIT) has a fixed 640×640 input and is letterboxed into it; an export of the
+same weights with a dynamic input size (libfacedetection.train's ``yunet_s_dynamic.onnx``, Apache-2.0) lets the
+network see the whole image at its own size (padded to a multiple of 32): by default enlarged 1.5× so that faces
+down to ~15 px are found, plus a pass on a small copy for faces too large for the network's training range.
 
 Decoding follows OpenCV's ``FaceDetectorYN`` (``modules/objdetect/src/face_detect.cpp``), vectorised: for
 the cell in row ``r``, column ``c`` of stride ``s``, score = sqrt(clip(cls) · clip(obj)), box centre
@@ -23,23 +25,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from agegender.bundled import WEIGHTS_DIR
 from agegender.errors import AgeGenderError
 from agegender.inference.detectors.base import DETECTORS, Detection, Detector, drop_centred_inside, nms
 from agegender.inference.detectors.onnx import _first_line
 
-WEIGHTS = "yunet.onnx"
+#: where the model file is looked up when ``model_path`` is not given
+ENV_MODEL = "AGEGENDER_YUNET_MODEL"
 STRIDES = (8, 16, 32)
 #: the network's input sides must be multiples of its largest stride
 MULTIPLE = 32
 
 
-def weights_path() -> Path:
-    """The bundled ONNX file (beside the bundled age/gender models)."""
-    return WEIGHTS_DIR / WEIGHTS
-
-
-@DETECTORS.register("yunet", description="libfacedetection's YuNet CNN (bundled ONNX); finds faces from ~15 px",
+@DETECTORS.register("yunet", description="libfacedetection's YuNet CNN (your ONNX file: model_path or "
+                    f"${ENV_MODEL}); finds faces from ~15 px",
                     framing=(-0.044, 0.056))  # benchmarks/face_framing.py; see detectors.base.detector_framing
 class YuNetDetector(Detector):
     """YuNet face detector.
@@ -62,9 +60,9 @@ class YuNetDetector(Detector):
         nms_threshold: IoU above which the lower-scoring of two boxes (of either pass) is dropped; a box
             centred inside a better-scoring one is dropped too.
         top_k: keep at most this many of the best-scoring boxes of a pass before NMS.
-        model_path: a YuNet ONNX file to use instead of the bundled one. With a fixed input size (OpenCV
-            zoo's ``face_detection_yunet_2023mar.onnx`` is fixed at 640×640), the image is letterboxed into
-            it in one pass, which finds fewer small faces in large photos.
+        model_path: the YuNet ONNX file (default: the path in ``$AGEGENDER_YUNET_MODEL``). With a fixed input
+            size (OpenCV zoo's ``face_detection_yunet_2023mar.onnx`` is fixed at 640×640), the image is
+            letterboxed into it in one pass, which finds fewer small faces in large photos.
         min_face_size, score_threshold, max_faces: see :class:`Detector`; scores are YuNet's own, in [0, 1]
             (0.6: on the benchmark's face-free images 0.5 gave a few false faces, 0.6 none).
 
@@ -105,10 +103,16 @@ class YuNetDetector(Detector):
         self.coarse_score_threshold = float(coarse_score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
-        path = Path(model_path) if model_path is not None else weights_path()
+        if model_path is None:
+            model_path = os.environ.get(ENV_MODEL) or None
+        if model_path is None:
+            raise AgeGenderError(
+                "the yunet detector needs YuNet's ONNX file, which agegender does not bundle: get "
+                "face_detection_yunet_2023mar.onnx from OpenCV's model zoo and pass --detector-option "
+                f"model_path=FILE (or set {ENV_MODEL})", code="missing_file")
+        path = Path(model_path)
         if not path.is_file():
-            hint = "reinstall agegender" if model_path is None else "check the path"
-            raise AgeGenderError(f"{path}: no such YuNet model file; {hint}", code="missing_file")
+            raise AgeGenderError(f"{path}: no such YuNet model file; check the path", code="missing_file")
         self.model_path = str(path)
         self._session = _open_session(self.model_path)
         inp = self._session.get_inputs()[0]
@@ -117,7 +121,7 @@ class YuNetDetector(Detector):
         if len(inp.shape) != 4 or not set(wanted) <= set(outputs):
             raise AgeGenderError(
                 f"{self.model_path}: not a YuNet face detector (it needs one image input and the outputs "
-                f"{', '.join(wanted)}); use the bundled model or face_detection_yunet_2023mar.onnx",
+                f"{', '.join(wanted)}); use face_detection_yunet_2023mar.onnx",
                 code="bad_model",
             )
         self._input = inp.name

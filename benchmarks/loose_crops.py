@@ -73,15 +73,16 @@ def main() -> None:
 
     from PIL import Image
 
+    from agegender.bundled import resolve_model_path
     from agegender.data.images import load_image
     from agegender.evaluation.evaluate import evaluate
     from agegender.labels import ETHNICITIES, GENDERS
-    from agegender.bundled import resolve_model_path
     from agegender.models.package import load_bundle
-    from agegender.training.datamodule import AgeGenderDataModule
+    from agegender.training.datamodule import AgeGenderDataModule, one_source
 
     bundle = load_bundle(resolve_model_path(args.model))
-    dcfg = dict(bundle.config["data"], dataset="utkface", root=args.data, cache=False)
+    # the UTKFace test split of the model's own training (its UTKFace source, when it was trained on several)
+    dcfg = dict(one_source(bundle.config["data"], "utkface", args.data), dataset="utkface", root=args.data, cache=False)
     dm = AgeGenderDataModule(dcfg)
     dm.prepare_samples()
     test = [dm.samples[i] for i in dm.split["test"]]

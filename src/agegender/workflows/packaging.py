@@ -195,6 +195,8 @@ _KEYS = [
     ("age_group_accuracy", "age-group accuracy (%)", 100.0),
     ("age_group_one_off", "age-group 1-off accuracy (%)", 100.0),
     ("gender_accuracy", "gender accuracy (%)", 100.0),
+    ("gender_recall_female", "gender recall of women (%)", 100.0),
+    ("gender_recall_male", "gender recall of men (%)", 100.0),
     ("ethnicity_accuracy", "ethnicity accuracy (%)", 100.0),
     ("under18_false_adult_rate", "under-18 false-adult rate (%)", 100.0),
     ("attributes_mA", "attributes mA (%)", 100.0),

@@ -50,10 +50,11 @@ def main() -> None:
     if args.split == "test":
         from agegender.bundled import resolve_model_path
         from agegender.models.package import load_bundle
-        from agegender.training.datamodule import AgeGenderDataModule
+        from agegender.training.datamodule import AgeGenderDataModule, one_source
 
         bundle = load_bundle(resolve_model_path(args.model))
-        dm = AgeGenderDataModule(dict(bundle.config["data"], dataset="utkface", root=str(root), cache=False))
+        dm = AgeGenderDataModule(dict(one_source(bundle.config["data"], "utkface", str(root)), dataset="utkface",
+                                      root=str(root), cache=False))
         dm.prepare_samples()
         by_name = {r["file"]: r for r in rows}
         part = {k: [by_name[Path(dm.samples[i].path).name] for i in dm.split[k]] for k in ("train", "test")}

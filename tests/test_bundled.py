@@ -7,7 +7,7 @@ import agegender
 from agegender.data.images import load_image
 from agegender.data.readers import read_dataset
 from agegender.inference.registry import bundled_models
-from agegender.training.datamodule import AgeGenderDataModule
+from agegender.training.datamodule import AgeGenderDataModule, one_source
 
 pytestmark = pytest.mark.skipif("default" not in bundled_models(), reason="bundled face model not in this checkout")
 
@@ -34,7 +34,9 @@ def test_default_face_on_grace_hopper(face, grace_hopper):
 
 def test_default_face_accuracy_on_its_held_out_split(face, utkface_dir):
     """A guard on the shipped weights: 300 images of the model's own test split (never trained on)."""
-    dcfg = {**face.backend.config["data"], "root": str(utkface_dir), "cache": False}
+    # the UTKFace source of the model's training data (it may list other sources, absent here)
+    dcfg = {**one_source(face.backend.config["data"], "utkface", str(utkface_dir)), "root": str(utkface_dir),
+            "cache": False}
     dm = AgeGenderDataModule(dcfg)
     dm.prepare_samples()
     idx = np.random.default_rng(0).choice(dm.split["test"], 300, replace=False)  # labels.csv is sorted by age

@@ -75,17 +75,13 @@ def main() -> None:
 
     from agegender.bundled import resolve_model_path
     from agegender.data.images import load_image
-    from agegender.evaluation.evaluate import evaluate
+    from agegender.evaluation.evaluate import evaluate, split_samples
     from agegender.labels import ETHNICITIES, GENDERS
     from agegender.models.package import load_bundle
-    from agegender.training.datamodule import AgeGenderDataModule, one_source
 
     bundle = load_bundle(resolve_model_path(args.model))
     # the UTKFace test split of the model's own training (its UTKFace source, when it was trained on several)
-    dcfg = dict(one_source(bundle.config["data"], "utkface", args.data), dataset="utkface", root=args.data, cache=False)
-    dm = AgeGenderDataModule(dcfg)
-    dm.prepare_samples()
-    test = [dm.samples[i] for i in dm.split["test"]]
+    test = split_samples("utkface", args.data, "test", bundle.config["data"])[0]
     if args.limit:
         test = test[: args.limit]
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="agegender-loose-"))

@@ -6,8 +6,9 @@ import pytest
 import agegender
 from agegender.data.images import load_image
 from agegender.data.readers import read_dataset
+from agegender.evaluation.evaluate import split_samples
 from agegender.inference.registry import bundled_models
-from agegender.training.datamodule import AgeGenderDataModule, one_source
+from agegender.training.datamodule import AgeGenderDataModule
 
 pytestmark = pytest.mark.skipif("default" not in bundled_models(), reason="bundled face model not in this checkout")
 
@@ -34,13 +35,10 @@ def test_default_face_on_grace_hopper(face, grace_hopper):
 
 def test_default_face_accuracy_on_its_held_out_split(face, utkface_dir):
     """A guard on the shipped weights: 300 images of the model's own test split (never trained on)."""
-    # the UTKFace source of the model's training data (it may list other sources, absent here)
-    dcfg = {**one_source(face.backend.config["data"], "utkface", str(utkface_dir)), "root": str(utkface_dir),
-            "cache": False}
-    dm = AgeGenderDataModule(dcfg)
-    dm.prepare_samples()
-    idx = np.random.default_rng(0).choice(dm.split["test"], 300, replace=False)  # labels.csv is sorted by age
-    test = [dm.samples[i] for i in idx]
+    # the test split of the model's UTKFace source (its training data may list other sources, absent here)
+    split = split_samples("utkface", utkface_dir, "test", face.backend.config["data"])[0]
+    idx = np.random.default_rng(0).choice(len(split), 300, replace=False)  # labels.csv is sorted by age
+    test = [split[i] for i in idx]
     crops = [load_image(s.path) for s in test]
     out = face.predict_arrays(crops)
     mae = np.mean(np.abs(out["age"] - np.array([s.age for s in test])))

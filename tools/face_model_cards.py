@@ -48,24 +48,24 @@ MODELS = {
     "default-fast": {
         "report": "docs/reports/default_fast",
         "loose": "runs/loose_fast.log",
-        "config": "configs/default/face_stage2_80.yaml",
-        "train": "agegender train configs/default/face_stage2_80.yaml --output runs/default_face_stage2_80 "
-        "--set trainer.threads=1 --set data.num_workers=1",
+        "sources": {"test": "docs/reports/default_fast/sources_test.json",
+                    "val": "docs/reports/default_fast/sources_val.json"},
+        "config": "configs/default/face_wild_fast.yaml",
+        "train": "agegender train configs/default/face_wild_fast.yaml --output runs/face_wild_fast_2ep "
+        "--set data.num_workers=1",
         "notes": [
-            ("stage 1 (the first stage of `default-face`, 3898 s for 10 epochs at 96 px): "
-            "`agegender train configs/default/face.yaml --set trainer.threads=2`; this model continues it at "
-            "80 px (`model.init_from` = stage 1's best checkpoint), so its total training time is both stages"),
+            ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline at 96 px and resized "
+             "to 80 px when read (docs/training.md)"),
+            ("initialised from the UTKFace-only `default-fast` before it (`model.init_from: default-fast`: 10 epochs of "
+             "`configs/default/face.yaml` at 96 px, 3898 s, then 10 of `configs/default/face_stage2_80.yaml` at 80 px), "
+             "so the model's total training time is all three"),
         ],
-        "package": "agegender package runs/default_face_stage2_80/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-fast.safetensors --name default-fast --detector blazeface`, then re-calibrated with the age "
-        "quantile fit under the under-18 limit (session 8; `--max-false-adult 0.08` is the default): `agegender "
-        "package src/agegender/weights/default-fast.safetensors -o src/agegender/weights/default-fast.safetensors --data "
-        "../shared/data/utkface",
+        "package": "agegender package runs/face_wild_fast_2ep/checkpoints/best.ckpt --output "
+        "src/agegender/weights/default-fast.safetensors --name default-fast --detector blazeface --max-false-adult 1",
         "eval_name": "default-fast",
-        "data_limit": ("Trained only on UTKFace's tight, aligned 200×200 crops: loose crops depend on the face "
-                       "detector and the crop framing (each detector's registered `framing`, measured by "
-                       "`benchmarks/face_framing.py`); profile faces, occlusion, heavy make-up and low light are "
-                       "barely covered."),
+        "data_limit": ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the "
+                       "bundled detector pipeline: mostly frontal, well-lit faces; profile faces, occlusion, heavy "
+                       "make-up, low light and old scanned prints are barely covered."),
     },
 }
 

@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
     ap.add_argument("--split", default="test", choices=("test", "val"))
     ap.add_argument("--json", help="also write every report here")
+    ap.add_argument("--tta-flip", choices=("model", "on", "off"), default="model",
+                    help="flip test-time augmentation for our models: as each model's config says (default), on or off")
     args = ap.parse_args()
 
     import agegender  # noqa: F401
@@ -171,7 +173,8 @@ def main() -> None:
             if model in peers:
                 ev = peer_evaluation(peers[model], dataset, root, args.split, absolute)
             else:
-                ev = run_evaluation(model, dataset, root, split=args.split, split_config=absolute)
+                ev = run_evaluation(model, dataset, root, split=args.split, split_config=absolute,
+                                    tta_flip=None if args.tta_flip == "model" else args.tta_flip == "on")
             evals.append(ev)
             dump[f"{model}/{name}"] = ev.report
             print(f"| {label} | {name} | " + " | ".join(cell(ev.report, *c[1:]) for c in COLUMNS) + " |", flush=True)

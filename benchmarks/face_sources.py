@@ -60,19 +60,13 @@ class PeerEvaluation:
 
 def read_crop(sample) -> np.ndarray | None:
     """A sample's image as the dataset gives it (its box cut out when it has one), not resized; None if unreadable."""
-    from agegender.data.images import load_image
     from agegender.errors import AgeGenderError
+    from agegender.training.datamodule import read_resized
 
     try:
-        img = load_image(sample.path)
+        return read_resized(sample, None)
     except AgeGenderError:
         return None
-    if sample.box is not None:
-        x1, y1, x2, y2 = (int(v) for v in sample.box)
-        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(img.shape[1], x2), min(img.shape[0], y2)
-        if x2 > x1 and y2 > y1:
-            img = img[y1:y2, x1:x2]
-    return img
 
 
 def peer_evaluation(peer, dataset: str, root: str, split: str, split_config: dict) -> PeerEvaluation:

@@ -119,8 +119,9 @@ def sampling_weights(samples: Sequence[Sample], targets: Mapping[str, np.ndarray
     return np.asarray([sizes[key] for key in keys], dtype=np.float64) ** -float(power)
 
 
-def read_resized(sample: Sample, size_hw: tuple[int, int], margin: float = 0.0) -> np.ndarray:
-    """Decode one sample's image (cropping its box, if any, with a margin) and resize to ``size_hw``."""
+def read_resized(sample: Sample, size_hw: tuple[int, int] | None, margin: float = 0.0) -> np.ndarray:
+    """Decode one sample's image (cropping its box, if any, with a margin) and resize to ``size_hw`` (None: as it
+    is)."""
     img = load_image(sample.path)
     if sample.box is not None:
         x1, y1, x2, y2 = sample.box
@@ -129,6 +130,8 @@ def read_resized(sample: Sample, size_hw: tuple[int, int], margin: float = 0.0) 
         x2, y2 = min(img.shape[1], int(x2 + margin * bw)), min(img.shape[0], int(y2 + margin * bh))
         if x2 > x1 and y2 > y1:
             img = img[y1:y2, x1:x2]
+    if size_hw is None:
+        return img
     h, w = size_hw
     if img.shape[0] != h or img.shape[1] != w:
         img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))

@@ -226,6 +226,20 @@ def test_make_split_options():
     assert len(p["test"]) == 80
 
 
+@pytest.mark.parametrize("kind", ["identity", "stratified", "kfold"])
+def test_test_in_train_moves_the_test_part_and_keeps_validation(kind):
+    samples = synthetic(800)
+    opts = {"val": 0.1, "seed": 2} if kind != "kfold" else {"val": 0.1, "k": 4, "seed": 2}
+    plain = make_split(kind, samples, **opts)
+    refit = make_split(kind, samples, test_in_train=True, **opts)
+    assert np.array_equal(refit["val"], plain["val"])  # the same validation images
+    assert len(refit["test"]) == 0
+    assert np.array_equal(refit["train"], np.sort(np.concatenate([plain["train"], plain["test"]])))
+    with pytest.raises(AgeGenderError) as err:
+        make_split(kind, samples, test_in_train="yes", **opts)
+    assert err.value.code == "bad_config" and "test_in_train" in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("kind", "opts"),
     [("shuffle", {}), ("stratified", {"tests": 0.2}), ("kfold", {"fold": 5}), ("peta_paper", {"val": 0.1}),

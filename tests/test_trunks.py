@@ -193,6 +193,24 @@ def test_pool_and_keep_fc_options() -> None:
     assert err.value.code == "bad_config"
 
 
+def test_efficientnet_lite_stripe_pooling() -> None:
+    """parts=3: the global average (the plain trunk's output, same weights) then three stripes, top first."""
+    plain = TRUNKS.build("efficientnet_lite0").eval()
+    parts = TRUNKS.build("efficientnet_lite0", parts=3).eval()
+    parts.model.load_state_dict(plain.model.state_dict())
+    assert parts.out_features == 4 * plain.out_features == 4 * 1280
+    x = torch.randn(2, 3, 192, 96)
+    with torch.no_grad():
+        out, fmap = parts(x), parts.model(x)
+        torch.testing.assert_close(out[:, :1280], plain(x))
+        torch.testing.assert_close(out[:, 1280:2560], fmap[:, :, :2].mean(dim=(2, 3)))  # top stripe: rows 0-1 of 6
+        torch.testing.assert_close(out[:, 3840:], fmap[:, :, 4:].mean(dim=(2, 3)))
+    for bad in ({"parts": -1}, {"parts": 1.5}, {"parts": 2, "pool": "max"}):
+        with pytest.raises(AgeGenderError) as err:
+            TRUNKS.build("efficientnet_lite0", **bad)
+        assert err.value.code == "bad_config"
+
+
 def test_mobilenet_transformer_positional_embedding_follows_input_size() -> None:
     net = TRUNKS.build("mobilenet_transformer", input_size=96)
     assert net.pos_embed.shape[-2:] == (3, 3)

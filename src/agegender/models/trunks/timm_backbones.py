@@ -21,15 +21,30 @@ XCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
 class TimmTrunk(nn.Module):
-    """A timm model built with ``num_classes=0`` (no classifier): forward gives pooled (B, num_features)."""
+    """A timm model built with ``num_classes=0`` (no classifier): forward gives pooled (B, num_features).
 
-    def __init__(self, model: nn.Module) -> None:
+    ``parts > 0`` (the model then built with ``global_pool=""``, giving its last feature map): the global
+    average is followed by the averages of ``parts`` horizontal stripes, top to bottom, so the output is
+    ``(1 + parts) × num_features`` wide. For pedestrians, stripes are head/torso/legs, as in part-based
+    person attribute and re-identification nets (PCB: Sun et al., "Beyond Part Models", ECCV 2018, §3.1).
+    The feature map's height must be a multiple of ``parts`` (for ONNX export; 192-px input → 6 rows).
+    """
+
+    def __init__(self, model: nn.Module, parts: int = 0) -> None:
         super().__init__()
         self.model = model
-        self.out_features = int(model.num_features)
+        self.parts = int(parts)
+        self.out_features = int(model.num_features) * (1 + self.parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        f = self.model(x)
+        if not self.parts:
+            return f
+        stripes = nn.functional.adaptive_avg_pool2d(f, (self.parts, 1)).flatten(2)  # (B, C, parts)
+        return torch.cat([f.mean(dim=(2, 3)), stripes.transpose(1, 2).flatten(1)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"parts={self.parts}" if self.parts else ""
 
 
 def create_timm_model(

@@ -19,6 +19,10 @@ BUNDLED: dict[str, str] = {
 }
 
 
+#: bundled names of person mode (agegender.inference.person): (face model, body model)
+PERSON_PAIRS: dict[str, tuple[str, str]] = {"default-person": ("default", "default-body")}
+
+
 def bundled_models() -> dict[str, Path]:
     """Bundled names whose weight file is present in this installation."""
     return {n: WEIGHTS_DIR / f for n, f in BUNDLED.items() if (WEIGHTS_DIR / f).is_file()}
@@ -37,7 +41,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     p = Path(key).expanduser()
     if p.is_file():
         return p
-    known = ", ".join(sorted(BUNDLED))
+    known = ", ".join(sorted({*BUNDLED, *PERSON_PAIRS}))
     raise AgeGenderError(
         f"unknown model {key!r}: not a bundled name ({known}) and no such file", code="unknown_model")
 

@@ -126,7 +126,9 @@ def predict(
     paths: Annotated[list[str], typer.Argument(help="image files and/or folders (searched recursively)")],
     model: Model = "default",
     detector: DetectorOpt = None,
-    mode: Annotated[str | None, typer.Option("--mode", help="face | body (default: the model's)")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="face | body | person (default: the model's; person: every person found "
+                                        "with the body model, the face model's estimate where the face is seen, "
+                                        "and the two fused)")] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="write annotated copies of the images here")
     ] = None,

@@ -35,7 +35,10 @@ class PredictorOptions(BaseModel):
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description="detector settings (e.g. min_face_size, score_threshold) and the crop "
         "framing: `margin` (fraction of the box added per side), `shift` (downward, fraction of the box height)")
-    mode: Literal["face", "body"] | None = Field(None, description="default: the model's (PETA/RAP models: body)")
+    mode: Literal["face", "body", "person"] | None = Field(
+        None, description="default: the model's (PETA/RAP models: body). `person`: each person found by the body "
+        "model's person detector, with the face model's estimate when the face is seen and the two fused "
+        "(agegender.inference.person; the model named is the face or the body half, the other the bundled default)")
     scheme: str | None = Field(None, description="age-group scheme of the results: adience8, kang4, peta5, "
                                                  "fairface9; default: the model's")
     interval: float = Field(0.8, gt=0.0, lt=1.0, description="probability mass of the reported age interval")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from agegender.bundled import onnx_twin, resolve_model_path
+from agegender.bundled import PERSON_PAIRS, onnx_twin, resolve_model_path
 from agegender.data.images import load_image
 from agegender.data.preprocess import Preprocessing
 from agegender.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
@@ -94,7 +94,8 @@ class Predictor:
         self.model_mode = self._model_mode()
         self.mode = mode or self.model_mode
         if self.mode not in ("face", "body"):
-            raise AgeGenderError(f"mode must be 'face' or 'body', not {self.mode!r}", code="bad_option")
+            raise AgeGenderError(f"mode must be 'face' or 'body', not {self.mode!r} (person mode: "
+                                 "agegender.load(..., mode='person'))", code="bad_option")
         #: detector + framing → crops
         self.cropper = Cropper(detector if detector is not None else self._default_detector(), self.pre,
                                detector_options)
@@ -435,7 +436,8 @@ def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
 def load(name_or_path: str | Path = "default", options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
     """Load a model and wrap it in a :class:`Predictor`.
 
-    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-body``), a package
+    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-body``; ``default-person`` gives a
+    :class:`~agegender.inference.person.PersonPredictor` of face and body, as does ``mode="person"``), a package
     (``.safetensors``) or ``.ckpt`` file, or an exported ``.onnx`` file. ``options`` and ``overrides`` (keyword
     arguments named like its fields, e.g. ``detector="none"``, ``tta_flip=False``) are the
     :class:`~agegender.inference.options.PredictorOptions`: runtime, precision, threads, detector and its options,
@@ -443,6 +445,10 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     documented there. A bad option is a one-line ``AgeGenderError``.
     """
     opts = PredictorOptions.of(options, **overrides)
+    if opts.mode == "person" or str(name_or_path) in PERSON_PAIRS:
+        from agegender.inference.person import load_person_pair
+
+        return load_person_pair(name_or_path, opts)  # type: ignore[return-value]  (the same public methods)
     path = resolve_model_path(name_or_path)
     backend, device, threads, precision = opts.backend, opts.device, opts.threads, opts.precision
     twin = onnx_twin(path)

@@ -41,9 +41,11 @@ def record_schema(
     age_groups: Sequence[str],
     ethnicity_names: Sequence[str] = (),
     attribute_names: Sequence[str] = (),
+    views: bool = False,
 ) -> list[tuple[str, str]]:
-    """Ordered (column, type) list: the base columns then one probability column per label."""
-    cols = list(BASE_COLUMNS)
+    """Ordered (column, type) list: the base columns (with ``views``, person mode's: which views were used,
+    ``face+body``, ``body`` or ``face``) then one probability column per label."""
+    cols = list(BASE_COLUMNS) + ([("views", "str")] if views else [])
     cols += [(f"gender_prob_{n}", "float") for n in gender_names]
     cols += [(f"age_group_prob_{g}", "float") for g in age_groups]
     cols += [(f"ethnicity_prob_{n}", "float") for n in ethnicity_names]
@@ -80,6 +82,8 @@ def to_records(result: ImageResult, columns: Iterable[tuple[str, str]] | None = 
             "gender": p.gender,
             "ethnicity": p.ethnicity,
         }
+        if p.views is not None:
+            row["views"] = "+".join(sorted(p.views, key=["face", "body"].index))
         if p.age is not None:
             row["age"] = p.age.years
             if p.age.interval is not None:

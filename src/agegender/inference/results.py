@@ -47,11 +47,16 @@ class PersonResult(BaseModel):
     ethnicity: str | None = None
     ethnicity_probs: dict[str, float] | None = None
     attributes: dict[str, float] | None = Field(None, description="probability of each appearance attribute")
+    views: dict[str, PersonResult] | None = Field(
+        None, description="person mode only: the estimate of each view used, `face` and/or `body`, each with its "
+        "own box; the fields above are their fusion (agegender.inference.person)")
 
     def to_dict(self) -> dict[str, Any]:
-        d = self.model_dump(mode="json")
+        d = self.model_dump(mode="json", exclude={"views"})
         d["box"] = [round(float(v), 1) for v in self.box]
         d["detector_score"] = round(float(self.detector_score), 4)  # as in the flat records
+        if self.views is not None:
+            d["views"] = {k: v.to_dict() for k, v in self.views.items()}
         return d
 
 

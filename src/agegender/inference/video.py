@@ -205,6 +205,9 @@ def process_video(
     """
     if every < 1:
         raise AgeGenderError(f"--every must be >= 1, not {every}", code="bad_option")
+    if getattr(predictor, "mode", None) == "person":
+        raise AgeGenderError("person mode (face + body) is for images; for video use a face model (--model default) "
+                             "or the body model (--model default-body)", code="bad_option")
     writer = VideoWriter(out, 25.0) if out is not None else None  # checks the extension before any work
     cap, name = open_capture(source)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0

@@ -88,12 +88,14 @@ class MultiTaskNet(nn.Module):
         heads: Mapping[str, nn.Module],
         losses: Mapping[str, nn.Module] | None = None,
         weighting: nn.Module | None = None,
+        distill: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.trunk = trunk
         self.heads = nn.ModuleDict(dict(heads))
         self.losses = nn.ModuleDict(dict(losses or {}))
         self.weighting = weighting
+        self.distill = _distill_spec(distill, self.heads) if distill else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -122,7 +124,28 @@ class MultiTaskNet(nn.Module):
             zero = sum(o.sum() for o in outputs.values()) * 0.0
             return zero, {}
         total = self.weighting(parts) if self.weighting is not None else sum(parts.values())
+        if self.distill is not None:
+            term = self._distill_loss(outputs, targets)
+            if term is not None:
+                parts[f"distill_{self.distill['task']}"] = term
+                total = total + self.distill["weight"] * term
         return total, parts
+
+    def _distill_loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+                      ) -> torch.Tensor | None:
+        """Hinton et al. 2015 (§2): T^2 * cross-entropy between the teacher's probabilities and the student's
+        softened ones, over the rows with a teacher label (NaN rows are skipped)."""
+        spec = self.distill
+        assert spec is not None
+        soft = targets.get(f"{spec['task']}_teacher")
+        if soft is None:
+            return None
+        m = ~torch.isnan(soft).any(dim=-1)
+        if not bool(m.any()):
+            return None
+        t = spec["temperature"]
+        logp = torch.log_softmax(outputs[spec["head"]][m].float() / t, dim=-1)
+        return (t * t) * -(soft[m].float() * logp).sum(dim=-1).mean()
 
     @torch.no_grad()
     def decode(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -130,6 +153,23 @@ class MultiTaskNet(nn.Module):
         for name, head in self.heads.items():
             out.update(head.decode(outputs[name]))
         return out
+
+
+def _distill_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dict[str, Any]:
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - {"task", "weight", "temperature"})
+    if unknown:
+        raise AgeGenderError(f"model.distill: unknown key(s) {unknown}; it takes task, weight, temperature",
+                             code="bad_config")
+    task = str(cfg.get("task") or "")
+    names = [n for n, h in heads.items() if getattr(h, "task", n) == task and getattr(h, "kind", "") == "multiclass"]
+    if not names:
+        raise AgeGenderError(f"model.distill.task {task!r} has no classification head to distil into",
+                             code="bad_config")
+    weight, temperature = float(cfg.get("weight", 1.0)), float(cfg.get("temperature", 1.0))
+    if weight < 0 or temperature <= 0:
+        raise AgeGenderError("model.distill: weight must be >= 0 and temperature > 0", code="bad_config")
+    return {"task": task, "head": names[0], "weight": weight, "temperature": temperature}
 
 
 @COMPOSITIONS.register("multitask")
@@ -144,7 +184,8 @@ def build_multitask(
     losses = {n: build_loss(heads_cfg[n], h, stats) for n, h in heads.items()} if with_losses else {}
     wcfg = dict(cfg.get("weighting") or {"name": "fixed"})
     weighting = WEIGHTINGS.build(wcfg.pop("name"), list(heads), **wcfg) if with_losses else None
-    return MultiTaskNet(trunk, heads, losses, weighting)
+    distill = cfg.get("distill") if with_losses else None
+    return MultiTaskNet(trunk, heads, losses, weighting, distill)
 
 
 def build_model(

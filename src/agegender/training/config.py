@@ -16,7 +16,7 @@ import yaml
 from agegender.errors import AgeGenderError
 
 #: keys whose value is a free-form mapping (validated by the part that consumes it)
-_FREE = {"data.options", "data.split", "data.filter", "data.sampler", "model.trunk", "model.heads", "model.weighting",
+_FREE = {"data.options", "data.split", "data.filter", "data.sampler", "data.teacher", "model.distill", "model.trunk", "model.heads", "model.weighting",
          "model.composition_args", "optim.scheduler", "trainer.early_stopping", "trainer.ema", "eval"}
 
 DEFAULTS: dict[str, Any] = {
@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
         # labels a source lacks are masked out of their head's loss, validation is scored per source and pooled,
         # and ``weight`` multiplies the source's share of the training draw (1: in proportion to its size)
         "sources": None,
+        # a teacher's soft labels for distillation: {task: gender, file: CSV with path,p_male,p_female}
+        # (agegender.data.soft_labels); used by model.distill
+        "teacher": None,
     },
     "model": {
         "composition": "multitask",
@@ -65,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
         # start from another model's weights: a bundled name ("default"), a package (.safetensors) or a checkpoint
         # .ckpt; every tensor whose name and shape match is copied (fine-tuning, staged training)
         "init_from": None,
+        # knowledge distillation (Hinton et al. 2015, §2): {task: gender, weight: 1.0, temperature: 1.0} adds
+        # weight * T^2 * cross-entropy(teacher probabilities, softmax(logits / T)) on the images data.teacher covers
+        "distill": None,
     },
     "optim": {
         "name": "adam",

@@ -313,6 +313,12 @@ class AgeGenderDataModule(L.LightningDataModule):
             "pedestrian": 1 + get_scheme(self.scheme).num_groups,
         }
         self.targets = build_targets(samples, self.scheme, len(self.attribute_names))
+        if self.cfg.get("teacher"):
+            from agegender.data.soft_labels import read_soft_labels
+
+            name, soft, matched = read_soft_labels(self.cfg["teacher"], samples)
+            self.targets[name] = soft
+            log.info("teacher soft labels for %d of %d images (%s)", matched, len(samples), self.cfg["teacher"]["file"])
         if len(self.source_names) > 1:
             self.targets["source"] = self.source_index
         if len(self.split["train"]) == 0:

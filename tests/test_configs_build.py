@@ -197,6 +197,12 @@ def tiny_config(path: Path, roots: dict[str, Path], gender_net: Path | None = No
         src.update(root=str(roots[kind]), limit=None)
     if d.get("resize"):
         d["resize"] = (size if isinstance(size, int) else min(size)) + 8
+    if d.get("teacher"):  # distillation: a teacher file over every tiny image of the sources
+        kinds = {src.get("dataset", d["dataset"]) for src in d.get("sources") or []} or {d["dataset"]}
+        files = sorted(f for k in kinds for f in roots[k].rglob("*") if f.suffix.lower() in (".jpg", ".png"))
+        teacher = roots[next(iter(kinds))].parent / f"teacher-{path.stem}.csv"
+        teacher.write_text("path,p_male,p_female\n" + "".join(f"{f},0.3,0.7\n" for f in files))
+        d["teacher"] = {**d["teacher"], "file": str(teacher)}
     cfg["model"]["trunk"]["pretrained"] = False
     if cfg["model"].get("composition") == "cross_modal":
         args = cfg["model"]["composition_args"]

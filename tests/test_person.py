@@ -54,7 +54,7 @@ def _result(box, p_female: float, years: float | None = None, attrs: bool = Fals
 
 def test_fuse_rules(person: PersonPredictor) -> None:
     body = _result((0, 0, 200, 600), 0.3, attrs=True)
-    big = _result((70, 20, 150, 100), 0.95, years=30.0)  # 80 px: full weight; 80/600 of the height
+    big = _result((60, 20, 150, 110), 0.95, years=30.0)  # 90 px: full weight; 90/600 of the height
     fused = person.fuse(big, body)
     assert sorted(fused.views) == ["body", "face"] and fused.box == body.box
     assert fused.gender_probs["female"] == pytest.approx(fuse_gender(0.95, 0.3), abs=1e-4)

@@ -12,9 +12,10 @@ and a confident view outweighs an unsure one. With the weights at 1 this is Baye
 independent views under an even prior. Two guards keep each view to what its model knows:
 
 - a face is read only from ``FACE_RAMP[0]`` pixels wide, and its weight grows linearly to ``w_face`` at
-  ``FACE_RAMP[1]``. On PETA's pedestrians (faces of 16-40 px, often seen from behind) the face model was at
-  chance (56 % gender on 48 validation people whose face was found) where the body model had 90 %
-  (``python benchmarks/person_fusion.py``): small faces would only add noise;
+  ``FACE_RAMP[1]``. On PETA's validation pedestrians the face detectors find a face of 32-40 px in about 1 %
+  of them (surveillance images, often seen from behind), and the face model reads gender right on under half
+  of those where the body model reads 82-88 % (``python benchmarks/person_fusion.py``, docs/results.md): such
+  faces would only add noise;
 - a "person" whose face fills more than ``BODY_MAX_FACE_SHARE`` of the box height is a portrait or a head
   shot, not the full-body pedestrian the body model was trained on, so the body view is not used. Age (years and group) and ethnicity come from the face when it is seen
 (the body model gives only a coarse age group: 57 % on PETA's five groups against the face model's years);
@@ -52,7 +53,7 @@ HEAD_FRACTION = 0.45
 HEAD_REGION_HEIGHT = 256
 #: a face's weight in the fusion: 0 below FACE_RAMP[0] pixels wide (not used), rising linearly to w_face at
 #: FACE_RAMP[1] pixels and above
-FACE_RAMP = (32.0, 64.0)
+FACE_RAMP = (40.0, 80.0)
 #: the body view is not used when the face is taller than this share of the person's box (a portrait)
 BODY_MAX_FACE_SHARE = 0.3
 #: faces narrower than this many pixels of the input image are not used

@@ -1,5 +1,5 @@
-"""Face-detector backends behind one interface: "haar" (default), "blazeface", "yunet", "dlib", "none"
-and user-supplied "onnx".
+"""Detector backends behind one interface: face detectors "haar" (default), "blazeface", "yunet", "dlib" and
+user-supplied "onnx"; person detectors "nanodet" (the default of body mode) and "hog"; and "none" (ready crops).
 
 >>> from agegender.inference.detectors import build_detector
 >>> detector = build_detector("none")
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np  # noqa: F401 - used by the doctest above
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors import blazeface, dlib_hog, haar, none, onnx, yunet  # noqa: F401 - registers the backends
+from agegender.inference.detectors import blazeface, dlib_hog, haar, hog, nanodet, none, onnx, yunet  # noqa: F401 - registers the backends
 from agegender.inference.detectors.base import (
     DETECTORS,
     Detection,
@@ -30,27 +30,35 @@ from agegender.inference.detectors.base import (
 from agegender.inference.detectors.blazeface import BlazeFaceDetector
 from agegender.inference.detectors.dlib_hog import DlibHogDetector
 from agegender.inference.detectors.haar import HaarDetector
+from agegender.inference.detectors.hog import HogPersonDetector
+from agegender.inference.detectors.nanodet import NanoDetPersonDetector
 from agegender.inference.detectors.none import NoneDetector
 from agegender.inference.detectors.onnx import OnnxDetector
 from agegender.inference.detectors.yunet import YuNetDetector
 
 #: The detector used when none is named (kang2019's Viola–Jones cascade).
 DEFAULT_DETECTOR = "haar"
+#: The person detector of body mode (``default_person_detector`` falls back to "hog" where it cannot run).
+DEFAULT_PERSON_DETECTOR = "nanodet"
 
 __all__ = [
     "DEFAULT_DETECTOR",
+    "DEFAULT_PERSON_DETECTOR",
     "DETECTORS",
     "BlazeFaceDetector",
     "Detection",
     "Detector",
     "DlibHogDetector",
     "HaarDetector",
+    "HogPersonDetector",
+    "NanoDetPersonDetector",
     "NoneDetector",
     "OnnxDetector",
     "YuNetDetector",
     "build_detector",
     "check_rgb",
     "crop",
+    "default_person_detector",
     "downscale",
     "expand_box",
     "margin_score",
@@ -86,3 +94,13 @@ def build_detector(name_or_path: str | os.PathLike | Detector = DEFAULT_DETECTOR
         )
     # a misspelt option is the user's configuration error (bad_config), checked against the signature
     return DETECTORS.build(name, **opts)
+
+
+def default_person_detector() -> str:
+    """The best person detector this installation can run: "nanodet" (its bundled ONNX file and onnxruntime
+    present), else "hog" (OpenCV only)."""
+    from importlib.util import find_spec
+
+    from agegender.inference.detectors.nanodet import weights_path
+
+    return DEFAULT_PERSON_DETECTOR if weights_path().is_file() and find_spec("onnxruntime") else "hog"

@@ -50,7 +50,8 @@ def test_default_body_on_peta(peta_dir):
     if "default-body" not in bundled_models():
         pytest.skip("bundled body model not in this checkout")
     body = agegender.load("default-body")
-    assert body.mode == "body" and body.detector_name == "none"
+    # body mode finds people with the person detector; a ready PETA crop stays one whole-image person
+    assert body.mode == "body" and body.detector_name == "nanodet"
     ss = read_dataset("peta", peta_dir)
     dm = AgeGenderDataModule({**body.backend.config["data"], "root": str(peta_dir), "cache": False})
     dm.prepare_samples()
@@ -58,6 +59,7 @@ def test_default_body_on_peta(peta_dir):
     assert len(ss) > len(test) > 100
     results = body.predict_batch([s.path for s in test])
     assert all(r.status == "ok" and len(r.people) == 1 for r in results)
+    assert sum(r.people[0].crop == "whole_image" for r in results) >= 0.98 * len(results)
     acc = np.mean([(r.people[0].gender == "female") == (s.gender == 1) for r, s in zip(results, test)])
     assert acc > 0.75, acc
 

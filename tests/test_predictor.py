@@ -166,11 +166,15 @@ def test_min_confidence_abstains(tiny_face_model: Path) -> None:
 
 def test_body_model_defaults(tiny_body_model: Path) -> None:
     p = load(tiny_body_model)
-    assert p.mode == "body" and p.detector_name == "none" and p.tasks() == ["age_group", "gender"]
+    assert p.mode == "body" and p.detector_name == "nanodet" and p.tasks() == ["age_group", "gender"]
+    # the person detector finds the one person of the photo, whose box fills it
+    found = p.predict(grace_rgb())
+    assert len(found) == 1 and (found[0].box[2] - found[0].box[0]) * (found[0].box[3] - found[0].box[1]) > 0.8 * 512 * 600
+    p = load(tiny_body_model, detector="none")  # ready crops: the whole image, as before person detectors
     person = p.predict(grace_rgb())
     assert len(person) == 1
     r = person[0]
-    assert r.box == (0.0, 0.0, 512.0, 600.0) and r.ethnicity is None
+    assert r.box == (0.0, 0.0, 512.0, 600.0) and r.ethnicity is None and r.crop == "whole_image"
     assert r.age.years is None and r.age.interval is None and r.age.scheme == "peta5"
     assert sum(r.age.group_probs.values()) == pytest.approx(1.0, abs=1e-3)
     raw = p.predict_arrays([grace_rgb()])["pedestrian_probs"][0]

@@ -169,8 +169,8 @@ def package(
     name: str | None = typer.Option(None, "--name"),
     detector: str | None = typer.Option(
         None, "--detector",
-        help="the model's default face detector (default: that of the model it was initialised from, else haar; "
-        "none for body models)"
+        help="the model's default detector (default: that of the model it was initialised from, else haar; "
+        "the person detector nanodet for body models)"
     ),
     force: bool = typer.Option(False, "--force", help="write the package even when calibrated on too few images"),
 ) -> None:

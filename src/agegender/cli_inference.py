@@ -80,7 +80,8 @@ DetectorOpt = Annotated[
     typer.Option(
         "--detector",
         "-d",
-        help="haar | blazeface | dlib | none | path/to/detector.onnx, or any registered name (`agegender models` lists them; default: the model's own; haar; none for body models)",
+        help="faces: haar | blazeface | yunet | dlib | path/to/detector.onnx; people (body models): nanodet | hog; none: "
+        "the input is the crop (`agegender models` lists them; default: the model's own; haar; nanodet for body models)",
     ),
 ]
 MinConfidence = Annotated[

@@ -16,21 +16,36 @@ Box = tuple[float, float, float, float]
 CROP_BORDER = 0.5
 #: share of the image a face found on the bordered copy must cover for the image to count as a face crop
 CROP_COVER = 0.25
+#: IoU with the image that the crop framed for a person found (``frame_person``) needs for the image to count as
+#: that person's crop itself
+PERSON_FILL = 0.5
+#: height/width from which an image may be a ready person crop although no person is found filling it
+CROP_ASPECT = 1.5
+#: longer side (px) up to which such a tall image may be a ready person crop (pedestrian crops are small: PETA's
+#: are 48-400 px tall; a tall phone photo is larger)
+CROP_MAX_SIDE = 1024
+#: a small image (longer side up to this many px) in which one person is found spanning :data:`SPAN` of its
+#: height is that person's crop, whatever its shape (PETA has near-square and wide crops of one walking person)
+SMALL_CROP_SIDE = 512
+SPAN = 0.6
 
 
 class Cropper:
-    """Finds everyone in an RGB image and cuts their crops at the model's resize size.
+    """Finds everyone in an RGB image (faces, or whole people for body models) and cuts their crops at the model's
+    resize size.
 
-    ``detector``: a registered name (``blazeface``, ``yunet``, ``haar``, ``dlib``, ``none``, an ONNX path) or a built
-    :class:`~agegender.inference.detectors.Detector`. ``options`` go to the detector, except the framing:
-    ``margin`` (fraction of the box added per side) and ``shift`` (downward, fraction of the box height), which
-    default to the detector's registered framing, or to the model's ``crop_margin`` when it was trained on
-    dataset boxes grown by one (then the crops are not squared either).
+    ``detector``: a registered name (face: ``blazeface``, ``yunet``, ``haar``, ``dlib``, an ONNX path; person:
+    ``nanodet``, ``hog``; ``none``) or a built :class:`~agegender.inference.detectors.Detector`. ``options`` go to the
+    detector, except the framing: ``margin`` (fraction of the box added per side) and ``shift`` (downward, fraction
+    of the box height), which default to the detector's registered framing, or to the model's ``crop_margin`` when
+    it was trained on dataset boxes grown by one (then the crops are not squared either). Person boxes are framed
+    by :func:`~agegender.inference.detectors.base.frame_person` (``margin``: one number or a (width, height) pair,
+    default ``PERSON_MARGIN``) at the model's aspect, not squared.
     """
 
     def __init__(self, detector: Any, pre: Preprocessing, options: dict[str, Any] | None = None) -> None:
         from agegender.inference.detectors import Detector, build_detector
-        from agegender.inference.detectors.base import detector_framing
+        from agegender.inference.detectors.base import PERSON_MARGIN, detector_framing
 
         opts = dict(options or {})
         margin = opts.pop("margin", None)  # crop framing options are ours, not the detector's
@@ -47,6 +62,14 @@ class Cropper:
         # borrows its own instance from this pool (built on demand, kept for reuse).
         self._idle = [self.detector]
         self._pool_lock = threading.Lock()
+        #: whether the detector finds whole people (framed for body models by ``frame_person``) rather than faces
+        self.person = self.detector.kind == "person"
+        self.margin: Any
+        if self.person:  # margin: per side, a fraction of the box's width and of its height (one number: both)
+            m = PERSON_MARGIN if margin is None else margin
+            self.margin = (float(m),) * 2 if isinstance(m, (int, float)) else tuple(float(v) for v in m)
+            self.shift = 0.0
+            return
         frame_margin, frame_shift = detector_framing(self.name)
         if pre.crop_margin:  # trained on dataset boxes grown by crop_margin, as datamodule.read_resized cuts them
             frame_margin, frame_shift = pre.crop_margin, 0.0
@@ -66,16 +89,60 @@ class Cropper:
         itself (a tight crop leaves the detector no face-sized window): the detector runs again on the image with
         a border of :data:`CROP_BORDER` times its longer side (edge pixels repeated), and if it finds one face
         covering at least :data:`CROP_COVER` of the image, the whole image is the crop, as for ``--detector none``.
+        With a person detector, the image is checked for being a ready pedestrian crop instead (see
+        :meth:`_whole_person_score`).
         """
         h, w = rgb.shape[:2]
         if self.name == "none":  # the input is the crop: keep its aspect (pedestrians), no padding
             return [(0.0, 0.0, float(w), float(h))], [1.0], [self.pre.resize(rgb)], ["whole_image"]
-        boxes, scores, crops = self._detected(rgb, self.detect(rgb))
-        if not boxes and whole_image_crops:
-            score = self._whole_image_score(rgb)
+        detections = self.detect(rgb)
+        if whole_image_crops:
+            score = (self._whole_person_score(rgb, detections) if self.person
+                     else None if detections else self._whole_image_score(rgb))
             if score is not None:
                 return [(0.0, 0.0, float(w), float(h))], [score], [self.pre.resize(rgb)], ["whole_image"]
+        boxes, scores, crops = self._detected(rgb, detections)
         return boxes, scores, crops, ["detected"] * len(boxes)
+
+    def _whole_person_score(self, rgb: np.ndarray, detections: list[Any]) -> float | None:
+        """For a person detector: a score for the person filling ``rgb`` when it is a ready person crop (a
+        pedestrian image), else None.
+
+        It is one when the crop the predictor would cut for a person found (:func:`frame_person`) overlaps the
+        image with IoU ≥ :data:`PERSON_FILL`, or when a small image (longer side ≤ :data:`SMALL_CROP_SIDE`) shows
+        one person, spanning at least :data:`SPAN` of its height. Failing that, a tall image (height ≥ :data:`CROP_ASPECT` × width,
+        longer side ≤ :data:`CROP_MAX_SIDE`) is one when the detector finds no whole person in it (a box at least
+        1.5 × as tall as wide and clear of the image's border), since in a tight, small crop it often finds only
+        parts of the person or nothing (score: the best part's, else 0), or when a copy with a border of
+        :data:`CROP_BORDER` × its longer side (context for the detector) shows one person filling it.
+        """
+        from agegender.inference.detectors.base import frame_person, iou_one_to_many
+
+        h, w = rgb.shape[:2]
+
+        def fills(det: Any, pad: float = 0.0) -> bool:
+            x1, y1, x2, y2 = frame_person([float(v) - pad for v in det.box], self.margin, self.pre.input_hw)
+            return float(iou_one_to_many(np.array([0.0, 0.0, w, h]), np.array([[x1, y1, x2, y2]]))[0]) >= PERSON_FILL
+
+        filling = [float(d.score) for d in detections if fills(d)]
+        if filling:
+            return max(filling)
+        if max(h, w) <= SMALL_CROP_SIDE and len(detections) == 1 and detections[0].height >= SPAN * h:
+            return float(detections[0].score)
+        if h < CROP_ASPECT * w or max(h, w) > CROP_MAX_SIDE:
+            return None
+        edge = 0.01 * max(h, w)
+
+        def whole(det: Any) -> bool:
+            x1, y1, x2, y2 = det.box
+            return (y2 - y1 >= 1.5 * (x2 - x1) and x1 > edge and y1 > edge and x2 < w - edge and y2 < h - edge)
+
+        if not any(whole(d) for d in detections):
+            return max((float(d.score) for d in detections), default=0.0)
+        pad = round(CROP_BORDER * max(h, w))
+        framed = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        found = [float(d.score) for d in self.detect(framed) if fills(d, pad)]
+        return max(found) if len(found) == 1 else None
 
     def _whole_image_score(self, rgb: np.ndarray) -> float | None:
         """The detector's score for the face that fills ``rgb``, found on a bordered copy; None if none does."""
@@ -92,12 +159,17 @@ class Cropper:
 
     def _detected(self, rgb: np.ndarray, detections: list[Any]) -> tuple[list[Box], list[float], list[np.ndarray]]:
         from agegender.inference.detectors import crop
+        from agegender.inference.detectors.base import frame_person
 
         boxes, scores, crops = [], [], []
         for det in detections:
             x1, y1, x2, y2 = (float(v) for v in det.box)
             boxes.append((x1, y1, x2, y2))
             scores.append(float(det.score))
+            if self.person:
+                crops.append(self.pre.resize(crop(rgb, frame_person((x1, y1, x2, y2), self.margin,
+                                                                   self.pre.input_hw), square=False)))
+                continue
             dy = self.shift * (y2 - y1)
             crops.append(self.pre.resize(crop(rgb, (x1, y1 + dy, x2, y2 + dy), self.margin,
                                               square=self.pre.crop_square)))

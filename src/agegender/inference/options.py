@@ -29,9 +29,10 @@ class PredictorOptions(BaseModel):
         "times both")
     threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime")
     detector: Any = Field(
-        None, description="face or person detector: `blazeface`, `yunet`, `haar`, `dlib`, `none` (inputs are crops), a "
-        "path to an ONNX face detector, or a built Detector; default: the model's own (BlazeFace for the bundled "
-        "face models, none for body models)")
+        None, description="face or person detector: `blazeface`, `yunet`, `haar`, `dlib`, a path to an ONNX face "
+        "detector; `nanodet`, `hog` (people, for body models); `none` (inputs are crops); or a built Detector; "
+        "default: the model's own (BlazeFace for the bundled face models, nanodet for body models, where a ready "
+        "pedestrian crop stays one person)")
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description="detector settings (e.g. min_face_size, score_threshold) and the crop "
         "framing: `margin` (fraction of the box added per side), `shift` (downward, fraction of the box height)")

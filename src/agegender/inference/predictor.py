@@ -76,8 +76,8 @@ class Predictor:
     """Age, gender and ethnicity for every person in images. Build it with :func:`load`.
 
     The model's metadata fixes the preprocessing (input size, resize, mean/std, channel order, crop
-    margin) and the label names; the detector finds faces (or, in body mode / with detector ``none``,
-    the whole image is the crop). See :func:`load` for the options.
+    margin) and the label names; the detector finds faces, or whole people in body mode (a ready pedestrian crop
+    stays one person; with detector ``none`` the whole image is always the crop). See :func:`load` for the options.
     """
 
     def __init__(self, backend: Backend, options: PredictorOptions | None = None, **overrides: Any) -> None:
@@ -349,17 +349,22 @@ class Predictor:
         return "body" if str((cfg.get("data") or {}).get("dataset", "")).lower() in BODY_DATASETS else "face"
 
     def _default_detector(self) -> str:
-        # A package may name its detector (meta.default_detector), valid for the model's own mode.
+        # A package may name its detector (meta.default_detector), valid for the model's own mode. Body packages
+        # name "none" from before there were person detectors: the person detector still takes a ready pedestrian
+        # crop as one whole-image person (Cropper), and finds each person in a scene.
+        from agegender.inference.detectors import default_person_detector
+
         named = (self.backend.meta or {}).get("default_detector")
-        if named and self.mode == self.model_mode:
+        if named and self.mode == self.model_mode and not (self.mode == "body" and named == "none"):
             return str(named)
-        return "none" if self.mode == "body" else "haar"
+        return default_person_detector() if self.mode == "body" else "haar"
 
     def _nothing_found_message(self) -> str:
         """What a "no_face" result says, with what to try next."""
         if self.mode == "body":
             return (f"no person found by the {self.detector_name!r} detector; if the image is one person's "
-                    "full-body crop, use the detector 'none' (--detector none)")
+                    "full-body crop, use the detector 'none' (--detector none); small people may need a larger "
+                    "image or the nanodet detector's tiles='auto'")
         return (f"no face found by the {self.detector_name!r} detector; if the image is already a face crop, "
                 "use the detector 'none' (--detector none); for full-body pedestrian images use the body model "
                 "(--model default-body); small or turned faces may need a larger image or another detector")
@@ -369,7 +374,7 @@ class Predictor:
         try:
             rgb = load_image(image, channel_order=channel_order, max_pixels=self.max_pixels)
             res.height, res.width = int(rgb.shape[0]), int(rgb.shape[1])
-            boxes, scores, crops, kinds = self.cropper.find(rgb, whole_image_crops=self.mode == "face")
+            boxes, scores, crops, kinds = self.cropper.find(rgb, whole_image_crops=True)
             prep = Prepared(res, boxes, scores, crops, image=rgb if keep_image else None, kinds=kinds)
             if not prep.crops:
                 res.status = STATUS_NO_FACE

@@ -46,9 +46,9 @@ def package_checkpoint(
     """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures and the
     ``warnings`` raised, which are also logged).
 
-    ``detector`` is the face detector the predictor uses for this model unless told otherwise (default: the
-    detector of the model it was initialised from, else ``none`` for pedestrian models and ``haar`` for face
-    models). ``age_quantile`` (with ``calibrate``) also fits the age point estimate on the validation split
+    ``detector`` is the detector the predictor uses for this model unless told otherwise (default: the
+    detector of the model it was initialised from, else the person detector ``nanodet`` for pedestrian models and
+    ``haar`` for face models). ``age_quantile`` (with ``calibrate``) also fits the age point estimate on the validation split
     (:func:`~agegender.evaluation.calibration.fit_age_quantile`; ``max_false_adult``: the lowest-MAE estimate whose
     under-18 false-adult rate there is at most that). ``checkpoint`` may be a package already: it is then
     re-calibrated (or only re-written, without ``calibrate``) and keeps its metadata (training facts, origin,
@@ -62,6 +62,7 @@ def package_checkpoint(
         PackagingError: calibration on fewer than :data:`MIN_CALIBRATION_IMAGES` images, unless ``force``.
     """
     from agegender.data.fingerprint import METHOD, samples_fingerprint
+    from agegender.inference.detectors import DEFAULT_PERSON_DETECTOR
 
     bundle = load_bundle(checkpoint)
     body = bundle.config["data"].get("dataset") in ("peta", "rap")
@@ -69,7 +70,7 @@ def package_checkpoint(
     parent = _init_package(bundle.config["model"].get("init_from"))
     warnings: list[str] = []
     own_detector = old.get("default_detector") or (parent.meta.get("default_detector") if parent else None)
-    chosen = detector or own_detector or ("none" if body else "haar")
+    chosen = detector or own_detector or (DEFAULT_PERSON_DETECTOR if body else "haar")
     if own_detector and chosen != own_detector:
         warnings.append(f"the detector is {chosen!r}, not the model's own {own_detector!r} (what it was "
                         f"{'packaged' if old else 'initialised'} with); pass --detector {own_detector} to keep it")

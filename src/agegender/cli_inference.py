@@ -216,7 +216,8 @@ def predict(
         return
 
     from agegender.inference.draw import save_annotated
-    from agegender.inference.predictor import STATUS_NO_FACE, STATUS_OK, list_inputs, load
+    from agegender.inference.loading import load
+    from agegender.inference.predictor import STATUS_NO_FACE, STATUS_OK, list_inputs
     from agegender.inference.records import to_records
 
     predictor = load(model, batch_size=batch_size, threads=threads, workers=workers, **options)
@@ -373,7 +374,7 @@ def video(
 
       agegender video 0 --max-frames 300 --out webcam.webm
     """
-    from agegender.inference.predictor import load
+    from agegender.inference.loading import load
     from agegender.inference.video import process_video
 
     det_opts = parse_detector_options(detector_option)

@@ -27,7 +27,7 @@ class PredictBatch:
 
     def __init__(self, model: str, options: dict[str, Any]) -> None:
         import agegender._compat  # noqa: F401  (torchvision compat inside the worker process)
-        from agegender.inference.predictor import load
+        from agegender.inference.loading import load
 
         self.predictor = load(model, **options)
         self.columns = self.predictor.record_schema()

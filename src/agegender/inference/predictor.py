@@ -441,8 +441,8 @@ def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
 def load(name_or_path: str | Path = "default", options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
     """Load a model and wrap it in a :class:`Predictor`.
 
-    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-body``; ``default-person`` gives a
-    :class:`~agegender.inference.person.PersonPredictor` of face and body, as does ``mode="person"``), a package
+    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-body``; person mode, ``default-person``,
+    is :func:`agegender.inference.loading.load`'s), a package
     (``.safetensors``) or ``.ckpt`` file, or an exported ``.onnx`` file. ``options`` and ``overrides`` (keyword
     arguments named like its fields, e.g. ``detector="none"``, ``tta_flip=False``) are the
     :class:`~agegender.inference.options.PredictorOptions`: runtime, precision, threads, detector and its options,
@@ -451,9 +451,8 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     """
     opts = PredictorOptions.of(options, **overrides)
     if opts.mode == "person" or str(name_or_path) in PERSON_PAIRS:
-        from agegender.inference.person import load_person_pair
-
-        return load_person_pair(name_or_path, opts)  # type: ignore[return-value]  (the same public methods)
+        raise AgeGenderError("person mode pairs two models: load it with agegender.load (agegender.inference.loading)",
+                             code="bad_option")
     path = resolve_model_path(name_or_path)
     backend, device, threads, precision = opts.backend, opts.device, opts.threads, opts.precision
     twin = onnx_twin(path)

@@ -133,7 +133,7 @@ def _load_predictors(model: Any, settings: ServeSettings) -> list[Any]:
         return list(model)
     if not isinstance(model, (str, os.PathLike)):
         return [model]  # a ready predictor (or a test double): one worker
-    from agegender.inference.predictor import load
+    from agegender.inference.loading import load
 
     threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
     opts: dict[str, Any] = {"device": settings.device, "threads": threads, "workers": 1,

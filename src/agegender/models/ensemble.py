@@ -1,0 +1,109 @@
+"""An ensemble of trained multi-task networks as one model (``composition: ensemble``): every member sees the same
+input, and each head's output is the mean of the members' temperature-scaled logits (for a softmax head the
+normalised geometric mean of their calibrated probabilities). The ensemble has heads of its own for decoding, whose
+temperatures packaging fits on the validation split as for any model; their weights are not used.
+
+One package and one ONNX graph hold all the members, so an ensemble loads and runs like any other model. Build one
+from packaged members with ``python tools/ensemble_package.py A.safetensors B.safetensors -o E.safetensors`` and
+calibrate it with ``agegender package E.safetensors -o FINAL.safetensors``.
+
+Config: ``model: {composition: ensemble, composition_args: {members: [MODEL_SECTION, ...]}, heads: ..., trunk: ...}``
+where each member is a ``model`` section of its own (its trunk and heads) and ``heads``/``trunk`` repeat the first
+member's (what the ensemble answers and how its card names it).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agegender.errors import AgeGenderError
+from agegender.models.registry import COMPOSITIONS
+
+if TYPE_CHECKING:
+    from agegender.models.package import ModelBundle
+
+
+class EnsembleNet(nn.Module):
+    """Members' outputs averaged head by head (after each member head's own temperature)."""
+
+    def __init__(self, members: list[nn.Module], heads: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise AgeGenderError("an ensemble needs at least two members", code="bad_config")
+        names = set(heads)
+        for i, m in enumerate(members):
+            if set(getattr(m, "heads", {})) != names:
+                raise AgeGenderError(f"ensemble member {i} has heads {sorted(getattr(m, 'heads', {}))}, the first "
+                                     f"{sorted(names)}: members must answer the same tasks", code="bad_config")
+        self.members = nn.ModuleList(members)
+        self.heads = nn.ModuleDict(dict(heads))
+
+    def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [m(x) for m in self.members]
+        return {name: torch.stack([o[name] / m.heads[name].temperature for o, m in zip(outs, self.members)]).mean(0)
+                for name in self.heads}
+
+    @torch.no_grad()
+    def decode(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for name, head in self.heads.items():
+            out.update(head.decode(outputs[name]))
+        return out
+
+
+@COMPOSITIONS.register("ensemble")
+def build_ensemble(cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None,
+                   with_losses: bool = True) -> EnsembleNet:
+    if with_losses:
+        raise AgeGenderError("an ensemble is assembled from trained models (tools/ensemble_package.py), not trained",
+                             code="bad_config")
+    from agegender.models.multitask import build_head, build_model
+
+    members_cfg = (cfg.get("composition_args") or {}).get("members")
+    if not isinstance(members_cfg, list) or len(members_cfg) < 2 or not all(isinstance(m, Mapping) for m in members_cfg):
+        raise AgeGenderError("model.composition_args.members must list two or more model sections", code="bad_config")
+    if any(m.get("composition", "multitask") == "ensemble" for m in members_cfg):
+        raise AgeGenderError("an ensemble member cannot itself be an ensemble", code="bad_config")
+    members = [build_model(m, dims, stats=None, with_losses=False) for m in members_cfg]
+    # decoding heads: the first member's kinds and sizes; their layers (1 input feature) are never run
+    heads = {n: build_head(n, h, 1, dims) for n, h in (members_cfg[0].get("heads") or {}).items()}
+    return EnsembleNet(members, heads)
+
+
+def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
+    """One ensemble bundle (uncalibrated heads) from packages of the same tasks, labels and preprocessing."""
+    from agegender.models.multitask import build_head
+    from agegender.models.package import ModelBundle, load_bundle
+
+    bundles = [load_bundle(p) for p in paths]
+    first = bundles[0]
+    for p, b in zip(paths[1:], bundles[1:]):
+        for what in ("preprocess", "labels", "dims"):
+            if getattr(b, what) != getattr(first, what):
+                raise AgeGenderError(f"{p}: its {what} differ from {paths[0]}'s; ensemble members must take the same "
+                                     "input and give the same outputs", code="bad_model")
+    members_cfg = [copy.deepcopy(b.config["model"]) for b in bundles]
+    for m in members_cfg:
+        m.pop("init_from", None)
+        m.pop("distill", None)
+    heads = {n: build_head(n, h, 1, first.dims) for n, h in (members_cfg[0].get("heads") or {}).items()}
+    model = EnsembleNet([b.model for b in bundles], heads).eval()
+    config = copy.deepcopy(first.config)
+    config["model"] = {"composition": "ensemble", "composition_args": {"members": members_cfg},
+                       "trunk": members_cfg[0]["trunk"], "heads": members_cfg[0]["heads"]}
+    config["name"] = "ensemble of " + ", ".join(str(b.config.get("name")) for b in bundles)
+    prints = [b.fingerprint for b in bundles if b.fingerprint is not None]
+    meta = {k: v for k, v in first.meta.items() if k != "calibration"}
+    meta["members"] = [{"source": str(p), "name": b.meta.get("name"), "config": b.config.get("name")}
+                       for p, b in zip(paths, bundles)]
+    bundle = ModelBundle(model, config, dict(first.dims), dict(first.preprocess), dict(first.labels), meta)
+    if prints:
+        bundle.fingerprint = np.unique(np.concatenate(prints)).astype(np.int64)
+    return bundle

@@ -143,7 +143,8 @@ def models() -> None:
 
     typer.echo("detectors:")
     for name in DETECTORS.names():
-        typer.echo(f"  {name:<24} {DETECTORS.meta(name).get('description', '')}")
+        meta = DETECTORS.meta(name)
+        typer.echo(f"  {name:<24} {meta.get('kind', 'face'):<7} {meta.get('description', '')}")
     present = bundled_models()
     typer.echo("bundled:      " + ", ".join(f"{n}{'' if n in present else ' (missing)'}" for n in BUNDLED))
 

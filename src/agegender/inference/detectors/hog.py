@@ -13,18 +13,18 @@ from agegender.inference.detectors.base import DETECTORS, Detection, Detector, d
 
 WINDOW = (64, 128)  # the detector's window (width, height)
 #: the person's box as a share of the window's width and height, about its centre: the window keeps a margin
-#: around the person. Measured on the street scenes of PETA's validation split (``benchmarks/street_scenes.py
-#: --split val``): the median pasted crop is 0.616 × the window's width and 0.785 × its height, and 1.10 × / 1.05 ×
-#: the box of the NanoDet detector, whose boxes hug the person; so HOG's boxes are shrunk to match NanoDet's.
+#: around the person. Over the detections centred in a pasted person on 40 street scenes of PETA's validation split
+#: (``street_scenes.make_scene``, seed 1), the median pasted crop was 0.616 × the window's width and 0.785 × its
+#: height, and 1.10 × / 1.05 × the box of the NanoDet detector, whose boxes hug the person; so HOG's boxes are
+#: shrunk to match NanoDet's.
 PERSON_IN_WINDOW = (0.56, 0.75)
-#: median SVM margin of the people found on 40 street scenes of PETA's validation split (146 people;
-#: ``benchmarks/street_scenes.py --split val``), mapped to a score of 0.9
+#: median SVM margin of the 146 people found (IoU >= 0.4) on those 40 scenes, mapped to a score of 0.9
 TYPICAL_PERSON_MARGIN = 1.85
 
 
 @DETECTORS.register("hog", kind="person",
-                     description="OpenCV HOG + SVM pedestrian detector (no model file); body-mode fallback",
-                     framing=(0.0, 0.0))  # benchmarks/street_scenes.py --framing; see detectors.base.detector_framing
+                     description="OpenCV HOG + SVM pedestrian detector (no model file); body-mode fallback")
+# (person boxes are framed by detectors.base.frame_person with PERSON_MARGIN, not by a per-detector framing)
 class HogPersonDetector(Detector):
     """Finds upright people with OpenCV's HOG people detector.
 
@@ -35,8 +35,9 @@ class HogPersonDetector(Detector):
         nms_threshold: IoU above which the lower-scoring of two boxes is dropped.
         max_side: search a copy whose longer side is at most this many pixels (boxes are scaled back). 960: on 40
             street scenes of PETA's validation split (1280×720, people 120–400 px tall; ``benchmarks/street_scenes.py
-            --split val``) it found 91.2 % of the people with 0.12 false persons per scene, in 60 % of the time of
-            the full size, which found 88.1 % with 0.28 (800: 85.0 %).
+            --split val --seed 1 --scenes 40 --detectors hog,hog:max_side=1280,hog:max_side=800``) it found 91.2 % of
+            the people with 0.12 false persons per scene; the full size 88.1 % with 0.28 at 1.2× the time; 800:
+            85.0 % at half the time.
         min_height: images shorter than this are enlarged to it first: the window is 128 px tall, so a person
             in a small pedestrian crop (PETA's are 128–370 px tall) would otherwise not fit it.
         min_face_size, score_threshold, max_faces: see :class:`Detector` (min_face_size is the shorter side of a

@@ -10,7 +10,8 @@ import numpy as np
 from agegender.inference.detectors.base import DETECTORS, Detection, Detector
 
 
-@DETECTORS.register("none", description="whole image as one detection (input is already a crop)")
+@DETECTORS.register("none", kind="any",
+                     description="whole image as one detection (input is already a face or person crop)")
 class NoneDetector(Detector):
     """Returns one detection covering the whole image with score 1.0.
 

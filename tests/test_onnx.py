@@ -75,7 +75,7 @@ def test_body_model_export(tiny_body_model: Path, tmp_path: Path) -> None:
     assert s["input"] == ["image", 128, 64, 3] and s["input_format"] == "uint8"
     assert s["max_abs_diff"]["pedestrian_probs"] < PROB_ATOL
     p = load(tmp_path / "body.onnx")
-    assert p.mode == "body" and p.detector_name == "none"
+    assert p.mode == "body" and p.detector_name == "nanodet"  # body mode's person detector
     r = p.predict(grace_rgb())[0]
     t = load(tiny_body_model).predict(grace_rgb())[0]
     assert r.gender_probs["female"] == pytest.approx(t.gender_probs["female"], abs=PROB_ATOL)

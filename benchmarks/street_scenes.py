@@ -2,18 +2,19 @@
 model's gender accuracy on the people found; plus how often a ready PETA crop stays one whole-image person.
 
 Each scene is a synthetic street (sky gradient, blocks of "buildings" with window grids, a noisy road, a few
-parked "cars": rectangles, no people) with four pedestrians pasted at realistic sizes: PETA crops of the body
-model's test split (the identity-disjoint split of ``configs/default/body.yaml``, which the model never saw),
-heights drawn from 120–400 px, lower in the frame when taller, overlapping each other little. A detection finds a
-pasted person when its box overlaps the pasted crop with IoU ≥ ``--iou`` (each person found at most once);
-other detections are false persons. Gender accuracy is that of ``default-body`` through the predictor on the
-scene (the person's crop framed as the predictor frames it) for each person found, against the PETA label.
+parked "cars": rectangles, no people) with four pedestrians pasted at realistic sizes: PETA images of the part of
+the body model's own identity-disjoint split that it never trained on (``--split held``: its test part, or its
+validation part when it was fitted on train + test), heights drawn from 120–400 px, lower in the frame when
+taller, overlapping each other little. A detection finds a pasted person when its box overlaps the pasted image
+with IoU ≥ ``--iou`` (each person found at most once); other detections are false persons. Gender accuracy is the
+model's through the predictor on the scene (the person's crop framed as the predictor frames it) for each person
+found, against the PETA label.
 
-Ready crops: ``--crops`` PETA test-split images given to ``agegender.load("default-body")`` as they are (no
-detector flag); the share that comes back as exactly one person with ``crop: whole_image``.
+Ready crops: ``--crops`` images of that part given to ``agegender.load(MODEL)`` as they are (no detector flag,
+then each of ``--crop-detectors``); the share that comes back as exactly one person with ``crop: whole_image``.
 
     python benchmarks/street_scenes.py [--scenes 60] [--detectors nanodet,nanodet:tiles=auto,hog] [--crops 1425]
-        [--framing 0:0,0.05:0.025,0.1:0.05] [--split test|val]
+        [--framing 0:0,0.05:0.025,0.1:0.05] [--split held|test|val] [--model default-body]
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ WIDTH, HEIGHT = 1280, 720
 PEOPLE = 4
 
 
-def peta_split(data: str, split: str = "test") -> list[Any]:
-    """A part (``test``, ``val``) of the PETA split of the bundled body model's recipe (``configs/default/body.yaml``)."""
-    import yaml
-
+def peta_split(data: str, model: str, split: str = "held") -> tuple[list[Any], str]:
+    """A part of the PETA split the body ``model`` was trained with (its package's own split settings): ``test``,
+    ``val``, or ``held``: the part it never trained on (its test part, or its validation part when it was fitted on
+    train + test). Returns the samples and the part's name."""
+    import agegender
     from agegender.evaluation.evaluate import split_samples
 
-    cfg = yaml.safe_load((REPO / "configs" / "default" / "body.yaml").read_text())
-    return split_samples("peta", data, split, cfg["data"])[0]
+    cfg = agegender.load(model, detector="none").backend.config["data"]
+    if split == "held":
+        split = "val" if (cfg.get("split") or {}).get("test_in_train") else "test"
+    return split_samples("peta", data, split, cfg)[0], split
 
 
 def background(rng: np.random.Generator) -> np.ndarray:
@@ -244,21 +248,22 @@ def main() -> None:
     ap.add_argument("--crops", type=int, default=1425, help="PETA images for the ready-crop rate (0: skip)")
     ap.add_argument("--crop-detectors", default="default,hog", help="detectors for the ready-crop rate; "
                     "default: the model's own, as `agegender predict` without a flag")
-    ap.add_argument("--split", default="test", help="PETA part the people come from (val: for tuning settings)")
+    ap.add_argument("--split", default="held", help="part of the model's PETA split the people come from: held (the "
+                    "part it never trained on: test, or val when it was fitted on train + test), test or val")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     import agegender
 
     print(f"machine: {machine()}")
-    samples = peta_split(args.data, args.split)
+    samples, part = peta_split(args.data, args.model, args.split)
     detectors = [d for d in args.detectors.split(",") if d]
     if args.scenes:
         rng = np.random.default_rng(args.seed)
         scenes = [make_scene(samples, rng) for _ in range(args.scenes)]
         version = agegender.load(args.model, detector="none").info()["version"]
-        print(f"{len(scenes)} scenes {WIDTH}x{HEIGHT}, {PEOPLE} people each from PETA's {args.split} split "
-              f"({len(samples)} images; heights 120-400 px); model {args.model} (version {version}); "
+        print(f"{len(scenes)} scenes {WIDTH}x{HEIGHT}, {PEOPLE} people each from the {part} part of the model's "
+              f"PETA split ({len(samples)} images; heights 120-400 px); model {args.model} (version {version}); "
               f"found: IoU >= {args.iou}")
         scene_table(scenes, args.model, detectors, args.iou)
         if args.framing:

@@ -29,10 +29,11 @@ DETECTORS: Registry = Registry("detector")
 #: How a person box becomes a body-model crop (:func:`frame_person`): margin per side as a fraction of the box's
 #: width and of its height. PETA's pedestrian crops are 1.10 × the width and 1.05 × the height of the NanoDet box
 #: of their person (medians, street scenes of PETA's validation split, ``benchmarks/street_scenes.py``), so this
-#: margin cuts what the body model was trained on. The bundled body model's gender accuracy on the 554 people found
-#: in 150 such scenes (``--split val --seed 2 --framing ...``): 79.4 % with the bare box and with this margin,
-#: 79.8 % with twice it, 77.8 % with (0.2, 0.1), 80.5 % on the pasted crops themselves; growing the crops to the
-#: model's 2:1 aspect instead of stretching them: 78.7-80.1 %. Margins up to 0.1 are not told apart there.
+#: margin cuts what the body model was trained on. The body model's gender accuracy (default-body of 2026-11-23)
+#: on the 554 people found in 150 such scenes (``--split val --seed 2 --framing ...``): 79.4 % with the bare box
+#: and with this margin, 79.8 % with twice it, 77.8 % with (0.2, 0.1), 80.5 % on the pasted crops themselves;
+#: growing the crops to the model's 2:1 aspect instead of stretching them: 78.7-80.1 %. Margins up to 0.1 are not
+#: told apart there (docs/performance.md, "Person detection").
 PERSON_MARGIN: tuple[float, float] = (0.05, 0.025)
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from agegender.errors import AgeGenderError
+from agegender.models.multitask import decode_heads
 from agegender.models.registry import COMPOSITIONS
 
 if TYPE_CHECKING:
@@ -52,10 +53,7 @@ class EnsembleNet(nn.Module):
 
     @torch.no_grad()
     def decode(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        for name, head in self.heads.items():
-            out.update(head.decode(outputs[name]))
-        return out
+        return decode_heads(self.heads, outputs)
 
 
 @COMPOSITIONS.register("ensemble")

@@ -149,10 +149,15 @@ class MultiTaskNet(nn.Module):
 
     @torch.no_grad()
     def decode(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        for name, head in self.heads.items():
-            out.update(head.decode(outputs[name]))
-        return out
+        return decode_heads(self.heads, outputs)
+
+
+def decode_heads(heads: Mapping[str, nn.Module], outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every head's decoded outputs (probabilities, years, ...) from the raw outputs, merged into one dict."""
+    out: dict[str, torch.Tensor] = {}
+    for name, head in heads.items():
+        out.update(head.decode(outputs[name]))
+    return out
 
 
 def _distill_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ $AGEGENDER_TEACHER_DIR). Usage:
   OMP_NUM_THREADS=1 python tools/gender_teacher/descriptors.py compare            # 300+300 aaf/celeba train faces, both variants,
                                                                      # plus the UTKFace training subsample
   OMP_NUM_THREADS=1 python tools/gender_teacher/descriptors.py main --variant orig [--budget-min M]  # val/test all, then train
+  OMP_NUM_THREADS=1 python tools/gender_teacher/descriptors.py main --all-train   # then every training face
 """
 
 from __future__ import annotations
@@ -232,6 +233,8 @@ def main() -> None:
     ap.add_argument("phase", choices=["compare", "main"])
     ap.add_argument("--variant", choices=["orig", "crop96"], default="orig", help="aaf/celeba descriptors (main)")
     ap.add_argument("--budget-min", type=float, default=None, help="time budget for the training part (main)")
+    ap.add_argument("--all-train", action="store_true",
+                    help="every training face instead of the subsample (main; resumes where a run stopped)")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     logf = open(os.path.join(OUT, "descriptors.log"), "a", encoding="utf-8")
@@ -274,7 +277,8 @@ def main() -> None:
         timing.append(run([(int(i), names[dm.source_index[i]], method[names[dm.source_index[i]]]) for i in held],
                           dm, split_of, describer, stores, None, log, "val+test"))
         # training subsample, sources interleaved so that a budget stop leaves each a share
-        orders = {k: list(train_order(dm, split_of, k)[: TRAIN_TARGET[names[k]]]) for k in range(len(names))}
+        limit = {n: (None if args.all_train else TRAIN_TARGET[n]) for n in names}
+        orders = {k: list(train_order(dm, split_of, k)[: limit[names[k]]]) for k in range(len(names))}
         jobs, pos = [], {k: 0 for k in orders}
         while any(pos[k] < len(orders[k]) for k in orders):
             k = min((k for k in orders if pos[k] < len(orders[k])), key=lambda k: pos[k] / len(orders[k]))

@@ -66,7 +66,7 @@ def main() -> None:
         p = body_view[0]
         face = p.views.get("face")
         rows.append({
-            "subset": s.extra.get("subset", "?") if getattr(s, "extra", None) else "?",
+            "subset": s.extra.get("subset", "?"),
             "truth": int(s.gender),  # 0 male, 1 female
             "body": p.views["body"].gender_probs[names[1]],
             "face": face.gender_probs[names[1]] if face is not None else None,

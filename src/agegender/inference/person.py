@@ -107,10 +107,11 @@ class PersonPredictor:
         return f"{self.face.name}+{self.body.name}"
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "mode": "person", "tasks": self.tasks(), "face": self.face.info(),
+        face = self.face.info()
+        return {"name": self.name, "mode": "person", "tasks": self.tasks(), "face": face,
                 "body": self.body.info(), "face_weight": self.face_weight, "body_weight": self.body_weight,
-                "min_face_pixels": self.min_face_pixels, "backend": self.face.info()["backend"],
-                "precision": self.face.info()["precision"], "backend_selection": None}
+                "min_face_pixels": self.min_face_pixels, "backend": face["backend"],
+                "precision": face["precision"], "backend_selection": None}
 
     def tasks(self) -> list[str]:
         return sorted(set(self.face.tasks()) | set(self.body.tasks()),

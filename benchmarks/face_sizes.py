@@ -35,6 +35,12 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface-t256": ("blazeface", {"tile_size": 256}),  # smaller tiles: smaller faces, more CPU
     "blazeface-t320": ("blazeface", {"tile_size": 320}),
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
+    "centerface": ("centerface", {}),  # CenterFace (the bundled models' default): the image at its own size (<= 1280 px), score 0.2
+    "centerface-s0.25": ("centerface", {"score_threshold": 0.25}),
+    "centerface-s0.3": ("centerface", {"score_threshold": 0.3}),
+    "centerface-s0.5": ("centerface", {"score_threshold": 0.5}),
+    "centerface-x1.5": ("centerface", {"upscale": 1.5, "max_side": 1920}),  # enlarged: finds 20-px faces, misses large ones
+    "centerface-640": ("centerface", {"max_side": 640}),  # searched shrunk to 640 px: cheap, misses small faces
     "yunet": ("yunet", {}),  # YuNet (its file from $AGEGENDER_YUNET_MODEL): the image at 1.5x (longer side <= 1920) plus a 320-px pass
     "yunet-x1": ("yunet", {"upscale": 1.0}),  # the image at its own size: cheaper, misses more 20-30-px faces
     "yunet-x1.25": ("yunet", {"upscale": 1.25}),

@@ -80,7 +80,7 @@ DetectorOpt = Annotated[
     typer.Option(
         "--detector",
         "-d",
-        help="faces: haar | blazeface | yunet | dlib | path/to/detector.onnx; people (body models): nanodet | hog; none: "
+        help="faces: centerface | blazeface | haar | yunet | dlib | path/to/detector.onnx; people (body models): nanodet | hog; none: "
         "the input is the crop (`agegender models` lists them; default: the model's own; haar; nanodet for body models)",
     ),
 ]

@@ -37,7 +37,7 @@ def serve(
     threads: int | None = typer.Option(
         None, "--threads", help="torch/onnxruntime threads per worker [CPU cores / workers]"),
     detector: str | None = typer.Option(
-        None, "--detector", "-d", help="haar | blazeface | yunet | dlib | none | detector.onnx, or any registered name [the model's default]"),
+        None, "--detector", "-d", help="centerface | blazeface | haar | yunet | dlib | none | detector.onnx, or any registered name [the model's default]"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda[:N] [cpu]"),
     backend: str | None = typer.Option(
         None, "--backend", help="torch | onnx (lower latency on CPUs) | auto (time both once, keep the faster) "

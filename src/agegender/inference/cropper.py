@@ -34,7 +34,7 @@ class Cropper:
     """Finds everyone in an RGB image (faces, or whole people for body models) and cuts their crops at the model's
     resize size.
 
-    ``detector``: a registered name (face: ``blazeface``, ``yunet``, ``haar``, ``dlib``, an ONNX path; person:
+    ``detector``: a registered name (face: ``centerface``, ``blazeface``, ``yunet``, ``haar``, ``dlib``, an ONNX path; person:
     ``nanodet``, ``hog``; ``none``) or a built :class:`~agegender.inference.detectors.Detector`. ``options`` go to the
     detector, except the framing: ``margin`` (fraction of the box added per side) and ``shift`` (downward, fraction
     of the box height), which default to the detector's registered framing, or to the model's ``crop_margin`` when

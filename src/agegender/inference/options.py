@@ -29,7 +29,7 @@ class PredictorOptions(BaseModel):
         "times both")
     threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime")
     detector: Any = Field(
-        None, description="face or person detector: `blazeface`, `yunet`, `haar`, `dlib`, a path to an ONNX face "
+        None, description="face or person detector: `centerface`, `blazeface`, `yunet`, `haar`, `dlib`, a path to an ONNX face "
         "detector; `nanodet`, `hog` (people, for body models); `none` (inputs are crops); or a built Detector; "
         "default: the model's own (BlazeFace for the bundled face models, nanodet for body models, where a ready "
         "pedestrian crop stays one person)")

@@ -57,7 +57,7 @@ class ServeSettings:
     threads: int | None = None
     #: requests admitted to the model queue at once, running or waiting (503 ``busy`` beyond it)
     max_pending: int = 32
-    #: face detector (``haar``, ``blazeface``, ``yunet``, ``dlib``, ``none``, a .onnx path); default: the model's own choice
+    #: face detector (``centerface``, ``blazeface``, ``haar``, ``yunet``, ``dlib``, ``none``, a .onnx path); default: the model's own choice
     detector: str | None = None
     #: device of the model (``cpu``, ``cuda:0``)
     device: str = "cpu"

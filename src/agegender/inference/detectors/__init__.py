@@ -1,4 +1,5 @@
-"""Detector backends behind one interface: face detectors "haar" (default), "blazeface", "yunet", "dlib" and
+"""Detector backends behind one interface: face detectors "haar" (default), "centerface" (the bundled face
+models' own), "blazeface", "yunet", "dlib" and
 user-supplied "onnx"; person detectors "nanodet" (the default of body mode) and "hog"; and "none" (ready crops).
 
 >>> from agegender.inference.detectors import build_detector
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np  # noqa: F401 - used by the doctest above
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors import blazeface, dlib_hog, haar, hog, nanodet, none, onnx, yunet  # noqa: F401 - registers the backends
+from agegender.inference.detectors import blazeface, centerface, dlib_hog, haar, hog, nanodet, none, onnx, yunet  # noqa: F401 - registers the backends
 from agegender.inference.detectors.base import (
     DETECTORS,
     Detection,
@@ -28,6 +29,7 @@ from agegender.inference.detectors.base import (
     nms,
 )
 from agegender.inference.detectors.blazeface import BlazeFaceDetector
+from agegender.inference.detectors.centerface import CenterFaceDetector
 from agegender.inference.detectors.dlib_hog import DlibHogDetector
 from agegender.inference.detectors.haar import HaarDetector
 from agegender.inference.detectors.hog import HogPersonDetector
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_PERSON_DETECTOR",
     "DETECTORS",
     "BlazeFaceDetector",
+    "CenterFaceDetector",
     "Detection",
     "Detector",
     "DlibHogDetector",

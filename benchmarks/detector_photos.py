@@ -1,0 +1,124 @@
+"""The face model end to end on whole photos, with each face detector: how often the face is found, and the
+model's gender and age on the face found, per source.
+
+The images are the original photos behind the crop caches of a multi-source recipe (``agegender crops`` keeps
+each crop's ``source_file``), restricted to the recipe's validation (or test) split of each source, so a model
+trained on the recipe never saw them. Each photo is predicted with ``agegender.load(MODEL, detector=D)`` as a user
+would (the detector finds the face, the predictor frames and crops it); of several people the one with the largest
+box area × detector score is scored, the rule ``agegender crops`` used to pick the labelled face. Columns: photos,
+share with no face found, gender accuracy, recall of women and men, age MAE (where the source has ages) and the
+median wall ms per photo.
+
+    python benchmarks/detector_photos.py [--model default] [--detectors blazeface,centerface] [--split val]
+        [--sources aaf,celeba] [--limit 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, machine
+
+
+def originals(crop_root: Path) -> dict[str, Path]:
+    """crop image path (resolved) → its original photo, from the cache's labels.csv."""
+    photo_root = crop_root.parent.parent / crop_root.name  # ../faces-extra/crops/aaf -> ../faces-extra/aaf
+    out = {}
+    with open(crop_root / "labels.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            out[str((crop_root / "images" / row["file"]).resolve())] = photo_root / row["source_file"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--detectors", default="blazeface,centerface")
+    ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
+    ap.add_argument("--split", default="val", choices=("val", "test"))
+    ap.add_argument("--sources", default="aaf,celeba", help="sources of the recipe read from crop caches")
+    ap.add_argument("--limit", type=int, default=600, help="photos per source at most (every k-th, 0: all)")
+    args = ap.parse_args()
+
+    import os
+
+    import agegender
+    from agegender.training.config import load_config
+    from agegender.training.datamodule import AgeGenderDataModule
+
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the recipe's roots are relative to the repository
+    try:
+        dm = AgeGenderDataModule(load_config(args.config)["data"])
+        dm.prepare_samples()
+    finally:
+        os.chdir(cwd)
+    from agegender.training.datamodule import source_specs
+
+    specs = source_specs(dm.cfg)
+    names = [s["name"] for s in specs]
+    wanted = [s.strip() for s in args.sources.split(",") if s.strip()]
+    split_idx = set(dm.split[args.split].tolist())
+    per_source: dict[str, list[tuple[Path, float | None, int | None]]] = {}
+    for k, name in enumerate(names):
+        if name not in wanted:
+            continue
+        spec = specs[k]
+        root = Path(spec["root"]) if Path(spec["root"]).is_absolute() else (REPO / spec["root"]).resolve()
+        if not (root / "labels.csv").is_file():
+            print(f"skipped source {name}: {root} has no crop cache")
+            continue
+        photo_of = originals(root)
+        rows = []
+        for i in np.flatnonzero(dm.source_index == k):
+            if int(i) not in split_idx:
+                continue
+            s = dm.samples[int(i)]
+            photo = photo_of.get(str(Path(s.path).resolve()))
+            if photo is not None and photo.is_file():
+                rows.append((photo, s.age, s.gender))
+        step = max(1, len(rows) // args.limit) if args.limit else 1
+        per_source[name] = rows[::step][: args.limit or None]
+    print(f"machine: {machine()}")
+    print(f"model {args.model}; {args.split} split of {', '.join(f'{n} ({len(r)} photos)' for n, r in per_source.items())}")
+    print("| detector | source | photos | no face % | gender % | women % | men % | age MAE | ms/photo |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for det in [d.strip() for d in args.detectors.split(",") if d.strip()]:
+        predictor = agegender.load(args.model, detector=det)
+        for name, rows in per_source.items():
+            missed, right, ages, times = 0, [], [], []
+            by_sex: dict[int, list[bool]] = {0: [], 1: []}
+            for photo, age, gender in rows:
+                t = time.perf_counter()
+                result = predictor.predict_image(photo)
+                times.append(1000 * (time.perf_counter() - t))
+                people = result.people
+                if not people:
+                    missed += 1
+                    continue
+                best = max(people, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) * p.detector_score)
+                if gender is not None and best.gender in ("male", "female"):
+                    ok = (best.gender == "male") == (int(gender) == 0)
+                    right.append(ok)
+                    by_sex[int(gender)].append(ok)
+                if age is not None and best.age is not None and best.age.years is not None:
+                    ages.append(abs(best.age.years - float(age)))
+
+            def pct(v: list[bool]) -> str:
+                return f"{100 * np.mean(v):.1f}" if v else "-"
+
+            mae = f"{np.mean(ages):.2f}" if ages else "-"
+            print(f"| {det} | {name} | {len(rows)} | {100 * missed / max(1, len(rows)):.1f} | {pct(right)} | "
+                  f"{pct(by_sex[1])} | {pct(by_sex[0])} | {mae} | {statistics.median(times):.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

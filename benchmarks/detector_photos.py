@@ -11,6 +11,9 @@ median wall ms per photo.
 
     python benchmarks/detector_photos.py [--model default] [--detectors blazeface,centerface] [--split val]
         [--sources aaf,celeba] [--limit 600]
+
+A detector may carry options after a colon, separated by ``+``: ``centerface:margin=-0.03+shift=0.05`` (detector
+options, or the crop framing ``margin`` / ``shift``).
 """
 
 from __future__ import annotations
@@ -92,7 +95,9 @@ def main() -> None:
     print("| detector | source | photos | no face % | gender % | women % | men % | age MAE | ms/photo |")
     print("|---|---|---|---|---|---|---|---|---|")
     for det in [d.strip() for d in args.detectors.split(",") if d.strip()]:
-        predictor = agegender.load(args.model, detector=det)
+        name, _, opts = det.partition(":")
+        options = {k: float(v) for k, v in (o.split("=", 1) for o in opts.split("+") if o)}
+        predictor = agegender.load(args.model, detector=name, detector_options=options)
         for name, rows in per_source.items():
             missed, right, ages, times = 0, [], [], []
             by_sex: dict[int, list[bool]] = {0: [], 1: []}

@@ -26,6 +26,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "dlib": ("dlib", {}),
     "blazeface": ("blazeface", {}),
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
+    "centerface": ("centerface", {}),
 }
 
 
@@ -34,7 +35,7 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--fallback", default=DEFAULT_STANDIN, help="config YAML or trunk of the stand-in model")
     ap.add_argument("--detectors", default="haar,haar-fast,blazeface,dlib", help=f"among {', '.join(SETTINGS)}")
-    ap.add_argument("--backend", default="torch", help="torch or onnx")
+    ap.add_argument("--backend", default="onnx", help="onnx (the default path) or torch")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=60)
     args = ap.parse_args()

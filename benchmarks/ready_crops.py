@@ -5,7 +5,7 @@ as installed (no detector flag); each person says whether a detector found the f
 recognised as a face crop itself (``whole_image``). Face-free: ``--noface`` generated 200×200 images (uniform noise
 and flat colours).
 
-    python benchmarks/ready_crops.py [--model default] [--n 1000] [--step 18]
+    python benchmarks/ready_crops.py [--model default] [--detector NAME] [--n 1000] [--step 18]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from _common import REPO, machine
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
+    ap.add_argument("--detector", default=None, help="a face detector instead of the model's own")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--step", type=int, default=18)
     ap.add_argument("--noface", type=int, default=100)
@@ -33,7 +34,7 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     files = sorted(Path(args.data).glob("*.jpg"))[:: args.step][: args.n]
-    p = agegender.load(args.model)
+    p = agegender.load(args.model, detector=args.detector)
     t = time.perf_counter()
     results = p.predict_batch(files)
     seconds = time.perf_counter() - t

@@ -20,6 +20,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 DATA = "../shared/data/utkface"
 
+DETECTOR_NOTE = ("packaged with BlazeFace, whose framed crops it was trained on, then given CenterFace as its default "
+                 "detector (`python tools/set_default_detector.py centerface default-face default-fast`): CenterFace's "
+                 "framing is fitted to cut the same crops on real photos, and it finds far more small faces "
+                 "(docs/performance.md)")
+
 #: bundled name → (package file, report folder, loose-crop log, config, training notes, package command)
 MODELS = {
     "default-face": {
@@ -59,6 +64,7 @@ MODELS = {
             ("initialised from the UTKFace-only `default-fast` before it (`model.init_from: default-fast`: 10 epochs of "
              "`configs/default/face.yaml` at 96 px, 3898 s, then 10 of `configs/default/face_stage2_80.yaml` at 80 px), "
              "so the model's total training time is all three"),
+            DETECTOR_NOTE,
         ],
         "package": "agegender package runs/face_wild_fast_2ep/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-fast.safetensors --name default-fast --detector blazeface --max-false-adult 1",

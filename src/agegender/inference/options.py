@@ -31,7 +31,7 @@ class PredictorOptions(BaseModel):
     detector: Any = Field(
         None, description="face or person detector: `centerface`, `blazeface`, `yunet`, `haar`, `dlib`, a path to an ONNX face "
         "detector; `nanodet`, `hog` (people, for body models); `none` (inputs are crops); or a built Detector; "
-        "default: the model's own (BlazeFace for the bundled face models, nanodet for body models, where a ready "
+        "default: the model's own (CenterFace for the bundled face models, nanodet for body models, where a ready "
         "pedestrian crop stays one person)")
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description="detector settings (e.g. min_face_size, score_threshold) and the crop "

@@ -99,7 +99,7 @@ def test_predicting_a_photo_with_the_default_model_loads_no_torch(grace_hopper):
     assert "heavy: []" in out.stdout, out.stdout
 
 
-def test_tight_face_crops_are_recognised_as_crops(utkface_dir):
+def test_tight_face_crops_are_recognised_as_crops(utkface_dir, grace_hopper):
     """UTKFace chips leave BlazeFace no face-sized window: about half find no face directly. They are checked on a
     bordered copy and predicted on the whole image, marked `crop: whole_image`; face-free images stay no_face.
     The default detector (CenterFace) finds the face in (nearly) every chip directly."""
@@ -107,6 +107,10 @@ def test_tight_face_crops_are_recognised_as_crops(utkface_dir):
     rgbs = [load_image(f) for f in chips]
     default = agegender.load("default")
     assert sum(bool(default.cropper.detect(rgb)) for rgb in rgbs) >= 57
+    # the one face found fills the chip (cropper.FACE_FILL): the chip is predicted whole, with its own framing
+    kinds = [r.people[0].crop for r in default.predict_batch(chips[:20]) if r.people]
+    assert len(kinds) == 20 and kinds.count("whole_image") >= 18, kinds
+    assert [p.crop for p in default.predict(grace_hopper)] == ["detected"]  # a photo is not a face crop
     face = agegender.load("default", detector="blazeface")
     missed = [i for i, rgb in enumerate(rgbs) if not face.cropper.detect(rgb)]
     assert len(missed) >= 5, "the bordered check needs chips the detector misses"
@@ -115,7 +119,8 @@ def test_tight_face_crops_are_recognised_as_crops(utkface_dir):
     assert len(whole) >= 0.9 * len(missed)
     r = whole[0]
     assert r.people[0].box == (0.0, 0.0, float(r.width), float(r.height)) and r.to_dict()["people"][0]["crop"]
-    assert all(p.crop == "detected" for p in face.predict_image(rgbs[next(i for i in range(60) if i not in missed)]).people)
+    # a chip BlazeFace does find: its framed crop fills the chip, so it is taken whole too
+    assert [p.crop for p in face.predict_image(rgbs[next(i for i in range(60) if i not in missed)]).people] == ["whole_image"]
     rng = np.random.default_rng(0)
     for img in (rng.integers(0, 256, (200, 200, 3), dtype=np.uint8), np.full((200, 200, 3), 127, np.uint8)):
         assert face.predict_image(img).status == "no_face"

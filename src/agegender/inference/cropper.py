@@ -19,6 +19,11 @@ CROP_COVER = 0.25
 #: IoU with the image that the crop framed for a person found (``frame_person``) needs for the image to count as
 #: that person's crop itself
 PERSON_FILL = 0.5
+#: IoU with the image that the crop framed for the one face found needs for the image to count as that face's crop
+#: itself. With CenterFace, 98 % of 300 UTKFace chips reach 0.6 (median 0.76), against 0.7 % of 289 All-Age-Faces
+#: photos (median 0.38) and none of 300 CelebA photos (median 0.29). The model then sees the chip's own framing:
+#: on UTKFace's 1,844 test chips, gender 93.7 % whole against 92.4 % from CenterFace's crop of them.
+FACE_FILL = 0.6
 #: height/width from which an image may be a ready person crop although no person is found filling it
 CROP_ASPECT = 1.5
 #: longer side (px) up to which such a tall image may be a ready person crop (pedestrian crops are small: PETA's
@@ -85,10 +90,11 @@ class Cropper:
              ) -> tuple[list[Box], list[float], list[np.ndarray], list[str]]:
         """:meth:`__call__` plus how each crop was taken: ``detected``, or ``whole_image``.
 
-        With ``whole_image_crops``, an image in which the detector finds nobody is checked for being a face crop
-        itself (a tight crop leaves the detector no face-sized window): the detector runs again on the image with
-        a border of :data:`CROP_BORDER` times its longer side (edge pixels repeated), and if it finds one face
-        covering at least :data:`CROP_COVER` of the image, the whole image is the crop, as for ``--detector none``.
+        With ``whole_image_crops``, an image is taken whole as a ready face crop, as for ``--detector none``, when
+        the detector finds one face whose framed crop overlaps the image with IoU ≥ :data:`FACE_FILL`, or when it
+        finds nobody (a tight crop may leave the detector no face-sized window) but finds one face covering at least
+        :data:`CROP_COVER` of the image on a copy with a border of :data:`CROP_BORDER` times its longer side (edge
+        pixels repeated).
         With a person detector, the image is checked for being a ready pedestrian crop instead (see
         :meth:`_whole_person_score`).
         """
@@ -98,7 +104,7 @@ class Cropper:
         detections = self.detect(rgb)
         if whole_image_crops:
             score = (self._whole_person_score(rgb, detections) if self.person
-                     else None if detections else self._whole_image_score(rgb))
+                     else self._filling_face_score(rgb, detections) if detections else self._whole_image_score(rgb))
             if score is not None:
                 return [(0.0, 0.0, float(w), float(h))], [score], [self.pre.resize(rgb)], ["whole_image"]
         boxes, scores, crops = self._detected(rgb, detections)
@@ -143,6 +149,21 @@ class Cropper:
         framed = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
         found = [float(d.score) for d in self.detect(framed) if fills(d, pad)]
         return max(found) if len(found) == 1 else None
+
+    def _filling_face_score(self, rgb: np.ndarray, detections: list[Any]) -> float | None:
+        """The score of the one face found when the crop framed for it overlaps the whole image with IoU ≥
+        :data:`FACE_FILL` (``rgb`` is a ready face crop), else None."""
+        from agegender.inference.detectors import expand_box
+        from agegender.inference.detectors.base import iou_one_to_many
+
+        if len(detections) != 1:
+            return None
+        x1, y1, x2, y2 = (float(v) for v in detections[0].box)
+        dy = self.shift * (y2 - y1)
+        framed = expand_box((x1, y1 + dy, x2, y2 + dy), self.margin, square=self.pre.crop_square)
+        h, w = rgb.shape[:2]
+        iou = float(iou_one_to_many(np.array([0.0, 0.0, w, h]), np.array([framed]))[0])
+        return float(detections[0].score) if iou >= FACE_FILL else None
 
     def _whole_image_score(self, rgb: np.ndarray) -> float | None:
         """The detector's score for the face that fills ``rgb``, found on a bordered copy; None if none does."""

@@ -27,6 +27,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface": ("blazeface", {}),
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
     "centerface": ("centerface", {}),
+    "centerface-t1": ("centerface", {"threads": 1}),  # one intra-op thread for the detector (default: 2)
 }
 
 

@@ -76,3 +76,14 @@ def test_unreadable_skipped_and_cli(dataset, tmp_path):
     r = CliRunner().invoke(app, ["crops", "csv", str(dataset), "--output", str(out)])
     assert r.exit_code == 2 and "new output folder" in r.output and "Traceback" not in r.output
     shutil.rmtree(out)
+
+
+def test_another_detector_is_recorded_and_kept(dataset, tmp_path):
+    out = tmp_path / "blaze"
+    s = build_crop_cache("csv", dataset, out, progress=False, detector="blazeface")
+    assert s["framing"] == {"blazeface": 1}
+    assert json.loads((out / "manifest.json").read_text())["detector"] == "blazeface"
+    with pytest.raises(AgeGenderError, match="detector"):  # the model's own detector would frame them otherwise
+        build_crop_cache("csv", dataset, out, progress=False)
+    default = build_crop_cache("csv", dataset, tmp_path / "own", progress=False)
+    assert default["framing"] == {"centerface": 1}

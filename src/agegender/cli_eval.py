@@ -67,6 +67,7 @@ def crops(
     root: Annotated[Path, typer.Argument(help="the dataset's folder (or CSV file)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="cache folder (images/, labels.csv, summary.json)")],
     model: Annotated[str, typer.Option("--model", "-m", help="model whose detector pipeline frames the faces")] = "default",
+    detector: Annotated[str | None, typer.Option("--detector", "-d", help="a face detector instead of the model's own")] = None,
     size: Annotated[int | None, typer.Option("--size", help="crop size in px (default: the model's input size)")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="only the first N samples")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="reader option key=value (repeatable)")] = None,
@@ -76,6 +77,6 @@ def crops(
     from agegender.workflows.face_crops import build_crop_cache, format_summary
 
     summary = build_crop_cache(dataset, root, output, model=model, size=size, options=parse_overrides(set_ or ()),
-                               limit=limit)
+                               limit=limit, detector=detector)
     for line in format_summary(summary):
         typer.echo(line)

@@ -96,9 +96,11 @@ def build_crop_cache(
     options: dict[str, Any] | None = None,
     limit: int | None = None,
     progress: bool = True,
+    detector: str | None = None,
 ) -> dict[str, Any]:
-    """Frame every face of ``dataset`` (read from ``root`` with reader ``options``) as ``agegender.load(model)``
-    does and cache the crops at ``size`` px (default: the model's input size) under ``output``.
+    """Frame every face of ``dataset`` (read from ``root`` with reader ``options``) as ``agegender.load(model,
+    detector=detector)`` does (``None``: the model's own detector) and cache the crops at ``size`` px (default: the
+    model's input size) under ``output``.
 
     Returns the summary (also written as ``output/summary.json``): ``images`` (samples considered), ``written``,
     ``framing`` (crops per framing: the detector's name or ``whole_image``), ``no_face`` and ``no_face_files``,
@@ -110,7 +112,7 @@ def build_crop_cache(
     from agegender.inference.predictor import load
 
     out = Path(output)
-    predictor = load(model)
+    predictor = load(model, detector=detector)
     pre = predictor.cropper.pre
     if size is None:
         size_hw = tuple(int(v) for v in pre.input_hw)

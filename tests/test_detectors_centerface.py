@@ -13,6 +13,7 @@ from agegender.errors import AgeGenderError
 from agegender.inference.detectors import DETECTORS, build_detector
 from agegender.inference.detectors.base import detector_framing
 from agegender.inference.detectors.centerface import decode
+from helpers_images import face_scene
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +24,6 @@ def hopper(grace_hopper: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def detector():
     return build_detector("centerface")
-
-
-def scene(face: np.ndarray, side: int, places: list[tuple[int, int]]) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    img = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 8)
-    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    for x, y in places:
-        img[y : y + side, x : x + side] = small
-    return img
 
 
 def test_finds_grace_hopper_with_five_key_points(detector, hopper: np.ndarray) -> None:
@@ -50,7 +42,7 @@ def test_small_faces_in_a_large_photo_one_box_each(detector, hopper: np.ndarray)
     face = hopper[90:370, 125:405]
     places = [(100, 100), (600, 300), (1100, 560)]
     for side in (48, 80, 160):  # the face itself about 60 % of the side: ~29 to ~100 px
-        faces = detector.detect(scene(face, side, places))
+        faces = detector.detect(face_scene(face, side, places))
         assert len(faces) == 3, (side, [f.box for f in faces])
         for (x, y), f in zip(sorted(places), sorted(faces, key=lambda f: f.center[0])):
             assert x <= f.center[0] <= x + side and y <= f.center[1] <= y + side

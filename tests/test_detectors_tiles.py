@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from agegender.data.images import load_image
 from agegender.errors import AgeGenderError
 from agegender.inference.detectors import build_detector
+from helpers_images import face_scene
 
 
 @pytest.fixture(scope="module")
@@ -19,20 +19,11 @@ def hopper_face(grace_hopper: Path) -> np.ndarray:
     return load_image(grace_hopper)[90:370, 125:405]
 
 
-def scene(face: np.ndarray, side: int, places: list[tuple[int, int]]) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    img = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 8)
-    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    for x, y in places:
-        img[y : y + side, x : x + side] = small
-    return img
-
-
 @pytest.mark.parametrize("place", [(100, 100), (900, 500)])
 def test_small_face_in_a_large_photo_is_found_by_default_not_without_tiles(
     hopper_face: np.ndarray, place: tuple[int, int]
 ) -> None:
-    img = scene(hopper_face, 56, [place])  # the face itself ~40 px wide in 1280×720
+    img = face_scene(hopper_face, 56, [place])  # the face itself ~40 px wide in 1280×720
     assert build_detector("blazeface", tiles="off").detect(img) == []
     faces = build_detector("blazeface").detect(img)
     assert len(faces) == 1
@@ -45,7 +36,7 @@ def test_tiling_gives_one_box_per_face(hopper_face: np.ndarray) -> None:
     # faces across tile overlaps (tiles start at x = 0, 224, 448, ... and y = 0, 168, 336), small and large
     places = [(330, 200), (600, 40), (1000, 330)]
     for side in (48, 80, 130, 220):
-        faces = build_detector("blazeface").detect(scene(hopper_face, side, places))
+        faces = build_detector("blazeface").detect(face_scene(hopper_face, side, places))
         assert len(faces) == 3, (side, [f.box for f in faces])
         for (x, y), f in zip(sorted(places), sorted(faces, key=lambda f: f.center[0])):
             assert x <= f.center[0] <= x + side and y <= f.center[1] <= y + side
@@ -67,7 +58,7 @@ def test_tiles_only_on_large_images_and_options_checked() -> None:
 
 def test_opencv_runtime_tiles_like_onnxruntime(hopper_face: np.ndarray) -> None:
     pytest.importorskip("onnxruntime")
-    img = scene(hopper_face, 64, [(100, 100), (900, 500)])
+    img = face_scene(hopper_face, 64, [(100, 100), (900, 500)])
     a = build_detector("blazeface", runtime="opencv").detect(img)
     b = build_detector("blazeface", runtime="onnxruntime").detect(img)
     assert len(a) == len(b) == 2

@@ -16,7 +16,17 @@ from typing import Any
 import numpy as np  # noqa: F401 - used by the doctest above
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors import blazeface, centerface, dlib_hog, haar, hog, nanodet, none, onnx, yunet  # noqa: F401 - registers the backends
+from agegender.inference.detectors import (  # noqa: F401 - registers the backends
+    blazeface,
+    centerface,
+    dlib_hog,
+    haar,
+    hog,
+    nanodet,
+    none,
+    onnx,
+    yunet,
+)
 from agegender.inference.detectors.base import (
     DETECTORS,
     Detection,

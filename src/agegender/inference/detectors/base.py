@@ -153,6 +153,20 @@ class Detector(ABC):
         )
 
 
+def detections_at(keep: Sequence[int], boxes: np.ndarray, scores: np.ndarray,
+                  points: np.ndarray | None = None) -> list[Detection]:
+    """:class:`Detection` objects for rows ``keep`` of a detector's decoded arrays: ``boxes`` ``(N, 4)``, ``scores``
+    ``(N,)`` and optional key ``points`` ``(N, K, 2)``, all in pixels of the input image."""
+    return [
+        Detection(
+            box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
+            score=float(scores[i]),
+            landmarks=None if points is None else tuple((float(x), float(y)) for x, y in points[i]),
+        )
+        for i in keep
+    ]
+
+
 def check_rgb(image: np.ndarray) -> np.ndarray:
     """Return ``image`` as a C-contiguous ``H×W×3`` uint8 array, or raise ``unsupported``."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

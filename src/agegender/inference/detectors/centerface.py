@@ -23,7 +23,14 @@ import numpy as np
 
 from agegender.bundled import WEIGHTS_DIR
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors.base import DETECTORS, Detection, Detector, drop_centred_inside, nms
+from agegender.inference.detectors.base import (
+    DETECTORS,
+    Detection,
+    Detector,
+    detections_at,
+    drop_centred_inside,
+    nms,
+)
 from agegender.inference.detectors.onnx import _first_line
 
 WEIGHTS = "centerface.onnx"
@@ -133,14 +140,7 @@ class CenterFaceDetector(Detector):
         boxes, points = boxes / factor, points / factor
         keep = nms(boxes, scores, self.nms_threshold)
         keep = keep[drop_centred_inside(boxes[keep])]
-        return [
-            Detection(
-                box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
-                score=float(scores[i]),
-                landmarks=tuple((float(x), float(y)) for x, y in points[i]),
-            )
-            for i in keep
-        ]
+        return detections_at(keep, boxes, scores, points)
 
     def __repr__(self) -> str:
         return (f"CenterFaceDetector(max_side={self.max_side}, upscale={self.upscale:g}, "

@@ -26,7 +26,14 @@ import cv2
 import numpy as np
 
 from agegender.errors import AgeGenderError
-from agegender.inference.detectors.base import DETECTORS, Detection, Detector, drop_centred_inside, nms
+from agegender.inference.detectors.base import (
+    DETECTORS,
+    Detection,
+    Detector,
+    detections_at,
+    drop_centred_inside,
+    nms,
+)
 from agegender.inference.detectors.onnx import _first_line
 
 #: where the model file is looked up when ``model_path`` is not given
@@ -150,14 +157,7 @@ class YuNetDetector(Detector):
         fits = np.flatnonzero(sides <= self.max_face_share * min(h, w))
         keep = fits[nms(boxes[fits], scores[fits], self.nms_threshold)]
         keep = keep[drop_centred_inside(boxes[keep])]  # a part of a large face, or one face seen by both passes
-        return [
-            Detection(
-                box=tuple(float(v) for v in boxes[i]),  # type: ignore[arg-type]
-                score=float(scores[i]),
-                landmarks=tuple((float(x), float(y)) for x, y in points[i]),
-            )
-            for i in keep
-        ]
+        return detections_at(keep, boxes, scores, points)
 
     def _pass(self, image: np.ndarray, scale: float, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes, key points and scores (in pixels of ``image``) found with the image resized by ``scale``."""

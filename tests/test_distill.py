@@ -104,3 +104,82 @@ def test_datamodule_adds_the_teacher_target(utkface_dir, tmp_path):
     dm.prepare_samples()
     soft = dm.targets["gender_teacher"]
     assert soft.shape == (40, 2) and int((~np.isnan(soft).any(1)).sum()) == 10
+
+
+def test_embedding_teacher_file(tmp_path, monkeypatch):
+    samples = _samples(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "e.csv"
+    f.write_text("path,e_0,e_1,e_2\nimg/1.jpg,0.5,-1.5,2\nimg/3.jpg,0,0,1e-3\n")
+    name, emb, matched = read_soft_labels({"task": "embedding", "file": str(f)}, samples)
+    assert name == "embedding_teacher" and matched == 2 and emb.shape == (4, 3)
+    np.testing.assert_allclose(emb[1], [0.5, -1.5, 2.0])  # as given: embeddings are not normalised
+    assert np.isnan(emb[0]).all() and np.isnan(emb[2]).all()
+    for text, needle in (("path,e_0,e_2\nimg/1.jpg,1,2\n", "e_0, e_1"), ("path,p_male\nimg/1.jpg,1\n", "e_0, e_1"),
+                         ("path,e_0,e_1\nimg/1.jpg,1,inf\n", "finite"), ("path,e_0,e_1\nimg/1.jpg,0,0\n", "not all 0"),
+                         ("path,e_0,e_1\nimg/1.jpg,1,x\n", "numbers")):
+        f.write_text(text)
+        with pytest.raises(AgeGenderError) as err:
+            read_soft_labels({"task": "embedding", "file": str(f)}, samples)
+        assert needle in str(err.value) and "\n" not in str(err.value), text
+
+
+def _embedding_model(spec, with_losses=True):
+    cfg = {"trunk": {"name": "small_cnn"}, "heads": {"gender": {"type": "classification"}}, "distill_embedding": spec}
+    torch.manual_seed(0)
+    return build_model(cfg, DIMS, stats=None, with_losses=with_losses)
+
+
+def test_embedding_distillation_is_a_training_only_cosine_term():
+    net = _embedding_model({"dim": 4, "weight": 2.0})
+    x = torch.randn(3, 3, 64, 64)
+    out = net(x)  # training mode: the projected features are an extra output
+    emb = out["_embedding"]
+    assert emb.shape == (3, 4)
+    teacher = torch.tensor([[1.0, 0.0, 0.0, 0.0], [math.nan] * 4, [0.0, 2.0, 0.0, 1.0]])
+    total, parts = net.compute_loss(out, {"gender": torch.tensor([1, 0, 0]), "embedding_teacher": teacher})
+    cos = torch.nn.functional.cosine_similarity(emb[[0, 2]], teacher[[0, 2]], dim=-1)
+    assert torch.allclose(parts["distill_embedding"], (1 - cos).mean())
+    assert torch.allclose(total, parts["gender"] + 2.0 * parts["distill_embedding"])
+    total.backward()
+    assert net.embed_proj.weight.grad is not None and net.embed_proj.weight.grad.abs().sum() > 0
+    # a teacher pointing where the student already points costs nothing, whatever its length
+    t0, p0 = net.compute_loss(out, {"gender": torch.tensor([1, 0, 0]), "embedding_teacher": 3 * emb.detach()})
+    assert float(p0["distill_embedding"]) == pytest.approx(0.0, abs=1e-6)
+    # evaluation, prediction and export see the heads only
+    net.eval()
+    assert set(net(x)) == {"gender"}
+    wrong = torch.ones(3, 5)
+    net.train()
+    with pytest.raises(AgeGenderError, match="dim"):
+        net.compute_loss(net(x), {"gender": torch.tensor([1, 0, 0]), "embedding_teacher": wrong})
+
+
+def test_embedding_projection_loads_into_a_package_model_and_configs_are_checked():
+    trained = _embedding_model({"dim": 4})
+    package_side = _embedding_model({"dim": 4}, with_losses=False)  # how a package is rebuilt
+    package_side.load_state_dict(trained.state_dict())  # strict: the projection's weights have a place
+    for bad in ({"dim": 0}, {"dim": 4, "weight": -1}, {"dim": 4, "temperature": 2}, {"dim": "x"}):
+        with pytest.raises(AgeGenderError) as err:
+            _embedding_model(bad)
+        assert err.value.code == "bad_config"
+
+
+def test_datamodule_takes_a_list_of_teachers(utkface_dir, tmp_path):
+    from agegender.training.config import load_config
+    from agegender.training.datamodule import AgeGenderDataModule
+
+    base = [f"data.root={utkface_dir}", "data.limit=20", "data.dataset=utkface"]
+    dm = AgeGenderDataModule(load_config(None, base)["data"])
+    dm.prepare_samples()
+    g, e = tmp_path / "g.csv", tmp_path / "e.csv"
+    g.write_text("path,p_male,p_female\n" + "".join(f"{s.path},0.25,0.75\n" for s in dm.samples[:5]))
+    e.write_text("path,e_0,e_1\n" + "".join(f"{s.path},1,2\n" for s in dm.samples[:8]))
+    teachers = [{"task": "gender", "file": str(g)}, {"task": "embedding", "file": str(e)}]
+    dm = AgeGenderDataModule(load_config(None, base, data={"teacher": teachers})["data"])
+    dm.prepare_samples()
+    assert dm.targets["gender_teacher"].shape == (20, 2) and dm.targets["embedding_teacher"].shape == (20, 2)
+    assert int((~np.isnan(dm.targets["embedding_teacher"]).any(1)).sum()) == 8
+    dm = AgeGenderDataModule(load_config(None, base, data={"teacher": [teachers[0], teachers[0]]})["data"])
+    with pytest.raises(AgeGenderError, match="twice"):
+        dm.prepare_samples()

@@ -69,6 +69,9 @@ def _dim(dims: Mapping[str, int], task: str) -> int:
     return int(dims[task])
 
 
+#: the training-time output holding the projected features of ``model.distill_embedding``
+EMBEDDING_OUTPUT = "_embedding"
+
 _DEFAULT_LOSS = {
     "multiclass": "ce",
     "binary": "bce",
@@ -89,6 +92,7 @@ class MultiTaskNet(nn.Module):
         losses: Mapping[str, nn.Module] | None = None,
         weighting: nn.Module | None = None,
         distill: Mapping[str, Any] | None = None,
+        distill_embedding: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.trunk = trunk
@@ -96,13 +100,23 @@ class MultiTaskNet(nn.Module):
         self.losses = nn.ModuleDict(dict(losses or {}))
         self.weighting = weighting
         self.distill = _distill_spec(distill, self.heads) if distill else None
+        # Feature distillation (FitNets, Romero et al. 2015, §2.2: a regressor from the student's features to the
+        # teacher's): a linear map of the trunk's features is trained towards a teacher embedding (cosine distance,
+        # ``data.teacher`` task ``embedding``). It runs in training only: evaluation, prediction and ONNX export
+        # see the heads alone.
+        self.embed_spec = _embedding_spec(distill_embedding) if distill_embedding else None
+        self.embed_proj = (nn.Linear(trunk.out_features, self.embed_spec["dim"])
+                           if self.embed_spec is not None else None)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
     def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
         f = self.features(x)
-        return {name: head(f) for name, head in self.heads.items()}
+        out = {name: head(f) for name, head in self.heads.items()}
+        if self.embed_proj is not None and self.training:
+            out[EMBEDDING_OUTPUT] = self.embed_proj(f)
+        return out
 
     def compute_loss(
         self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
@@ -129,7 +143,30 @@ class MultiTaskNet(nn.Module):
             if term is not None:
                 parts[f"distill_{self.distill['task']}"] = term
                 total = total + self.distill["weight"] * term
+        if self.embed_spec is not None:
+            term = self._embedding_loss(outputs, targets)
+            if term is not None:
+                parts["distill_embedding"] = term
+                total = total + self.embed_spec["weight"] * term
+            elif EMBEDDING_OUTPUT in outputs:  # no teacher row in the batch: keep the projection in the graph (DDP)
+                total = total + 0.0 * outputs[EMBEDDING_OUTPUT].sum()
         return total, parts
+
+    def _embedding_loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+                        ) -> torch.Tensor | None:
+        """Mean cosine distance between the projected features and the teacher's embedding, over the rows the
+        teacher covers (NaN rows are skipped); None outside training or without covered rows."""
+        teacher = targets.get("embedding_teacher")
+        student = outputs.get(EMBEDDING_OUTPUT)
+        if teacher is None or student is None:
+            return None
+        if teacher.shape[-1] != student.shape[-1]:
+            raise AgeGenderError(f"model.distill_embedding.dim is {student.shape[-1]} but the teacher's embeddings "
+                                 f"have {teacher.shape[-1]} values; make them equal", code="bad_config")
+        m = ~torch.isnan(teacher).any(dim=-1)
+        if not bool(m.any()):
+            return None
+        return (1.0 - torch.nn.functional.cosine_similarity(student[m].float(), teacher[m].float(), dim=-1)).mean()
 
     def _distill_loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
                       ) -> torch.Tensor | None:
@@ -177,6 +214,23 @@ def _distill_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dic
     return {"task": task, "head": names[0], "weight": weight, "temperature": temperature}
 
 
+def _embedding_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - {"dim", "weight"})
+    if unknown:
+        raise AgeGenderError(f"model.distill_embedding: unknown key(s) {unknown}; it takes dim, weight",
+                             code="bad_config")
+    try:
+        dim, weight = int(cfg.get("dim", 0)), float(cfg.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise AgeGenderError("model.distill_embedding: dim must be an integer and weight a number",
+                             code="bad_config") from None
+    if dim < 1 or weight < 0:
+        raise AgeGenderError("model.distill_embedding: dim (the teacher embedding's length) must be >= 1 and "
+                             "weight >= 0", code="bad_config")
+    return {"dim": dim, "weight": weight}
+
+
 @COMPOSITIONS.register("multitask")
 def build_multitask(
     cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None, with_losses: bool = True
@@ -190,7 +244,8 @@ def build_multitask(
     wcfg = dict(cfg.get("weighting") or {"name": "fixed"})
     weighting = WEIGHTINGS.build(wcfg.pop("name"), list(heads), **wcfg) if with_losses else None
     distill = cfg.get("distill") if with_losses else None
-    return MultiTaskNet(trunk, heads, losses, weighting, distill)
+    # the projection is built for packages too (with_losses=False), so that their weights load; it is unused there
+    return MultiTaskNet(trunk, heads, losses, weighting, distill, cfg.get("distill_embedding"))
 
 
 def build_model(

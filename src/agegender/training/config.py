@@ -16,7 +16,8 @@ import yaml
 from agegender.errors import AgeGenderError
 
 #: keys whose value is a free-form mapping (validated by the part that consumes it)
-_FREE = {"data.options", "data.split", "data.filter", "data.sampler", "data.teacher", "model.distill", "model.trunk", "model.heads", "model.weighting",
+_FREE = {"data.options", "data.split", "data.filter", "data.sampler", "data.teacher", "model.distill",
+         "model.distill_embedding", "model.trunk", "model.heads", "model.weighting",
          "model.composition_args", "optim.scheduler", "trainer.early_stopping", "trainer.ema", "eval"}
 
 DEFAULTS: dict[str, Any] = {
@@ -71,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
         # knowledge distillation (Hinton et al. 2015, §2): {task: gender, weight: 1.0, temperature: 1.0} adds
         # weight * T^2 * cross-entropy(teacher probabilities, softmax(logits / T)) on the images data.teacher covers
         "distill": None,
+        # feature distillation: {dim: 128, weight: 1.0} trains a linear map of the trunk's features towards the
+        # embeddings of a data.teacher entry with task: embedding (cosine distance; training only)
+        "distill_embedding": None,
     },
     "optim": {
         "name": "adam",

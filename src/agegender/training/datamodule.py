@@ -313,12 +313,17 @@ class AgeGenderDataModule(L.LightningDataModule):
             "pedestrian": 1 + get_scheme(self.scheme).num_groups,
         }
         self.targets = build_targets(samples, self.scheme, len(self.attribute_names))
-        if self.cfg.get("teacher"):
+        teachers = self.cfg.get("teacher") or []
+        for spec in [teachers] if isinstance(teachers, Mapping) else teachers:  # one mapping or a list of them
             from agegender.data.soft_labels import read_soft_labels
 
-            name, soft, matched = read_soft_labels(self.cfg["teacher"], samples)
+            if not isinstance(spec, Mapping):
+                raise AgeGenderError("data.teacher must be a mapping {task, file} or a list of them", code="bad_config")
+            name, soft, matched = read_soft_labels(spec, samples)
+            if name in self.targets:
+                raise AgeGenderError(f"data.teacher lists task {spec.get('task')!r} twice", code="bad_config")
             self.targets[name] = soft
-            log.info("teacher soft labels for %d of %d images (%s)", matched, len(samples), self.cfg["teacher"]["file"])
+            log.info("teacher targets %s for %d of %d images (%s)", name, matched, len(samples), spec["file"])
         if len(self.source_names) > 1:
             self.targets["source"] = self.source_index
         if len(self.split["train"]) == 0:

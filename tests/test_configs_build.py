@@ -200,9 +200,17 @@ def tiny_config(path: Path, roots: dict[str, Path], gender_net: Path | None = No
     if d.get("teacher"):  # distillation: a teacher file over every tiny image of the sources
         kinds = {src.get("dataset", d["dataset"]) for src in d.get("sources") or []} or {d["dataset"]}
         files = sorted(f for k in kinds for f in roots[k].rglob("*") if f.suffix.lower() in (".jpg", ".png"))
-        teacher = roots[next(iter(kinds))].parent / f"teacher-{path.stem}.csv"
-        teacher.write_text("path,p_male,p_female\n" + "".join(f"{f},0.3,0.7\n" for f in files))
-        d["teacher"] = {**d["teacher"], "file": str(teacher)}
+        specs = [d["teacher"]] if isinstance(d["teacher"], dict) else list(d["teacher"])
+        for k, spec in enumerate(specs):  # one file per teacher, in the columns of its task
+            teacher = roots[next(iter(kinds))].parent / f"teacher-{path.stem}-{k}.csv"
+            if spec["task"] == "embedding":
+                dim = int(cfg["model"]["distill_embedding"]["dim"])
+                head = ",".join(f"e_{j}" for j in range(dim))
+                teacher.write_text(f"path,{head}\n" + "".join(f"{f}," + ",".join(["0.5"] * dim) + "\n" for f in files))
+            else:
+                teacher.write_text("path,p_male,p_female\n" + "".join(f"{f},0.3,0.7\n" for f in files))
+            specs[k] = {**spec, "file": str(teacher)}
+        d["teacher"] = specs if isinstance(d["teacher"], list) else specs[0]
     cfg["model"]["trunk"]["pretrained"] = False
     if cfg["model"].get("composition") == "cross_modal":
         args = cfg["model"]["composition_args"]

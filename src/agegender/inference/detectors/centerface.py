@@ -114,11 +114,7 @@ class CenterFaceDetector(Detector):
 
     def scale(self, width: int, height: int) -> float:
         """The factor the image is resized by before the network sees it."""
-        long = max(width, height)
-        factor = self.upscale
-        if self.max_side is not None:
-            factor = min(factor, self.max_side / long) if long * factor > self.max_side else factor
-        return factor
+        return self.upscale if self.max_side is None else min(self.upscale, self.max_side / max(width, height))
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]

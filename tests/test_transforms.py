@@ -14,6 +14,7 @@ from agegender.data.transforms import (
     AUGMENTS,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    PhotoDegradation,
     average_crops,
     eval_transform,
     ten_crop_transform,
@@ -161,3 +162,44 @@ def test_bad_options():
     with pytest.raises(AgeGenderError):
         eval_transform(32, mean=(0.5, 0.5), std=(0.5, 0.5, 0.5))
     assert len(IMAGENET_MEAN) == len(IMAGENET_STD) == 3
+
+
+def _chw(arr: np.ndarray) -> torch.Tensor:
+    from torchvision import tv_tensors
+
+    return tv_tensors.Image(torch.from_numpy(arr).permute(2, 0, 1).contiguous())
+
+
+def test_photo_degradation_keeps_the_image_layout_and_changes_it():
+    img = _chw(random_image(64, 48))
+    every = PhotoDegradation(p=1.0, tone=1.0, blur=1.0, downscale=1.0, noise=1.0, jpeg=1.0)
+    torch.manual_seed(0)
+    out = every(img)
+    assert out.shape == img.shape and out.dtype == torch.uint8
+    assert (out.float() - img.float()).abs().mean() > 5  # a random image loses its detail to blur and JPEG
+    assert torch.equal(PhotoDegradation(p=0.0)(img), img)  # never applied
+    grey = _chw(random_image(32, 32))[:1]
+    assert torch.equal(every(grey), grey)  # one-channel images are left alone
+
+
+def test_photo_degradation_tones_and_steps_alone():
+    img = _chw(random_image(32, 32, seed=3))
+    tone_only = PhotoDegradation(p=1.0, tone=1.0, blur=0.0, downscale=0.0, noise=0.0, jpeg=0.0)
+    for seed in range(12):  # monochrome, sepia or faded: channels become alike or contrast falls
+        torch.manual_seed(seed)
+        out = tone_only(img).float()
+        spread_before = img.float().std()
+        channel_gap = (out[0] - out[2]).abs().mean()
+        assert out.std() < spread_before or channel_gap < (img.float()[0] - img.float()[2]).abs().mean()
+    torch.manual_seed(1)
+    jpeg_only = PhotoDegradation(p=1.0, tone=0.0, blur=0.0, downscale=0.0, noise=0.0, jpeg=1.0)(img)
+    assert jpeg_only.shape == img.shape and not torch.equal(jpeg_only, img)
+
+
+def test_wild_augment_is_reproducible_under_a_seed():
+    tf = train_transform(48, augment="wild")
+    img = random_image(60, 60)
+    torch.manual_seed(5)
+    a = tf(img)
+    torch.manual_seed(5)
+    assert torch.equal(tf(img), a)

@@ -25,7 +25,7 @@ from agegender.errors import AgeGenderError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-AUGMENTS: tuple[str, ...] = ("none", "standard", "strong")
+AUGMENTS: tuple[str, ...] = ("none", "standard", "strong", "wild")
 
 Size = int | Sequence[int]
 
@@ -110,6 +110,8 @@ def train_transform(
       around the target's), horizontal flip, colour jitter. Mild on purpose: faces and pedestrians
       are already cropped, and a tight crop must keep the whole face.
     - ``"strong"``: standard + RandAugment (2 ops, magnitude 9) + random erasing (p=0.25).
+    - ``"wild"``: strong + :class:`PhotoDegradation` (half the images get faded or monochrome tones, blur,
+      down-scaling, noise and JPEG artefacts, as old prints and poor cameras give them).
 
     ``input_size`` is an int (square) or (height, width); ``len(mean)`` sets the channels (1 = grey).
     """
@@ -126,12 +128,85 @@ def train_transform(
         v2.RandomHorizontalFlip(),
         v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2 if len(mean) == 3 else 0.0),
     ]
-    if augment == "strong":
+    if augment in ("strong", "wild"):
         steps.append(v2.RandAugment(num_ops=2, magnitude=9))
+    if augment == "wild":
+        steps.append(PhotoDegradation())
     steps += _normalise(mean, std)
-    if augment == "strong":
+    if augment in ("strong", "wild"):
         steps.append(v2.RandomErasing(p=0.25, scale=(0.02, 0.2)))
     return v2.Compose([*steps, _PLAIN()])
+
+
+#: sepia toning as a linear map of RGB (rows: output R, G, B)
+SEPIA = torch.tensor([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+
+
+class PhotoDegradation:
+    """Random degradations of a uint8 ``C×H×W`` image, after Real-ESRGAN's degradation model (Wang et al. 2021,
+    §3.1: blur, resize, noise, JPEG compression, in that order), with a tone step first for old prints:
+    monochrome, sepia or faded colour. Each image is degraded with probability ``p``; each step then applies
+    with its own probability, so the degradations mix.
+
+    Blur, down-scaling and JPEG move age estimates most: a blurred face reads younger (skin detail is an age
+    cue). ``benchmarks/degraded_faces.py`` measures a model on degraded validation images.
+    """
+
+    def __init__(self, p: float = 0.5, tone: float = 0.35, blur: float = 0.4, downscale: float = 0.4,
+                 noise: float = 0.2, jpeg: float = 0.4) -> None:
+        self.p, self.tone, self.blur, self.downscale, self.noise, self.jpeg = p, tone, blur, downscale, noise, jpeg
+
+    @staticmethod
+    def _u(lo: float, hi: float) -> float:
+        return float(torch.empty(()).uniform_(lo, hi))
+
+    def _toned(self, t: torch.Tensor) -> torch.Tensor:
+        x = t.float()
+        kind = int(torch.randint(3, ()))
+        if kind == 0:  # monochrome
+            x = F.rgb_to_grayscale(x, num_output_channels=3)
+        elif kind == 1:  # sepia, partly blended
+            k = self._u(0.5, 1.0)
+            x = (1 - k) * x + k * torch.einsum("oc,chw->ohw", SEPIA, x)
+        # faded: contrast pulled towards mid-grey (every tone, alone for kind 2)
+        a = self._u(0.55, 0.9) if kind == 2 or torch.rand(()) < 0.5 else 1.0
+        x = a * x + (1 - a) * 128.0
+        return x.clamp(0, 255).round().to(torch.uint8)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if img.shape[0] != 3 or torch.rand(()) >= self.p:
+            return img
+        t = img.as_subclass(torch.Tensor)
+        h, w = t.shape[-2:]
+        if torch.rand(()) < self.tone:
+            t = self._toned(t)
+        if torch.rand(()) < self.blur:
+            t = F.gaussian_blur(t, [5, 5], [self._u(0.4, 1.6)] * 2)
+        if torch.rand(()) < self.downscale:
+            s = self._u(0.3, 0.7)
+            small = F.resize(t, [max(8, round(h * s)), max(8, round(w * s))], antialias=True)
+            t = F.resize(small, [h, w], antialias=False)
+        if torch.rand(()) < self.noise:
+            t = (t.float() + torch.randn(t.shape) * self._u(2.0, 10.0)).clamp(0, 255).round().to(torch.uint8)
+        if torch.rand(()) < self.jpeg:
+            t = _jpeg(t, int(torch.randint(20, 81, ())))
+        return tv_tensors.Image(t)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(p={self.p}, tone={self.tone}, blur={self.blur}, downscale={self.downscale}, "
+                f"noise={self.noise}, jpeg={self.jpeg})")
+
+
+def _jpeg(t: torch.Tensor, quality: int) -> torch.Tensor:
+    """A uint8 RGB ``C×H×W`` tensor through JPEG at ``quality`` (OpenCV's codec: torchvision's image extension
+    is missing from some of its wheels)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(t.permute(1, 2, 0).numpy()[:, :, ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        return t
+    return torch.from_numpy(np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])).permute(2, 0, 1)
 
 
 def eval_transform(

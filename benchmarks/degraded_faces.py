@@ -1,0 +1,148 @@
+"""Face models on degraded photos: each source's validation (or test) split of a multi-source recipe, as stored and
+through fixed degradations like those of old scanned prints and poor cameras, predicted as ready crops
+(``agegender.load(MODEL, detector="none").predict_batch``).
+
+Degradations (deterministic, applied to the stored crop before the model's resize):
+
+- ``clean``: the image as stored;
+- ``mono``: grey levels;
+- ``sepia``: a faded sepia print (sepia toning, contrast pulled 30 % towards mid-grey);
+- ``soft``: a third of the size and back up (bilinear), then JPEG at quality 30;
+- ``oldprint``: ``sepia`` then ``soft``.
+
+For each model, source and degradation: images, age MAE, the MAE and mean signed error of adults aged 26-40,
+the share of minors estimated 18 or older, gender accuracy and the recall of women and men (where the source has
+the labels), then the sources pooled.
+
+    python benchmarks/degraded_faces.py --models default,runs/x/model.safetensors [--split val|test]
+        [--degradations clean,oldprint] [--config configs/default/face_wild.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, machine
+from face_sources import read_crop
+
+SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
+
+
+def mono(rgb: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+
+
+def sepia(rgb: np.ndarray) -> np.ndarray:
+    x = rgb.astype(np.float32) @ SEPIA.T
+    return np.clip(0.7 * x + 0.3 * 128.0, 0, 255).round().astype(np.uint8)
+
+
+def soft(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (max(8, w // 3), max(8, h // 3)), interpolation=cv2.INTER_AREA)
+    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(up[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 30])
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+DEGRADATIONS = {"clean": lambda x: x, "mono": mono, "sepia": sepia, "soft": soft,
+                "oldprint": lambda x: soft(sepia(x))}
+
+
+def figures(years: np.ndarray, female: np.ndarray, ages: np.ndarray, genders: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {"images": float(len(years))}
+    has_age = np.isfinite(ages)
+    if has_age.any():
+        err = years[has_age] - ages[has_age]
+        out["mae"] = float(np.abs(err).mean())
+        band = (ages[has_age] >= 26) & (ages[has_age] < 41)
+        if band.any():
+            out["mae_26_40"] = float(np.abs(err[band]).mean())
+            out["bias_26_40"] = float(err[band].mean())
+        minors = ages[has_age] < 18
+        if minors.any():
+            out["minors_adult"] = float((years[has_age][minors] >= 18).mean())
+    has_g = genders >= 0
+    if has_g.any():
+        said = (female[has_g] >= 0.5).astype(int)
+        truth = genders[has_g]
+        out["gender"] = float((said == truth).mean())
+        for k, name in ((1, "women"), (0, "men")):
+            if (truth == k).any():
+                out[name] = float((said[truth == k] == k).mean())
+    return out
+
+
+COLUMNS = (("images", "images", 1, "{:,.0f}"), ("age MAE", "mae", 1, "{:.2f}"),
+           ("MAE 26-40", "mae_26_40", 1, "{:.2f}"), ("error 26-40", "bias_26_40", 1, "{:+.2f}"),
+           ("minors called adult %", "minors_adult", 100, "{:.1f}"), ("gender %", "gender", 100, "{:.1f}"),
+           ("women %", "women", 100, "{:.1f}"), ("men %", "men", 100, "{:.1f}"))
+
+
+def row(label: str, source: str, deg: str, f: dict[str, float]) -> str:
+    cells = [fmt.format(f[key] * scale) if key in f else "—" for _, key, scale, fmt in COLUMNS]
+    return f"| {label} | {source} | {deg} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="default", help="comma-separated bundled names or package paths")
+    ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
+    ap.add_argument("--split", default="val", choices=("test", "val"))
+    ap.add_argument("--degradations", default=",".join(DEGRADATIONS))
+    args = ap.parse_args()
+    degs = [d.strip() for d in args.degradations.split(",") if d.strip()]
+    unknown = [d for d in degs if d not in DEGRADATIONS]
+    if unknown:
+        sys.exit(f"error: unknown degradation(s) {unknown}; pick from {', '.join(DEGRADATIONS)}")
+
+    import agegender
+    from agegender.evaluation.evaluate import split_samples
+    from agegender.training.config import load_config
+    from agegender.training.datamodule import source_specs
+
+    data_cfg = load_config(args.config)["data"]
+    sources = [dict(s, root=str(Path(str(s["root"])) if Path(str(s["root"])).is_absolute()
+                                else (REPO / str(s["root"])).resolve())) for s in source_specs(data_cfg)]
+    absolute = dict(data_cfg, sources=sources)
+    print(f"machine: {machine()}")
+    print(f"recipe: {Path(args.config).name}, {args.split} split of each source; ready crops, flip TTA as each "
+          "model says")
+    data = {}
+    for s in sources:
+        if not Path(s["root"]).exists():
+            print(f"skipped source {s['name']}: {s['root']} not found")
+            continue
+        samples = split_samples(s["dataset"], s["root"], args.split, absolute)[0]
+        with ThreadPoolExecutor(2) as ex:
+            pairs = [(x, c) for x, c in zip(samples, ex.map(read_crop, samples)) if c is not None]
+        ages = np.array([np.nan if x.age is None else x.age for x, _ in pairs], dtype=np.float64)
+        genders = np.array([-1 if x.gender is None else x.gender for x, _ in pairs], dtype=np.int64)
+        data[s["name"]] = ([c for _, c in pairs], ages, genders)
+    print("| model | source | degradation | " + " | ".join(c[0] for c in COLUMNS) + " |")
+    print("|---|---|---|" + "---|" * len(COLUMNS))
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        pred = agegender.load(model, detector="none")
+        for deg in degs:
+            pooled = []
+            for name, (crops, ages, genders) in data.items():
+                resized = [pred.pre.resize(DEGRADATIONS[deg](c)) for c in crops]
+                dec = pred.decoder(pred.infer_crops(resized))
+                years = np.asarray(dec.years, dtype=np.float64)
+                female = np.asarray(dec.female, dtype=np.float64)
+                pooled.append((years, female, ages, genders))
+                print(row(model, name, deg, figures(years, female, ages, genders)), flush=True)
+            if len(pooled) > 1:
+                cat = [np.concatenate([p[i] for p in pooled]) for i in range(4)]
+                print(row(model, "pooled", deg, figures(*cat)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

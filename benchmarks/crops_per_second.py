@@ -47,7 +47,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="time per setting")
     ap.add_argument("--backends", default="torch,torch-bf16,torch-eager,onnx,onnx-int8",
                     help="torch (traced + frozen after warm-up), torch-bf16 (the same in bfloat16: "
-                    "load(..., precision='bf16')), torch-eager, onnx, onnx-int8, auto (load(..., backend='auto', "
+                    "load(..., precision='bf16')), torch-eager, onnx, onnx-int8, onnx-int8-all (every trunk convolution in "
+                    "int8: the speed int8 could reach, at an accuracy loss only quantization-aware training could "
+                    "avoid), auto (load(..., backend='auto', "
                     "precision='auto'): the runtime this machine times fastest, measured afresh)")
     ap.add_argument(
         "--calibration",
@@ -73,6 +75,18 @@ def main() -> None:
         files["onnx-int8"] = export_onnx(path, folder / "int8.onnx", verify=False, int8_calibration=calib)[
             "onnx"
         ]
+    if "onnx-int8-all" in args.backends.split(","):
+        from agegender.inference import onnx_export
+
+        calib = sorted(Path(args.calibration).iterdir())[::50][:256]
+        keep = onnx_export.float_nodes
+        # only the nodes outside the trunk (input normalisation, heads, decoding) stay in float
+        onnx_export.float_nodes = lambda proto: [n.name for n in proto.graph.node if n.name and "/trunk/" not in n.name]
+        try:
+            files["onnx-int8-all"] = export_onnx(path, folder / "int8_all.onnx", verify=False,
+                                                 int8_calibration=calib)["onnx"]
+        finally:
+            onnx_export.float_nodes = keep
     best: dict[str, tuple[float, float, int]] = {}
     print("crops/s: uint8 crops -> preprocessing -> model -> decoded arrays, per wall-clock second and per")
     print("CPU-second (= one idle core); 'model' = a ready normalised batch through the network only;")

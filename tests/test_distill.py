@@ -183,3 +183,17 @@ def test_datamodule_takes_a_list_of_teachers(utkface_dir, tmp_path):
     dm = AgeGenderDataModule(load_config(None, base, data={"teacher": [teachers[0], teachers[0]]})["data"])
     with pytest.raises(AgeGenderError, match="twice"):
         dm.prepare_samples()
+
+
+def test_a_model_trained_with_teachers_is_evaluated_without_their_files(utkface_dir, tmp_path):
+    """Teacher files are training-only: the split a package's config makes (evaluate, package) must not need them."""
+    from agegender.evaluation.evaluate import split_samples
+    from agegender.training.config import load_config
+
+    missing = tmp_path / "absent" / "teacher.csv"
+    base = [f"data.root={utkface_dir}", "data.limit=60", "data.dataset=utkface"]
+    with_teacher = load_config(None, base, data={"teacher": [{"task": "gender", "file": str(missing)}]})["data"]
+    plain = load_config(None, base)["data"]
+    got = split_samples("utkface", utkface_dir, "test", with_teacher)[0]
+    want = split_samples("utkface", utkface_dir, "test", plain)[0]
+    assert [s.path for s in got] == [s.path for s in want] and got

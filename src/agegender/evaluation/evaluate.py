@@ -76,6 +76,7 @@ def split_samples(
 
     dcfg = one_source(data_cfg, dataset, str(data))
     dcfg.update({"dataset": dataset, "root": str(data), "cache": False})
+    dcfg.pop("teacher", None)  # training-only targets: the split does not depend on them, and users lack the files
     if options:
         dcfg["options"] = dict(options)
     dm = AgeGenderDataModule(dcfg)

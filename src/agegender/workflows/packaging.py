@@ -100,6 +100,7 @@ def package_checkpoint(
     if data is not None:
         dcfg["root"] = str(data)
     dcfg["cache"] = False
+    dcfg.pop("teacher", None)  # training-only targets: calibration and fingerprints do not need them
     dm = None
     if calibrate or data is not None or all(Path(str(s.get("root") or "")).exists() for s in source_specs(dcfg)):
         dm = AgeGenderDataModule(dcfg)

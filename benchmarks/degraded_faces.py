@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine
 from face_sources import read_crop
 
-SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
+from agegender.data.transforms import SEPIA as _SEPIA  # the training augmentation's toning matrix
+
+SEPIA = _SEPIA.numpy().astype(np.float32)
 
 
 def mono(rgb: np.ndarray) -> np.ndarray:

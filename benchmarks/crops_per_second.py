@@ -76,17 +76,9 @@ def main() -> None:
             "onnx"
         ]
     if "onnx-int8-all" in args.backends.split(","):
-        from agegender.inference import onnx_export
-
         calib = sorted(Path(args.calibration).iterdir())[::50][:256]
-        keep = onnx_export.float_nodes
-        # only the nodes outside the trunk (input normalisation, heads, decoding) stay in float
-        onnx_export.float_nodes = lambda proto: [n.name for n in proto.graph.node if n.name and "/trunk/" not in n.name]
-        try:
-            files["onnx-int8-all"] = export_onnx(path, folder / "int8_all.onnx", verify=False,
-                                                 int8_calibration=calib)["onnx"]
-        finally:
-            onnx_export.float_nodes = keep
+        files["onnx-int8-all"] = export_onnx(path, folder / "int8_all.onnx", verify=False, int8_calibration=calib,
+                                             int8_scope="trunk")["onnx"]
     best: dict[str, tuple[float, float, int]] = {}
     print("crops/s: uint8 crops -> preprocessing -> model -> decoded arrays, per wall-clock second and per")
     print("CPU-second (= one idle core); 'model' = a ready normalised batch through the network only;")

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine
-from face_sources import read_crop
+from face_sources import read_crop, recipe_sources
 
 from agegender.data.transforms import SEPIA as _SEPIA  # the training augmentation's toning matrix
 
@@ -59,26 +59,22 @@ DEGRADATIONS = {"clean": lambda x: x, "mono": mono, "sepia": sepia, "soft": soft
 
 
 def figures(years: np.ndarray, female: np.ndarray, ages: np.ndarray, genders: np.ndarray) -> dict[str, float]:
-    out: dict[str, float] = {"images": float(len(years))}
-    has_age = np.isfinite(ages)
-    if has_age.any():
-        err = years[has_age] - ages[has_age]
-        out["mae"] = float(np.abs(err).mean())
-        band = (ages[has_age] >= 26) & (ages[has_age] < 41)
-        if band.any():
-            out["mae_26_40"] = float(np.abs(err[band]).mean())
-            out["bias_26_40"] = float(err[band].mean())
-        minors = ages[has_age] < 18
-        if minors.any():
-            out["minors_adult"] = float((years[has_age][minors] >= 18).mean())
-    has_g = genders >= 0
-    if has_g.any():
-        said = (female[has_g] >= 0.5).astype(int)
-        truth = genders[has_g]
-        out["gender"] = float((said == truth).mean())
-        for k, name in ((1, "women"), (0, "men")):
-            if (truth == k).any():
-                out[name] = float((said[truth == k] == k).mean())
+    """The metrics of ``agegender.metrics.compute_metrics`` (where the labels allow them) and the error on adults of
+    26-40 (mean absolute and signed)."""
+    from agegender.metrics import compute_metrics
+
+    preds = {"age": years, "gender_probs": np.stack([1.0 - female, female], axis=1)}
+    m = compute_metrics(preds, {"age": ages, "gender": genders}, "adience8")
+    out = {"images": float(len(years))}
+    for key, name in (("age_mae", "mae"), ("under18_false_adult_rate", "minors_adult"), ("gender_accuracy", "gender"),
+                      ("gender_recall_female", "women"), ("gender_recall_male", "men")):
+        v = m.get(key)
+        if v is not None and np.isfinite(v):
+            out[name] = float(v)
+    band = np.isfinite(ages) & (ages >= 26) & (ages < 41)
+    if band.any():
+        err = years[band] - ages[band]
+        out["mae_26_40"], out["bias_26_40"] = float(np.abs(err).mean()), float(err.mean())
     return out
 
 
@@ -107,21 +103,13 @@ def main() -> None:
 
     import agegender
     from agegender.evaluation.evaluate import split_samples
-    from agegender.training.config import load_config
-    from agegender.training.datamodule import source_specs
 
-    data_cfg = load_config(args.config)["data"]
-    sources = [dict(s, root=str(Path(str(s["root"])) if Path(str(s["root"])).is_absolute()
-                                else (REPO / str(s["root"])).resolve())) for s in source_specs(data_cfg)]
-    absolute = dict(data_cfg, sources=sources)
+    absolute, sources = recipe_sources(args.config)
     print(f"machine: {machine()}")
     print(f"recipe: {Path(args.config).name}, {args.split} split of each source; ready crops, flip TTA as each "
           "model says")
     data = {}
     for s in sources:
-        if not Path(s["root"]).exists():
-            print(f"skipped source {s['name']}: {s['root']} not found")
-            continue
         samples = split_samples(s["dataset"], s["root"], args.split, absolute)[0]
         with ThreadPoolExecutor(2) as ex:
             pairs = [(x, c) for x, c in zip(samples, ex.map(read_crop, samples)) if c is not None]

@@ -115,6 +115,21 @@ def pooled(evals: list) -> dict:
     return out
 
 
+def recipe_sources(config: str | Path) -> tuple[dict, list[dict]]:
+    """A recipe's data section with every source's root made absolute (relative roots are relative to the repository
+    root, where training runs), and the sources whose folder exists; the others are reported as skipped."""
+    from agegender.training.config import load_config
+    from agegender.training.datamodule import source_specs
+
+    data_cfg = load_config(str(config))["data"]
+    sources = [dict(s, root=str(Path(str(s["root"])) if Path(str(s["root"])).is_absolute()
+                                else (REPO / str(s["root"])).resolve())) for s in source_specs(data_cfg)]
+    for s in sources:
+        if not Path(s["root"]).exists():
+            print(f"skipped source {s['name']}: {s['root']} not found")
+    return dict(data_cfg, sources=sources), [s for s in sources if Path(s["root"]).exists()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="default",
@@ -128,8 +143,6 @@ def main() -> None:
 
     import agegender  # noqa: F401
     from agegender.evaluation.evaluate import run_evaluation
-    from agegender.training.config import load_config
-    from agegender.training.datamodule import source_specs
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     peers = {}
@@ -142,16 +155,8 @@ def main() -> None:
                 peers[model] = FaceApiAgeGender(model.partition(":")[2] or None)
             except FaceApiMissing as e:
                 sys.exit(f"error: {e}")
-    cfg = load_config(args.config)
-    data_cfg = cfg["data"]
-    # relative roots in a config are relative to the repository root, where training runs
-    sources = [dict(s, root=str(Path(str(s["root"])) if Path(str(s["root"])).is_absolute()
-                                else (REPO / str(s["root"])).resolve())) for s in source_specs(data_cfg)]
-    absolute = dict(data_cfg, sources=sources)
-    specs = [(s["name"], s["dataset"], s["root"]) for s in sources if Path(s["root"]).exists()]
-    for s in sources:
-        if not Path(s["root"]).exists():
-            print(f"skipped source {s['name']}: {s['root']} not found")
+    absolute, sources = recipe_sources(args.config)
+    specs = [(s["name"], s["dataset"], s["root"]) for s in sources]
     print(f"machine: {machine()}")
     print(f"recipe: {Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config}, "
           f"{args.split} split of each source")

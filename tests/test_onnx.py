@@ -186,3 +186,19 @@ def test_int8_keeps_stem_depthwise_and_heads_in_float(tiny_face_model: Path, utk
                                   [onnx.helper.make_tensor_value_info("x", 1, [1])],
                                   [onnx.helper.make_tensor_value_info("y", 1, [1])])
     assert float_nodes(onnx.helper.make_model(bare)) == []
+
+
+def test_int8_scope_trunk_quantizes_every_trunk_convolution(tiny_face_model: Path, utkface_dir: Path,
+                                                           tmp_path: Path) -> None:
+    import onnx
+
+    calib = sorted((utkface_dir / "images").iterdir())[::1000][:8]
+    safe = export_onnx(tiny_face_model, tmp_path / "s.onnx", verify=False, int8_calibration=calib)
+    full = export_onnx(tiny_face_model, tmp_path / "t.onnx", verify=False, int8_calibration=calib, int8_scope="trunk")
+    assert full["float_nodes"] < safe["float_nodes"]
+    proto = onnx.load(str(tmp_path / "t.onnx"))
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    trunk_convs = [n for n in proto.graph.node if n.op_type == "Conv" and "/trunk/" in n.name]
+    assert trunk_convs and all(producers.get(n.input[0]) == "DequantizeLinear" for n in trunk_convs)
+    with pytest.raises(AgeGenderError, match="int8_scope"):
+        export_onnx(tiny_face_model, tmp_path / "x.onnx", verify=False, int8_calibration=calib, int8_scope="all")

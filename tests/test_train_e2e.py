@@ -77,6 +77,7 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     assert r.exit_code == 0, r.output
     assert "warning: calibration would be fitted on 38 validation images" in r.output
     assert "warning: no detector given" in r.output
+    from agegender.inference.predictor import load
     from agegender.models.package import load_bundle
 
     b = load_bundle(pkg)
@@ -114,6 +115,12 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "b.safetensors"), "--no-calibrate", "--detector", "blazeface"])
     assert r.exit_code == 0, r.output
     assert load_bundle(tmp_path / "b.safetensors").meta["default_detector"] == "blazeface"
+    # the flip TTA default is the package's to set, either way, and predictors follow it
+    for flag, want in (("--no-tta-flip", False), ("--tta-flip", True)):
+        r = runner.invoke(app, ["package", ckpt, "-o", str(tmp_path / "f.safetensors"), "--no-calibrate", flag])
+        assert r.exit_code == 0, r.output
+        assert load_bundle(tmp_path / "f.safetensors").config["eval"]["tta_flip"] is want
+        assert load(tmp_path / "f.safetensors", detector="none").tta_flip is want
     # re-packaging it with another detector than its own is warned about
     r = runner.invoke(app, ["package", str(tmp_path / "b.safetensors"), "-o", str(tmp_path / "b2.safetensors"),
                             "--no-calibrate", "--detector", "haar"])

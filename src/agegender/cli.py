@@ -174,6 +174,11 @@ def package(
         "the person detector nanodet for body models)"
     ),
     force: bool = typer.Option(False, "--force", help="write the package even when calibrated on too few images"),
+    tta_flip: bool | None = typer.Option(
+        None, "--tta-flip/--no-tta-flip",
+        help="average each crop with its mirror image by default (default: as the training config says); "
+        "the calibration is fitted the same way"
+    ),
 ) -> None:
     """Package a checkpoint with its preprocessing, labels, calibration and training fingerprint into one
     safetensors model file (a format that cannot carry code). Degenerate results (a tiny calibration set, a
@@ -187,7 +192,7 @@ def package(
             f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS.names())}", code="unknown_detector"
         )
     meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name,
-                              detector=detector, age_quantile=age_quantile, force=force,
+                              detector=detector, age_quantile=age_quantile, force=force, tta_flip=tta_flip,
                               max_false_adult=None if max_false_adult is None or max_false_adult >= 1 else max_false_adult)
     typer.echo(json.dumps(meta, indent=2, default=str))
     for w in meta.get("warnings", []):

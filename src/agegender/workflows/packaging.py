@@ -42,6 +42,7 @@ def package_checkpoint(
     age_quantile: bool = True,
     max_false_adult: float | None = None,
     force: bool = False,
+    tta_flip: bool | None = None,
 ) -> dict[str, Any]:
     """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures and the
     ``warnings`` raised, which are also logged).
@@ -50,7 +51,9 @@ def package_checkpoint(
     detector of the model it was initialised from, else the person detector ``nanodet`` for pedestrian models and
     ``haar`` for face models). ``age_quantile`` (with ``calibrate``) also fits the age point estimate on the validation split
     (:func:`~agegender.evaluation.calibration.fit_age_quantile`; ``max_false_adult``: the lowest-MAE estimate whose
-    under-18 false-adult rate there is at most that). ``checkpoint`` may be a package already: it is then
+    under-18 false-adult rate there is at most that). ``tta_flip`` sets whether predictors average each crop with its
+    mirror image by default (``eval.tta_flip`` of the config; None keeps the config's), and the calibration is
+    fitted the same way. ``checkpoint`` may be a package already: it is then
     re-calibrated (or only re-written, without ``calibrate``) and keeps its metadata (training facts, origin,
     detector) unless told otherwise.
 
@@ -65,6 +68,8 @@ def package_checkpoint(
     from agegender.inference.detectors import DEFAULT_PERSON_DETECTOR
 
     bundle = load_bundle(checkpoint)
+    if tta_flip is not None:
+        bundle.config["eval"] = {**(bundle.config.get("eval") or {}), "tta_flip": bool(tta_flip)}
     body = bundle.config["data"].get("dataset") in ("peta", "rap")
     old = dict(bundle.meta or {}) if is_package(checkpoint) else {}
     parent = _init_package(bundle.config["model"].get("init_from"))

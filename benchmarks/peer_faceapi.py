@@ -5,8 +5,8 @@ decoded UTKFace 200×200 RGB uint8 crops → ages and genders, crops per second.
   results), with flip TTA as the model says and with ``tta_flip=False``;
 - face-api.js: its net on ONNX Runtime doing face-api's steps (``benchmarks/peers/faceapi.py``: pad to square,
   resize to 112, normalise, run), at several crops per ONNX Runtime call, on one session with ONNX Runtime's
-  threads and on ``--streams`` single-threaded sessions side by side (the scheme our ONNX backend uses for
-  batches), so the peer's best way of running is the one we are compared with.
+  threads and on ``--streams`` single-threaded sessions side by side (one per CPU), which suits its small net
+  better on some machines; the peer's best way of running is the one we are compared with.
 
 The contenders take turns, ``--rounds`` times, and each keeps its best round, so a busy machine slows them alike;
 the ratios ours/face-api are what carry over. Per CPU-second (all threads of this process, the figure of
@@ -40,8 +40,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="turns each contender takes (its best is kept)")
     ap.add_argument("--peer-rows", default="16,32,64", help="face-api.js crops per ONNX Runtime call, each timed")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: ONNX Runtime's)")
-    ap.add_argument("--streams", type=int, default=None,
-                    help="single-threaded sessions of face-api.js's side-by-side runs (default: ours)")
+    ap.add_argument("--streams", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else (os.cpu_count() or 1),
+                    help="single-threaded sessions of face-api.js's side-by-side runs (default: one per CPU)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
     args = ap.parse_args()
     try:
@@ -59,7 +60,7 @@ def main() -> None:
         f"ours: load({args.model!r}, detector='none') (flip TTA {flip}, batch {ours.batch_size})": ours.predict_batch,
         f"ours: the same with tta_flip=False (batch {ours_noflip.batch_size})": ours_noflip.predict_batch,
     }
-    streams = args.streams or getattr(ours.backend, "streams", 1)
+    streams = args.streams
     peer_streams = FaceApiAgeGender(args.faceapi, threads=args.threads, streams=streams) if streams > 1 else None
     for rows in (int(r) for r in args.peer_rows.split(",")):
         for p, how in ((peer, ""), (peer_streams, f", {streams} single-threaded sessions")):
@@ -73,8 +74,7 @@ def main() -> None:
             contenders[f"face-api.js: {rows} crops per ONNX Runtime call{how}"] = run
 
     print(f"machine: {machine()}")
-    print(f"ours: {args.model} ({ours.info().get('name')}, {ours.backend.name} backend, "
-          f"{getattr(ours.backend, 'streams', 1)} session(s) side by side); face-api.js: {peer.name}")
+    print(f"ours: {args.model} ({ours.info().get('name')}, {ours.backend.name} backend); face-api.js: {peer.name}")
     print(f"{len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} UTKFace crops, {args.rounds} rounds, "
           f"threads {args.threads or 'default'}\n", flush=True)
     best = {k: (0.0, 0.0) for k in contenders}

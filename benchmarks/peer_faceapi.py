@@ -40,8 +40,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="turns each contender takes (its best is kept)")
     ap.add_argument("--peer-rows", default="16,32,64", help="face-api.js crops per ONNX Runtime call, each timed")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: ONNX Runtime's)")
-    ap.add_argument("--streams", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                    else (os.cpu_count() or 1),
+    ap.add_argument("--streams", type=int, default=os.cpu_count() or 1,
                     help="single-threaded sessions of face-api.js's side-by-side runs (default: one per CPU)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
     args = ap.parse_args()

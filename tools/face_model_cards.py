@@ -26,6 +26,13 @@ TEACHER_NOTE = ("distilled from dlib's ResNet face descriptor (CC0, from the PyP
                 "(`model.distill`); both are made by `tools/gender_teacher/` and used in training only, so the "
                 "shipped network is the same EfficientNet-Lite0")
 
+WILD_NOTE = ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`: "
+             "faded, monochrome or sepia tones, blur, down-scaling, noise, JPEG; docs/training.md)")
+
+DATA_LIMIT = ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the bundled "
+              "detector pipeline, half of them degraded in training as old prints and poor cameras degrade photos: "
+              "mostly frontal faces; profile faces, occlusion, heavy make-up and low light are barely covered.")
+
 #: bundled name → (package file, report folder, loose-crop log, config, training notes, package command)
 MODELS = {
     "default-face": {
@@ -41,8 +48,7 @@ MODELS = {
              "`agegender crops csv ../faces-extra/aaf --output ../faces-extra/crops/aaf` and the same for `celeba` "
              "(docs/training.md)"),
             TEACHER_NOTE,
-            ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`: "
-             "faded, monochrome or sepia tones, blur, down-scaling, noise, JPEG; docs/training.md)"),
+            WILD_NOTE,
             ("initialised from the `default` before it (`model.init_from: default`: 3 epochs of "
              "`configs/default/face_wild.yaml` from the UTKFace-only model, itself trained in two stages, 3898 s for "
              "10 epochs of `configs/default/face.yaml`, then 2629 s for 7 epochs of "
@@ -53,10 +59,7 @@ MODELS = {
         "then re-calibrated without flip TTA: agegender package src/agegender/weights/default-face.safetensors --output "
         "default-face.safetensors --name default-face --detector centerface --max-false-adult 1 --no-tta-flip",
         "eval_name": "default",
-        "data_limit": ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the "
-                       "bundled detector pipeline, half of them degraded in training as old prints and poor cameras "
-                       "degrade photos: mostly frontal faces; profile faces, occlusion, heavy make-up and low light "
-                       "are barely covered."),
+        "data_limit": DATA_LIMIT,
     },
     "default-fast": {
         "report": "docs/reports/default_fast",
@@ -70,8 +73,7 @@ MODELS = {
             ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline at 96 px and resized "
              "to 80 px when read (docs/training.md)"),
             TEACHER_NOTE,
-            ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`; "
-             "docs/training.md)"),
+            WILD_NOTE,
             ("initialised from the `default-fast` before it (`model.init_from: default-fast`: 2 epochs of "
              "`configs/default/face_wild_fast.yaml` from the UTKFace-only 80-px model, itself 10 epochs of "
              "`configs/default/face.yaml` at 96 px, 3898 s, then 10 of `configs/default/face_stage2_80.yaml` at 80 px), "
@@ -81,10 +83,7 @@ MODELS = {
         "src/agegender/weights/default-fast.safetensors --name default-fast --detector centerface --max-false-adult 1 "
         "--no-tta-flip",
         "eval_name": "default-fast",
-        "data_limit": ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the "
-                       "bundled detector pipeline, half of them degraded in training as old prints and poor cameras "
-                       "degrade photos: mostly frontal faces; profile faces, occlusion, heavy make-up and low light "
-                       "are barely covered."),
+        "data_limit": DATA_LIMIT,
     },
 }
 

@@ -340,3 +340,26 @@ def test_mobilenet_transformer_on_efficientnet_lite0_features() -> None:
     with pytest.raises(AgeGenderError) as err:
         TRUNKS.build("mobilenet_transformer", features="resnet50")
     assert err.value.code == "bad_config" and "efficientnet_lite0" in str(err.value)
+
+
+def test_efficientnet_lite_depths_drop_residual_blocks() -> None:
+    """trunk.depths keeps the first blocks of each stage: fewer parameters, same feature width, the kept
+    blocks' names unchanged (so a full-depth model's weights copy into them); bad depths are config errors."""
+    from agegender.models.trunks.efficientnet_lite import keep_depths
+
+    full = TRUNKS.build("efficientnet_lite0").eval()
+    short = TRUNKS.build("efficientnet_lite0", depths=[1, 1, 1, 2, 1, 2, 1]).eval()
+    assert [len(s) for s in full.model.blocks] == [1, 2, 2, 3, 3, 4, 1]
+    assert [len(s) for s in short.model.blocks] == [1, 1, 1, 2, 1, 2, 1]
+    n_full = sum(p.numel() for p in full.parameters())
+    n_short = sum(p.numel() for p in short.parameters())
+    assert n_short < 0.7 * n_full
+    with torch.no_grad():
+        assert short(torch.randn(2, 3, 96, 96)).shape == (2, 1280)
+    fs, ss = full.state_dict(), short.state_dict()
+    assert set(ss) < set(fs) and "model.blocks.5.1.conv_pw.weight" in ss and "model.blocks.5.2.conv_pw.weight" not in ss
+    assert all(fs[k].shape == v.shape for k, v in ss.items())
+    for bad in ([1, 1, 1], [0, 1, 1, 1, 1, 1, 1], [1, 3, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1.5]):
+        with pytest.raises(AgeGenderError) as err:
+            keep_depths(TRUNKS.build("efficientnet_lite0").model, bad)
+        assert err.value.code == "bad_config" and "[1, 2, 2, 3, 3, 4, 1]" in str(err.value)

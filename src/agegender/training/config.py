@@ -17,7 +17,7 @@ from agegender.errors import AgeGenderError
 
 #: keys whose value is a free-form mapping (validated by the part that consumes it)
 _FREE = {"data.options", "data.split", "data.filter", "data.sampler", "data.teacher", "model.distill",
-         "model.distill_embedding", "model.trunk", "model.heads", "model.weighting",
+         "model.distill_embedding", "model.distill_model", "model.trunk", "model.heads", "model.weighting",
          "model.composition_args", "optim.scheduler", "trainer.early_stopping", "trainer.ema", "eval"}
 
 DEFAULTS: dict[str, Any] = {
@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
         # feature distillation: {dim: 128, weight: 1.0} trains a linear map of the trunk's features towards the
         # embeddings of a data.teacher entry with task: embedding (cosine distance; training only)
         "distill_embedding": None,
+        # distillation from a trained model (agegender.training.teacher): {from: default, weight: 1.0,
+        # temperature: 2.0, heads: [...]}; the frozen teacher sees each training batch and every softmax head the
+        # two models share is trained towards its softened outputs
+        "distill_model": None,
     },
     "optim": {
         "name": "adam",

@@ -18,6 +18,7 @@ import torch
 from agegender.metrics import compute_metrics
 from agegender.models import build_model
 from agegender.training.datamodule import source_specs
+from agegender.training.teacher import ModelTeacher, build_teacher
 
 #: validation metrics logged each epoch when the task exists (monitorable by early stopping)
 LOGGED_METRICS = (
@@ -78,11 +79,19 @@ class AgeGenderModule(L.LightningModule):
         self.config = config
         self.model = build_model(config["model"], dims, _to_np(self.hparams["stats"]))
         self.scheme = config["data"].get("age_scheme", "adience8")
+        # a frozen teacher model (model.distill_model), built for fitting only (setup) and kept out of this
+        # module's weights and checkpoints
+        self._teacher: tuple[ModelTeacher, ...] = ()
         self._val: list[tuple[dict, dict]] = []
 
     # Training time accumulates across --resume: the checkpoint carries the seconds spent so far.
     train_seconds_prior: float = 0.0
     _fit_t0: float | None = None
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not self._teacher:
+            teacher = build_teacher(self.config["model"].get("distill_model"), self.model, self.hparams["preprocess"])
+            self._teacher = (teacher,) if teacher is not None else ()
 
     def on_fit_start(self) -> None:
         self._fit_t0 = time.time()
@@ -108,6 +117,10 @@ class AgeGenderModule(L.LightningModule):
         x, y = batch
         out = self.model(self._prep(x), **model_inputs(self.model, y))
         loss, parts = self.model.compute_loss(out, y)
+        for teacher in self._teacher:
+            term, more = teacher.loss(out, x)
+            loss = loss + term
+            parts = {**parts, **more}
         bs = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for k, v in parts.items():

@@ -13,11 +13,14 @@ Lite0 is in the base install (the bundled face models use it). Lite1 (1.0x width
 Inference from a trained checkpoint never needs the packages (the weights are in the checkpoint).
 The networks are fully convolutional with global pooling, so any input size works; ImageNet mean/std.
 ``parts=N`` adds the averages of N horizontal stripes to the global one (``TimmTrunk``; for pedestrians).
+``depths=[d0, ..., d6]`` keeps the first ``d_i`` blocks of each of the seven stages (Lite0 has ``[1, 2, 2, 3, 3, 4,
+1]``): a shallower, faster trunk to fine-tune from a full-depth model (:func:`keep_depths`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +154,27 @@ def load_efficientnet_lite0_imagenet(model: nn.Module, path: str | Path | None =
     return load_efficientnet_lite_imagenet(model, "efficientnet_lite0", path)
 
 
-def _build(arch: str, pretrained: bool, pool: str, drop_path_rate: float, parts: int = 0) -> TimmTrunk:
+def keep_depths(model: nn.Module, depths: Sequence[int]) -> None:
+    """Keep the first ``depths[i]`` blocks of stage ``i`` of a timm EfficientNet (layer dropping).
+
+    Only the first block of a stage changes the width or the stride; the others are residual blocks
+    ``x + f(x)``, so dropping them leaves a working network whose remaining weights still fit (Fan et al.,
+    "Reducing Transformer Depth on Demand with Structured Dropout", ICLR 2020: a net trained with
+    stochastic depth, as ours are through ``drop_path_rate``, tolerates pruned layers and recovers with
+    fine-tuning). The kept blocks keep their names (``blocks.S.0`` ...), so ``model.init_from`` a full-depth
+    model copies them."""
+    stages = model.blocks
+    full = [len(s) for s in stages]
+    ok = len(depths) == len(full) and all(isinstance(d, int) and 1 <= d <= n for d, n in zip(depths, full))
+    if not ok:
+        raise AgeGenderError(f"depths must list {len(full)} whole numbers, each from 1 to its stage's depth "
+                             f"{full}; got {list(depths)!r}", code="bad_config")
+    for i, d in enumerate(depths):
+        stages[i] = nn.Sequential(*list(stages[i])[:d])
+
+
+def _build(arch: str, pretrained: bool, pool: str, drop_path_rate: float, parts: int = 0,
+           depths: Sequence[int] | None = None) -> TimmTrunk:
     if parts < 0 or int(parts) != parts:
         raise AgeGenderError(f"parts must be a whole number >= 0, not {parts!r}", code="bad_config")
     if parts and pool != "avg":
@@ -165,6 +188,8 @@ def _build(arch: str, pretrained: bool, pool: str, drop_path_rate: float, parts:
     trunk = TimmTrunk(model, parts=int(parts))
     if pretrained:
         load_efficientnet_lite_imagenet(trunk, arch)
+    if depths is not None:
+        keep_depths(model, list(depths))
     return trunk
 
 
@@ -174,23 +199,26 @@ _META = {"input_size": EFFICIENTNET_LITE0_INPUT, "mean": IMAGENET_MEAN, "std": I
 
 @TRUNKS.register("efficientnet_lite0", **_META)
 def efficientnet_lite0(
-    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0
+    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0,
+    depths: Sequence[int] | None = None,
 ) -> TimmTrunk:
     """EfficientNet-Lite0, 1280 features, 3.4 M parameters; ``pretrained=True`` loads ImageNet weights offline."""
-    return _build("efficientnet_lite0", pretrained, pool, drop_path_rate, parts)
+    return _build("efficientnet_lite0", pretrained, pool, drop_path_rate, parts, depths)
 
 
 @TRUNKS.register("efficientnet_lite1", **_META)
 def efficientnet_lite1(
-    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0
+    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0,
+    depths: Sequence[int] | None = None,
 ) -> TimmTrunk:
     """EfficientNet-Lite1, 1280 features, 4.1 M parameters; ImageNet weights offline with agegender[trunks]."""
-    return _build("efficientnet_lite1", pretrained, pool, drop_path_rate, parts)
+    return _build("efficientnet_lite1", pretrained, pool, drop_path_rate, parts, depths)
 
 
 @TRUNKS.register("efficientnet_lite2", **_META)
 def efficientnet_lite2(
-    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0
+    pretrained: bool = False, pool: str = "avg", drop_path_rate: float = 0.0, parts: int = 0,
+    depths: Sequence[int] | None = None,
 ) -> TimmTrunk:
     """EfficientNet-Lite2, 1280 features, 4.8 M parameters; ImageNet weights offline with agegender[trunks]."""
-    return _build("efficientnet_lite2", pretrained, pool, drop_path_rate, parts)
+    return _build("efficientnet_lite2", pretrained, pool, drop_path_rate, parts, depths)

@@ -1,0 +1,121 @@
+"""Distillation from a trained model (``model.distill_model`` in a config): a frozen teacher network, e.g. the
+bundled ``default``, sees every training batch and the student's heads are trained towards its softened outputs
+(Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015, §2: the cross-entropy between the
+teacher's and the student's softmax at temperature T, scaled by T² so its gradients keep their size).
+
+Unlike ``model.distill`` (a teacher's probabilities read from a CSV file for the clean images), the teacher here
+sees the same augmented batch as the student, for every head the two share (age distribution, gender,
+ethnicity, ...), which is what compressing a model into a smaller or shallower one needs. The teacher is not part
+of the student's weights or checkpoints.
+
+    model:
+      distill_model: {from: default, weight: 1.0, temperature: 2.0}   # heads: [age, gender] to choose
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from agegender.errors import AgeGenderError
+
+_KEYS = {"from", "weight", "temperature", "heads"}
+
+
+class ModelTeacher:
+    """A frozen model whose raw head outputs (logits) the student's same-named heads learn to match."""
+
+    def __init__(self, model: nn.Module, heads: list[str], weight: float, temperature: float,
+                 input_hw: tuple[int, int] | None = None) -> None:
+        self.model = model.float().eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.heads = heads
+        self.weight = weight
+        self.temperature = temperature
+        self.input_hw = input_hw
+
+    @torch.no_grad()
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.model.eval()
+        if next(self.model.parameters()).device != x.device:
+            self.model.to(x.device)
+        if self.input_hw is not None and tuple(x.shape[-2:]) != self.input_hw:
+            x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", antialias=True,
+                                          align_corners=False)
+        out = self.model(x.float())
+        return {h: out[h] for h in self.heads}
+
+    def loss(self, student: Mapping[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``weight`` × the mean over the shared heads of T² · KL(softmax(teacher / T) ‖ softmax(student / T)),
+        and each head's term."""
+        t = self.temperature
+        teacher = self.outputs(x)
+        parts = {}
+        for h in self.heads:
+            logq = torch.log_softmax(teacher[h].float() / t, dim=-1)
+            logp = torch.log_softmax(student[h].float() / t, dim=-1)
+            # KL(teacher || student): the cross-entropy less the teacher's own entropy (same gradient, 0 at a match)
+            parts[f"distill_model_{h}"] = (t * t) * nn.functional.kl_div(logp, logq, reduction="batchmean",
+                                                                          log_target=True)
+        total = self.weight * torch.stack(list(parts.values())).mean()
+        return total, parts
+
+
+def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess: Mapping[str, Any]
+                  ) -> ModelTeacher | None:
+    """The teacher of ``model.distill_model`` (None when unset); a config error names what is wrong."""
+    if not cfg:
+        return None
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - _KEYS)
+    if unknown:
+        raise AgeGenderError(f"model.distill_model: unknown key(s) {unknown}; it takes {', '.join(sorted(_KEYS))}",
+                             code="bad_config")
+    if not cfg.get("from"):
+        raise AgeGenderError("model.distill_model needs from: a bundled model name, a package or a checkpoint",
+                             code="bad_config")
+    try:
+        weight, temperature = float(cfg.get("weight", 1.0)), float(cfg.get("temperature", 1.0))
+    except (TypeError, ValueError):
+        raise AgeGenderError("model.distill_model: weight and temperature must be numbers", code="bad_config") from None
+    if weight < 0 or temperature <= 0:
+        raise AgeGenderError("model.distill_model: weight must be >= 0 and temperature > 0", code="bad_config")
+    from agegender.bundled import resolve_model_path
+    from agegender.models.package import load_bundle
+
+    bundle = load_bundle(resolve_model_path(str(cfg["from"])))
+    tpre, spre = bundle.preprocess or {}, preprocess or {}
+    for key in ("mean", "std", "channel_order"):
+        if key in tpre and key in spre and list(map(str, _as_list(tpre[key]))) != list(map(str, _as_list(spre[key]))):
+            raise AgeGenderError(f"model.distill_model: the teacher's {key} {tpre[key]} differs from the student's "
+                                 f"{spre[key]}; distil between models normalised alike", code="bad_config")
+    theads = getattr(bundle.model, "heads", {})
+    shared = [h for h in getattr(student, "heads", {}) if h in theads
+              and _width(student.heads[h]) is not None and _width(student.heads[h]) == _width(theads[h])]
+    heads = [str(h) for h in cfg.get("heads") or shared]
+    bad = [h for h in heads if h not in shared]
+    if bad or not heads:
+        raise AgeGenderError(f"model.distill_model: head(s) {bad or heads} are not in both models with the same "
+                             f"outputs; shared: {shared}", code="bad_config")
+    size = tpre.get("input_size")
+    hw = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size)) if size else None
+    return ModelTeacher(bundle.model, heads, weight, temperature, hw)
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+#: head kinds whose outputs are softmax logits (the ones a temperature-softened cross-entropy fits)
+SOFTMAX_KINDS = ("multiclass", "age_distribution")
+
+
+def _width(head: nn.Module) -> tuple[str, int] | None:
+    """(kind, outputs) of a softmax head (its last linear layer's width); None for any other head."""
+    kind = getattr(head, "kind", "")
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return (kind, int(linears[-1].out_features)) if kind in SOFTMAX_KINDS and linears else None

@@ -1,0 +1,121 @@
+"""Distillation from a trained model (model.distill_model): the frozen teacher, its loss and its config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agegender.errors import AgeGenderError
+from agegender.models import build_model
+from agegender.training.teacher import build_teacher
+from helpers_models import TINY_DIMS, tiny_bundle, write_tiny_package
+
+FACE_HEADS = {"age": {"type": "age_distribution"}, "gender": {"type": "classification"},
+              "ethnicity": {"type": "classification"}}
+PRE = {"input_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "channel_order": "RGB"}
+
+
+def _student(seed=3, heads=None):
+    torch.manual_seed(seed)
+    return build_model({"trunk": {"name": "small_cnn"}, "heads": heads or FACE_HEADS}, TINY_DIMS, stats=None)
+
+
+def test_teacher_loss_is_zero_for_its_own_outputs_and_trains_the_student(tmp_path):
+    pkg = write_tiny_package(tmp_path / "t.safetensors", "face", seed=1)
+    student = _student()
+    teacher = build_teacher({"from": str(pkg), "weight": 0.5, "temperature": 2.0}, student, PRE)
+    assert teacher is not None and teacher.heads == ["age", "gender", "ethnicity"]
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+    x = torch.randn(4, 3, 64, 64)
+    # the teacher against itself: KL 0
+    same, parts = teacher.loss(teacher.outputs(x), x)
+    assert float(same) == pytest.approx(0.0, abs=1e-5) and set(parts) == {f"distill_model_{h}" for h in teacher.heads}
+    out = student.train()(x)
+    total, parts = teacher.loss(out, x)
+    t_out = teacher.outputs(x)
+    logq = torch.log_softmax(t_out["gender"] / 2.0, -1)
+    kl = (logq.exp() * (logq - torch.log_softmax(out["gender"] / 2.0, -1))).sum(-1).mean() * 4.0
+    assert torch.allclose(parts["distill_model_gender"], kl, atol=1e-5)
+    assert torch.allclose(total, 0.5 * torch.stack(list(parts.values())).mean())
+    assert float(total.detach()) > 0
+    total.backward()
+    assert student.heads["age"].net[-1].weight.grad is not None
+    # a batch at another size reaches the teacher at its own input size
+    assert teacher.outputs(torch.randn(2, 3, 80, 80))["age"].shape == (2, 101)
+
+
+def test_heads_can_be_chosen(tmp_path):
+    pkg = write_tiny_package(tmp_path / "t.safetensors", "face", seed=1)
+    teacher = build_teacher({"from": str(pkg), "heads": ["gender"]}, _student(), PRE)
+    _, parts = teacher.loss(_student()(torch.randn(2, 3, 64, 64)), torch.randn(2, 3, 64, 64))
+    assert list(parts) == ["distill_model_gender"]
+
+
+@pytest.mark.parametrize(
+    ("cfg", "needle"),
+    [
+        ({"from": "PKG", "alpha": 1}, "unknown key"),
+        ({"weight": 1.0}, "needs from"),
+        ({"from": "PKG", "temperature": 0}, "temperature > 0"),
+        ({"from": "PKG", "weight": "x"}, "numbers"),
+        ({"from": "PKG", "heads": ["pedestrian"]}, "not in both models"),
+    ],
+)
+def test_bad_distill_model_config_is_a_one_line_error(tmp_path, cfg, needle):
+    pkg = write_tiny_package(tmp_path / "t.safetensors", "face", seed=1)
+    cfg = {k: (str(pkg) if v == "PKG" else v) for k, v in cfg.items()}
+    with pytest.raises(AgeGenderError) as err:
+        build_teacher(cfg, _student(), PRE)
+    assert err.value.code == "bad_config" and needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_teacher_without_shared_softmax_heads_or_other_normalisation_is_refused(tmp_path):
+    body = write_tiny_package(tmp_path / "body.safetensors", "body", seed=1)
+    with pytest.raises(AgeGenderError, match="not in both models"):
+        build_teacher({"from": str(body)}, _student(), PRE)
+    face = write_tiny_package(tmp_path / "face.safetensors", "face", seed=1)
+    with pytest.raises(AgeGenderError, match="mean"):
+        build_teacher({"from": str(face)}, _student(), dict(PRE, mean=[0.5, 0.5, 0.5]))
+    assert build_teacher(None, _student(), PRE) is None
+
+
+def test_training_with_a_teacher_model_logs_its_terms(utkface_dir, tmp_path):
+    """A short run distilling from a package: the per-head distillation terms are logged and the checkpoint
+    holds the student alone."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from agegender.cli import app
+    from agegender.models.package import save_package
+
+    pkg = save_package(tiny_bundle("face", seed=1), tmp_path / "teacher.safetensors")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, [
+        "train", str(_config(tmp_path, pkg)), "--data", str(utkface_dir), "--output", str(out),
+        "--set", "data.limit=96", "--set", "data.num_workers=0", "--set", "trainer.progress_bar=false",
+        "--set", "data.batch_size=32", "--set", "trainer.max_epochs=1", "--set", "trainer.log_every_n_steps=1",
+    ])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(next(out.rglob("metrics.csv")))))
+    logged = {k for row in rows for k, v in row.items() if v}
+    assert {"train/loss_distill_model_age", "train/loss_distill_model_gender"} <= logged
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not any(k.startswith("_teacher") or ".teacher" in k for k in ck["state_dict"])
+
+
+def _config(tmp_path, pkg):
+    import yaml
+
+    cfg = {
+        "name": "distill-model-test",
+        "data": {"dataset": "utkface", "age_scheme": "adience8", "input_size": 64,
+                 "split": {"kind": "stratified", "test": 0.2, "val": 0.2, "seed": 1}},
+        "model": {"trunk": {"name": "small_cnn"}, "heads": FACE_HEADS,
+                  "distill_model": {"from": str(pkg), "weight": 1.0, "temperature": 2.0}},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "trainer": {"max_epochs": 1, "early_stopping": None},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

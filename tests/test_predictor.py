@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -100,9 +101,12 @@ def test_input_types_agree(face: Predictor, grace_hopper: Path) -> None:
     assert swapped.gender_probs != face.predict_crops([rgb])[0].gender_probs
 
 
-def test_preprocessing_matches_training_pipeline(face: Predictor) -> None:
-    """predict_crops = Pillow bilinear resize to `resize` + the eval transform + the bundle's forward."""
+def test_preprocessing_matches_training_pipeline(face: Predictor, tmp_path: Path) -> None:
+    """predict_crops = the training pipeline's resize to `resize` (datamodule.read_resized) + the eval transform +
+    the bundle's forward."""
     from agegender.data.transforms import eval_transform
+    from agegender.labels import Sample
+    from agegender.training.datamodule import read_resized
 
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((200, 200), (90, 70), (64, 64))]
@@ -110,9 +114,11 @@ def test_preprocessing_matches_training_pipeline(face: Predictor) -> None:
     bundle = face.backend.bundle
     pp = bundle.preprocess
     tf = eval_transform(pp["input_size"], pp["mean"], pp["std"])
-    x = torch.stack(
-        [tf(np.asarray(Image.fromarray(c).resize(pp["resize"][::-1], Image.BILINEAR))) for c in crops]
-    )
+    files = []
+    for i, c in enumerate(crops):
+        files.append(tmp_path / f"c{i}.png")
+        Image.fromarray(c).save(files[-1])
+    x = torch.stack([tf(read_resized(Sample(path=str(f)), tuple(pp["resize"]))) for f in files])
     ref = bundle.predict_tensor(x)
     for i, p in enumerate(people):
         assert p.box == (0.0, 0.0, float(crops[i].shape[1]), float(crops[i].shape[0]))
@@ -302,7 +308,7 @@ def test_face_crops_are_framed_like_utkface(face: Predictor, tiny_face_model: Pa
     x1, y1, x2, y2 = boxes[0]
     dy = shift * (y2 - y1)
     expected = crop(rgb, (x1, y1 + dy, x2, y2 + dy), margin, square=True)
-    expected = np.asarray(Image.fromarray(expected).resize((64, 64), Image.BILINEAR))
+    expected = cv2.resize(expected, (64, 64), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(crops[0], expected)
     custom = load(tiny_face_model, detector_options={"margin": 0.2, "shift": 0.0})
     assert (custom.crop_margin, custom.crop_shift) == (0.2, 0.0)

@@ -203,3 +203,26 @@ def test_wild_augment_is_reproducible_under_a_seed():
     a = tf(img)
     torch.manual_seed(5)
     assert torch.equal(tf(img), a)
+
+
+def test_resize_rgb_is_one_resize_for_training_and_inference(tmp_path):
+    """Shrinking averages pixel areas (anti-aliased: a fine stripe pattern becomes flat grey, not aliased bands),
+    enlarging is bilinear, the input size is returned as is, and the training reader and the inference
+    preprocessing give the same pixels."""
+    import cv2
+    from PIL import Image
+
+    from agegender.data.preprocess import Preprocessing, resize_rgb
+    from agegender.labels import Sample
+    from agegender.training.datamodule import read_resized
+
+    stripes = np.zeros((200, 200, 3), np.uint8)
+    stripes[:, ::2] = 255
+    small = resize_rgb(stripes, (50, 50))
+    assert small.shape == (50, 50, 3) and np.all(np.abs(small.astype(int) - 128) <= 1)
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_rgb(rgb, (80, 60)), cv2.resize(rgb, (60, 80), interpolation=cv2.INTER_LINEAR))
+    assert resize_rgb(rgb, (40, 30)) is rgb
+    Image.fromarray(stripes).save(tmp_path / "s.png")
+    pre = Preprocessing.from_meta({"input_size": [64, 64]})
+    np.testing.assert_array_equal(read_resized(Sample(path=str(tmp_path / "s.png")), (64, 64)), pre.resize(stripes))

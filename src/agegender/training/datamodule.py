@@ -18,10 +18,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from agegender.data.images import load_image
+from agegender.data.preprocess import resize_rgb
 from agegender.data.readers import OUTSIDE_ROOT_OPTION, read_dataset
 from agegender.data.splits import make_split
 from agegender.data.transforms import eval_transform, train_transform
@@ -132,10 +132,7 @@ def read_resized(sample: Sample, size_hw: tuple[int, int] | None, margin: float 
             img = img[y1:y2, x1:x2]
     if size_hw is None:
         return img
-    h, w = size_hw
-    if img.shape[0] != h or img.shape[1] != w:
-        img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
-    return img
+    return resize_rgb(img, size_hw)
 
 
 class ImageTable:

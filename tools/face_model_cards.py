@@ -66,20 +66,25 @@ MODELS = {
         "loose": "runs/loose_fast.log",
         "sources": {"test": "docs/reports/default_fast/sources_test.json",
                     "val": "docs/reports/default_fast/sources_val.json"},
-        "config": "configs/default/face_wild_fast_robust.yaml",
-        "train": "agegender train configs/default/face_wild_fast_robust.yaml --output runs/fast_robust "
-        "--set data.num_workers=1",
+        "config": "configs/default/face_student.yaml",
+        "train": "agegender train configs/default/face_student.yaml --output runs/student --set data.num_workers=1, "
+        "then agegender train configs/default/face_student.yaml --output runs/student2 --set data.num_workers=1 "
+        "--set model.init_from=runs/student/checkpoints/best.ckpt --set optim.lr=2.5e-4 --set trainer.max_epochs=2 "
+        "--set optim.scheduler.warmup_steps=100",
         "notes": [
-            ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline at 96 px and resized "
-             "to 80 px when read (docs/training.md)"),
-            TEACHER_NOTE,
+            ("a shallower EfficientNet-Lite0: `trunk.depths: [1, 1, 1, 2, 1, 2, 1]` keeps 7 of the network's 16 "
+             "blocks (every stage's first, which sets its width and stride), so the network costs about 0.6× "
+             "`default`'s per crop at the same 96-px input (docs/training.md)"),
+            ("started from `default`'s weights (`model.init_from: default`) and distilled from it "
+             "(`model.distill_model: {from: default, weight: 2.0, temperature: 2.0}`: the frozen `default` sees each "
+             "augmented training batch and the age, gender and ethnicity heads learn its softened outputs), beside "
+             "the labels and the dlib teachers of `default`'s recipe"),
+            ("two stages: 3 epochs at AdamW 5e-4 (1978 s), then 2 epochs at 2.5e-4 from the first stage's best "
+             "checkpoint (the training time above); `default`'s own training comes before both"),
+            "the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline (docs/training.md)",
             WILD_NOTE,
-            ("initialised from the `default-fast` before it (`model.init_from: default-fast`: 2 epochs of "
-             "`configs/default/face_wild_fast.yaml` from the UTKFace-only 80-px model, itself 10 epochs of "
-             "`configs/default/face.yaml` at 96 px, 3898 s, then 10 of `configs/default/face_stage2_80.yaml` at 80 px), "
-             "so the model's total training time is all four"),
         ],
-        "package": "agegender package runs/fast_robust/checkpoints/best.ckpt --output "
+        "package": "agegender package runs/student2/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-fast.safetensors --name default-fast --detector centerface --max-false-adult 1 "
         "--no-tta-flip",
         "eval_name": "default-fast",

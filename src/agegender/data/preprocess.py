@@ -46,7 +46,7 @@ def size_hw(size: int | Sequence[int]) -> tuple[int, int]:
 class Preprocessing:
     """How crops become a model's input.
 
-    A crop is resized (Pillow bilinear, as in training) to ``resize_hw``, centre-cropped to ``input_hw``,
+    A crop is resized (:func:`resize_rgb`, as in training) to ``resize_hw``, centre-cropped to ``input_hw``,
     put in ``channel_order`` (or made grey when ``mean`` has one value), scaled to [0, 1] and normalised with
     ``mean``/``std``. ``crop_margin`` > 0 says the model was trained on dataset boxes grown by that fraction per
     side (not squared); 0 means square crops framed like UTKFace's, by the detector's own framing.

@@ -24,7 +24,7 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An RGB uint8 image resized to ``size`` (height, width): OpenCV's pixel-area average when shrinking (the
     anti-aliased resize; Pillow's bilinear filter, which widens to the scale, gives the same figures on the face
-    models at 1.5× the time: docs/performance.md), bilinear when enlarging. The one resize of model inputs, in
+    models at about 1.4× the time: docs/performance.md), bilinear when enlarging. The one resize of model inputs, in
     training (``datamodule.read_resized``) and in use (:meth:`Preprocessing.resize`), so a model sees the same
     pixels in both."""
     h, w = size

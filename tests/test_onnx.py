@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 from agegender.data.images import load_image
 from agegender.errors import AgeGenderError
 from agegender.inference.onnx_export import export_onnx
-from agegender.inference.predictor import load
+from agegender.inference.onnx_runtime import OnnxBackend
+from agegender.inference.predictor import Predictor, load
 from helpers_models import grace_rgb
 
 pytest_plugins = ["fixtures_models"]  # tiny_face_model, tiny_body_model, tiny_regression_model
@@ -202,3 +204,39 @@ def test_int8_scope_trunk_quantizes_every_trunk_convolution(tiny_face_model: Pat
     assert trunk_convs and all(producers.get(n.input[0]) == "DequantizeLinear" for n in trunk_convs)
     with pytest.raises(AgeGenderError, match="int8_scope"):
         export_onnx(tiny_face_model, tmp_path / "x.onnx", verify=False, int8_calibration=calib, int8_scope="all")
+
+
+def test_streams_run_calls_at_once_with_the_same_outputs(face_onnx: Path) -> None:
+    # threads unset on a CPU: one single-threaded call per CPU; threads set: one call on that many threads
+    assert OnnxBackend(face_onnx).streams == max(1, os.cpu_count() or 1)
+    assert OnnxBackend(face_onnx, threads=2).streams == 1
+    one, three = OnnxBackend(face_onnx, streams=1), OnnxBackend(face_onnx, streams=3)
+    x = np.random.default_rng(0).integers(0, 256, (37, *one.session.get_inputs()[0].shape[1:]), dtype=np.uint8)
+    a, b = one.run(x, tta_flip=True), three.run(x, tta_flip=True)  # 74 rows: five calls of at most 16
+    assert set(a) == set(b) and all(len(b[k]) == 37 for k in b)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+
+
+def test_pipelined_prediction_matches_one_call_at_a_time(face_onnx: Path, utkface_dir: Path,
+                                                          tmp_path: Path) -> None:
+    files = sorted((utkface_dir / "images").iterdir())[:45]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    inputs = [str(f) for f in files[:20]] + [str(broken), b""] + [str(f) for f in files[20:]] + [grace_rgb()]
+    serial = load(face_onnx, detector="none", threads=1)
+    piped = Predictor(OnnxBackend(face_onnx, streams=2), detector="none")
+    assert serial.backend.streams == 1 and piped.backend.streams == 2
+    ra, rb = serial.predict_batch(inputs, workers=2), piped.predict_batch(inputs, workers=3)
+    assert [r.source for r in rb] == [r.source for r in ra]  # input order kept
+    assert [r.status for r in rb] == [r.status for r in ra]
+    assert not rb[20].ok and rb[21].status == "empty_file" and sum(r.ok for r in rb) == len(rb) - 2
+    for x, y in zip(ra, rb):
+        assert len(x.people) == len(y.people)
+        for p, q in zip(x.people, y.people):
+            assert p.box == q.box and q.age.years == pytest.approx(p.age.years, abs=1e-4)
+            assert q.gender_probs == pytest.approx(p.gender_probs, abs=1e-5)
+    # streaming with the decoded images: one image per task, same results and order
+    pairs = list(piped.iter_predict(inputs[:5], return_images=True))
+    assert [r.source for r, _ in pairs] == [r.source for r in ra[:5]]
+    assert all(img is not None and img.ndim == 3 for _, img in pairs)

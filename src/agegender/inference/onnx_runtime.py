@@ -5,6 +5,8 @@ predicting with it loads only ONNX Runtime."""
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,27 @@ class OnnxBackend:
     #: 542 at 64; docs/performance.md), so larger batches are split
     MAX_ROWS = 16
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
+                 streams: int | None = None) -> None:
+        """``threads``: ONNX Runtime's intra-op threads per call. ``streams``: calls run at once (from several
+        Python threads on the one session; ONNX Runtime's ``run`` is thread-safe). Default: with ``threads``
+        unset on a CPU, one single-threaded call per CPU (:attr:`streams`), which keeps every core busy
+        without the hand-offs of a multi-threaded call (docs/performance.md); with ``threads`` set, one call
+        at a time on that many threads."""
         try:
             import onnxruntime as ort
         except ImportError:
             raise AgeGenderError(
                 "the ONNX backend needs onnxruntime: pip install 'agegender[onnx]'", code="missing_dependency"
             ) from None
+        on_cpu = not str(device).startswith("cuda")
+        if streams is None:
+            streams = (os.cpu_count() or 1) if (threads is None and on_cpu) else 1
+        #: model calls run at once by :meth:`run` and by the predictor's pipelines
+        self.streams = max(1, int(streams))
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        if threads or self.streams > 1:
+            opts.intra_op_num_threads = int(threads or 1)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ["CPUExecutionProvider"]
         if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -67,6 +80,11 @@ class OnnxBackend:
         self.source = str(path)
         self.max_rows = self.MAX_ROWS
         self.model_name = str(self.meta.get("name") or self.config.get("name") or Path(path).stem)
+        # threads start on first use
+        self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="agegender-onnx") if self.streams > 1 else None
+
+    def _call(self, arr: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.outputs, {self.input_name: arr})
 
     def run(self, x: Any, tta_flip: bool = False) -> dict[str, np.ndarray]:
         """Decoded outputs of a batch in this file's ``input_format`` (uint8 NHWC crops or normalised
@@ -77,8 +95,11 @@ class OnnxBackend:
         if tta_flip:  # both halves in one call, averaged below (width is axis 2 in NHWC, 3 in NCHW)
             arr = np.concatenate([arr, arr[:, :, ::-1] if uint8 else arr[:, :, :, ::-1]])
         arr = np.ascontiguousarray(arr, dtype=np.uint8 if uint8 else np.float32)
-        parts = [self.session.run(self.outputs, {self.input_name: arr[i:i + self.max_rows]})
-                 for i in range(0, len(arr), self.max_rows)]
+        chunks = [arr[i:i + self.max_rows] for i in range(0, len(arr), self.max_rows)]
+        if self._pool is not None and len(chunks) > 1:  # up to `streams` single-threaded calls at once
+            parts = list(self._pool.map(self._call, chunks))
+        else:
+            parts = [self._call(c) for c in chunks]
         out = {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(self.outputs)}
         if tta_flip:
             out = {k: (v[:n] + v[n:]) / 2 for k, v in out.items()}

@@ -27,7 +27,10 @@ class PredictorOptions(BaseModel):
         "fp32", description="the PyTorch runtime's precision once it has traced the network (after 64 crops): "
         "`bf16` on CPUs with native bfloat16 (faster on some, slower on others; outputs move slightly), `auto` "
         "times both")
-    threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime")
+    threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime. Unset, ONNX "
+                                "Runtime on a CPU runs one single-threaded model call per CPU at once, each worker "
+                                "thread taking a few images from decoding to results (docs/performance.md); set, "
+                                "one call at a time on that many threads")
     detector: Any = Field(
         None, description="face or person detector: `centerface`, `blazeface`, `yunet`, `haar`, `dlib`, a path to an ONNX face "
         "detector; `nanodet`, `hog` (people, for body models); `none` (inputs are crops); or a built Detector; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -239,10 +240,13 @@ class Predictor:
         (``(ImageResult, rgb array or None)`` pairs with ``return_images``), decoding the next chunk
         while the model runs on the current one."""
         n_workers = max(1, int(workers or self.workers))
-        # Decoded images are kept only with return_images: then a smaller chunk bounds memory (big photos).
-        chunk = 2 * n_workers if return_images else max(self.batch_size, 4 * n_workers)
         names = iter(sources) if sources is not None else None
         it = iter(images)
+        if getattr(self.backend, "streams", 1) > 1:
+            yield from self._iter_pipelines(it, names, n_workers, channel_order, return_images)
+            return
+        # Decoded images are kept only with return_images: then a smaller chunk bounds memory (big photos).
+        chunk = 2 * n_workers if return_images else max(self.batch_size, 4 * n_workers)
 
         def submit(ex: ThreadPoolExecutor) -> list[Future]:
             futs = []
@@ -259,6 +263,31 @@ class Predictor:
                 for p in preps:
                     yield (p.result, p.image) if return_images else p.result
                 pending = following
+
+    def _iter_pipelines(self, it: Iterator[Any], names: Iterator[str] | None, n_workers: int, channel_order: str,
+                        return_images: bool) -> Iterator[Any]:
+        """:meth:`iter_predict` on a runtime that runs several model calls at once (ONNX Runtime's
+        ``streams``): each worker thread decodes, detects and runs the model on its own few images, so no
+        thread waits on another (docs/performance.md has the gain); results are yielded in input order."""
+        # Decoded images are kept only with return_images: then one image per task bounds memory (big photos).
+        per_task = 1 if return_images else int(getattr(self.backend, "max_rows", 16))
+
+        def work(items: list[tuple[Any, str]]) -> list[Prepared]:
+            return self._run([self._prepare(img, name, channel_order, return_images, True) for img, name in items])
+
+        with ThreadPoolExecutor(n_workers, thread_name_prefix="agegender-pipeline") as ex:
+            pending: deque[Future] = deque()
+            while True:
+                while len(pending) < 2 * n_workers:  # keep every worker busy, and the next task ready
+                    items = [(img, next(names) if names is not None else source_name(img))
+                             for img in islice(it, per_task)]
+                    if not items:
+                        break
+                    pending.append(ex.submit(work, items))
+                if not pending:
+                    return
+                for p in pending.popleft().result():
+                    yield (p.result, p.image) if return_images else p.result
 
     def predict_crops(self, crops: Sequence[Any], channel_order: str = "RGB") -> list[PersonResult]:
         """Results for ready-made crops (faces, or persons in body mode): no detection, box = whole crop."""

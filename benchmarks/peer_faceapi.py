@@ -2,14 +2,15 @@
 decoded UTKFace 200×200 RGB uint8 crops → ages and genders, crops per second.
 
 - ours: ``agegender.load(MODEL, detector="none").predict_batch(crops)`` (resize, normalise, model, decode, typed
-  results), with flip TTA as the model says and with ``tta_flip=False``;
+  results), with flip TTA as the model says and with ``tta_flip=False``, and (when ONNX Runtime runs one
+  single-threaded call per CPU, its default) with ``threads=CPUs``: one model call at a time on every CPU;
 - face-api.js: its net on ONNX Runtime doing face-api's steps (``benchmarks/peers/faceapi.py``: pad to square,
   resize to 112, normalise, run), at several crops per ONNX Runtime call, on one session with ONNX Runtime's
   threads and on ``--streams`` single-threaded sessions side by side (one per CPU), which suits its small net
   better on some machines; the peer's best way of running is the one we are compared with.
 
-The contenders take turns, ``--rounds`` times, and each keeps its best round, so a busy machine slows them alike;
-the ratios ours/face-api are what carry over. Per CPU-second (all threads of this process, the figure of
+The contenders take turns, ``--rounds`` times (every other round in reverse order), and each keeps its best
+round, so a busy machine slows them alike; the ratios ours/face-api are what carry over. Per CPU-second (all threads of this process, the figure of
 ``crops_per_second.py``) is also given: it is what one idle core would do and moves less with other load.
 
     python benchmarks/peer_faceapi.py --faceapi DIR [--model default] [--crops 1024] [--rounds 3] [--threads N]
@@ -59,10 +60,14 @@ def main() -> None:
         f"ours: load({args.model!r}, detector='none') (flip TTA {flip}, batch {ours.batch_size})": ours.predict_batch,
         f"ours: the same with tta_flip=False (batch {ours_noflip.batch_size})": ours_noflip.predict_batch,
     }
-    streams = args.streams
-    peer_streams = FaceApiAgeGender(args.faceapi, threads=args.threads, streams=streams) if streams > 1 else None
+    streams = int(getattr(ours.backend, "streams", 1))
+    if streams > 1:  # what the pipelines of single-threaded calls (the default) gain over one call at a time
+        serial = agegender.load(args.model, detector="none", threads=streams)
+        contenders[f"ours: one model call at a time on {streams} threads (load(..., threads={streams}), flip TTA "
+                   f"{'on' if serial.tta_flip else 'off'})"] = serial.predict_batch
+    peer_streams = FaceApiAgeGender(args.faceapi, threads=args.threads, streams=args.streams) if args.streams > 1 else None
     for rows in (int(r) for r in args.peer_rows.split(",")):
-        for p, how in ((peer, ""), (peer_streams, f", {streams} single-threaded sessions")):
+        for p, how in ((peer, ""), (peer_streams, f", {args.streams} single-threaded sessions")):
             if p is None:
                 continue
 
@@ -77,8 +82,9 @@ def main() -> None:
     print(f"{len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} UTKFace crops, {args.rounds} rounds, "
           f"threads {args.threads or 'default'}\n", flush=True)
     best = {k: (0.0, 0.0) for k in contenders}
-    for _ in range(args.rounds):
-        for name, fn in contenders.items():
+    for r in range(args.rounds):
+        # every other round in reverse order, so no contender always runs first (or right after another)
+        for name, fn in (list(contenders.items()) if r % 2 == 0 else list(contenders.items())[::-1]):
             wall, cpu = rate(lambda fn=fn: fn(crops), len(crops), 0.0)
             best[name] = (max(best[name][0], wall), max(best[name][1], cpu))
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -89,7 +95,7 @@ def main() -> None:
     peer_name = max((k for k in best if k.startswith("face-api")), key=lambda k: best[k][0])
     pw, pc = best[peer_name]
     print(f"\nface-api.js's best: {peer_name.split(': ', 1)[1]}; load average {load_end:.2f} at the end")
-    for name in list(best)[:2]:
+    for name in [k for k in best if k.startswith("ours")]:
         w, c = best[name]
         print(f"ours/face-api.js, {name.split(': ', 1)[1]}: {w / pw:.2f}× per wall second, {c / pc:.2f}× per "
               "CPU-second")

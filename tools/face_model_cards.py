@@ -72,8 +72,8 @@ MODELS = {
         "--set model.init_from=runs/student/checkpoints/best.ckpt --set optim.lr=2.5e-4 --set trainer.max_epochs=2 "
         "--set optim.scheduler.warmup_steps=100",
         "notes": [
-            ("a shallower EfficientNet-Lite0: `trunk.depths: [1, 1, 1, 2, 1, 2, 1]` keeps 7 of the network's 16 "
-             "blocks (every stage's first, which sets its width and stride), so the network costs about 0.6× "
+            ("a shallower EfficientNet-Lite0: `trunk.depths: [1, 1, 1, 2, 1, 2, 1]` keeps 9 of the network's 16 "
+             "blocks (every stage's first, which sets its width and stride, and a second in the fourth and sixth), so the network costs about 0.6× "
              "`default`'s per crop at the same 96-px input (docs/training.md)"),
             ("started from `default`'s weights (`model.init_from: default`) and distilled from it "
              "(`model.distill_model: {from: default, weight: 2.0, temperature: 2.0}`: the frozen `default` sees each "

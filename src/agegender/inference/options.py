@@ -51,7 +51,9 @@ class PredictorOptions(BaseModel):
     tta_flip: bool | None = Field(None, description="average with the mirrored crops; default: the model's "
                                                     "setting (docs/performance.md has its gain and cost)")
     batch_size: int = Field(64, ge=1, description="crops per model call")
-    workers: int | None = Field(None, ge=1, description="decode and detection threads (default min(4, CPUs))")
+    workers: int | None = Field(None, ge=1, description="decode and detection threads (default min(4, CPUs)); when "
+                                "ONNX Runtime runs single-threaded calls side by side (`threads` unset), these threads "
+                                "run the model too, at least one per call")
     max_pixels: int | None = Field(DEFAULT_MAX_PIXELS, ge=1, description="larger images get status too_large")
 
     @classmethod

@@ -271,6 +271,7 @@ class Predictor:
         thread waits on another (docs/performance.md has the gain); results are yielded in input order."""
         # Decoded images are kept only with return_images: then one image per task bounds memory (big photos).
         per_task = 1 if return_images else int(getattr(self.backend, "max_rows", 16))
+        n_workers = max(n_workers, int(getattr(self.backend, "streams", 1)))  # the workers run the model too
 
         def work(items: list[tuple[Any, str]]) -> list[Prepared]:
             return self._run([self._prepare(img, name, channel_order, return_images, True) for img, name in items])

@@ -92,7 +92,9 @@ def main() -> None:
             print(f"# auto: {p.info()['backend_selection']}")
         else:
             precision = "bf16" if backend == "torch-bf16" else "fp32"
-            p = load(files[backend], detector="none", threads=args.threads, precision=precision)
+            # the runtime named, not the default one (a bundled model's default is its ONNX twin)
+            p = load(files[backend], detector="none", threads=args.threads, precision=precision,
+                     backend="torch" if backend.startswith("torch") else "onnx")
         tta_default = p.tta_flip
         h, w = p.pre.resize_hw
         rng = np.random.default_rng(0)

@@ -30,6 +30,7 @@ from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import TorchBackend, best_seconds
 from agegender.inference.onnx_runtime import OnnxBackend
+from agegender.inference.runner import Runner
 from agegender.inference.runtime import open_backend
 
 log = logging.getLogger(__name__)
@@ -87,28 +88,20 @@ def synthetic_batch(backend: TorchBackend | OnnxBackend, n: int, seed: int = 0) 
 def crops_per_second(
     backend: TorchBackend | OnnxBackend, batch_size: int, tta_flip: bool = False, min_seconds: float = 1.0
 ) -> float:
-    """Best crops per second from uint8 crops at the model's resize size to outputs, after a warm-up that also
-    makes a PyTorch backend trace and freeze its network (it is built with ``optimize_after=0``).
+    """Best crops per second from uint8 crops at the model's resize size to outputs, through the predictor's own
+    :class:`~agegender.inference.runner.Runner`, after a warm-up that also makes a PyTorch backend trace and
+    freeze its network (it is built with ``optimize_after=0``).
 
     The step from crops to the runtime's input counts: an ONNX file that normalises inside its graph takes the
-    crops as they are, a PyTorch network needs them normalised to a float batch first
-    (:meth:`Preprocessing.batch <agegender.data.preprocess.Preprocessing.batch>`), which costs a share of the
+    crops as they are, a PyTorch network needs them normalised to a float batch first, which costs a share of the
     time and left out would rank the runtimes wrongly."""
-    if getattr(backend, "input_format", "float") == "uint8":
-        x = synthetic_batch(backend, batch_size)
-
-        def step() -> Any:
-            return backend.run(x, tta_flip=tta_flip)
-    else:
-        pre = Preprocessing.from_meta(backend.preprocess, f"model {getattr(backend, 'source', '')}")
-        h, w = pre.resize_hw
-        rng = np.random.default_rng(0)
-        crops = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for _ in range(batch_size)]
-
-        def step() -> Any:
-            return backend.run(pre.batch(crops), tta_flip=tta_flip)
-    step()  # the first call traces and freezes a PyTorch network
-    return batch_size / best_seconds(step, min_seconds=min_seconds)
+    pre = Preprocessing.from_meta(backend.preprocess, f"model {getattr(backend, 'source', '')}")
+    runner = Runner(backend, pre, batch_size, tta_flip)
+    h, w = pre.resize_hw
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for _ in range(batch_size)]
+    runner(crops)  # the first call traces and freezes a PyTorch network
+    return batch_size / best_seconds(lambda: runner(crops), min_seconds=min_seconds)
 
 
 def _cache_key(path: str | Path, device: str, threads: int | None, precision: str, batch_size: int,

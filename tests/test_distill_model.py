@@ -51,10 +51,25 @@ def test_heads_can_be_chosen(tmp_path):
     assert list(parts) == ["distill_model_gender"]
 
 
+def test_flip_teacher_averages_its_logits_on_the_batch_and_its_mirror(tmp_path):
+    pkg = write_tiny_package(tmp_path / "t.safetensors", "face", seed=1)
+    plain = build_teacher({"from": str(pkg)}, _student(), PRE)
+    flip = build_teacher({"from": str(pkg), "flip": True}, _student(), PRE)
+    x = torch.randn(3, 3, 64, 64)
+    a, b, both = plain.outputs(x), plain.outputs(x.flip(-1)), flip.outputs(x)
+    for h in flip.heads:
+        assert torch.allclose(both[h], (a[h] + b[h]) / 2, atol=1e-5)
+    assert not torch.allclose(a["age"], both["age"])  # the mirror image changes the tiny model's answer
+    # a mirror-symmetric batch gives the plain teacher's outputs
+    sym = torch.cat([x[..., :32], x[..., :32].flip(-1)], dim=-1)
+    assert all(torch.allclose(flip.outputs(sym)[h], plain.outputs(sym)[h], atol=1e-5) for h in flip.heads)
+
+
 @pytest.mark.parametrize(
     ("cfg", "needle"),
     [
         ({"from": "PKG", "alpha": 1}, "unknown key"),
+        ({"from": "PKG", "flip": "yes"}, "flip must be true or false"),
         ({"weight": 1.0}, "needs from"),
         ({"from": "PKG", "temperature": 0}, "temperature > 0"),
         ({"from": "PKG", "weight": "x"}, "numbers"),

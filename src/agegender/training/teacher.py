@@ -6,10 +6,12 @@ teacher's and the student's softmax at temperature T, scaled by T² so its gradi
 Unlike ``model.distill`` (a teacher's probabilities read from a CSV file for the clean images), the teacher here
 sees the same augmented batch as the student, for every head the two share (age distribution, gender,
 ethnicity, ...), which is what compressing a model into a smaller or shallower one needs. The teacher is not part
-of the student's weights or checkpoints.
+of the student's weights or checkpoints. With ``flip: true`` the teacher's logits are the mean of its logits on the
+batch and on its mirror image (the flip TTA a packaged model can run at inference), a slightly stronger teacher for
+one more forward pass of it per batch.
 
     model:
-      distill_model: {from: default, weight: 1.0, temperature: 2.0}   # heads: [age, gender] to choose
+      distill_model: {from: default, weight: 1.0, temperature: 2.0}   # heads: [age, gender] to choose; flip: true
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from torch import nn
 
 from agegender.errors import AgeGenderError
 
-_KEYS = {"from", "weight", "temperature", "heads"}
+_KEYS = {"from", "weight", "temperature", "heads", "flip"}
 
 
 class ModelTeacher:
     """A frozen model whose raw head outputs (logits) the student's same-named heads learn to match."""
 
     def __init__(self, model: nn.Module, heads: list[str], weight: float, temperature: float,
-                 input_hw: tuple[int, int] | None = None) -> None:
+                 input_hw: tuple[int, int] | None = None, flip: bool = False) -> None:
         self.model = model.float().eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -37,6 +39,7 @@ class ModelTeacher:
         self.weight = weight
         self.temperature = temperature
         self.input_hw = input_hw
+        self.flip = flip
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -47,7 +50,10 @@ class ModelTeacher:
             x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", antialias=True,
                                           align_corners=False)
         out = self.model(x.float())
-        return {h: out[h] for h in self.heads}
+        if not self.flip:
+            return {h: out[h] for h in self.heads}
+        mirrored = self.model(x.float().flip(-1))  # width is the last axis of NCHW
+        return {h: (out[h] + mirrored[h]) / 2 for h in self.heads}
 
     def loss(self, student: Mapping[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``weight`` × the mean over the shared heads of T² · KL(softmax(teacher / T) ‖ softmax(student / T)),
@@ -84,6 +90,9 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
         raise AgeGenderError("model.distill_model: weight and temperature must be numbers", code="bad_config") from None
     if weight < 0 or temperature <= 0:
         raise AgeGenderError("model.distill_model: weight must be >= 0 and temperature > 0", code="bad_config")
+    flip = cfg.get("flip", False)
+    if not isinstance(flip, bool):
+        raise AgeGenderError(f"model.distill_model: flip must be true or false, not {flip!r}", code="bad_config")
     from agegender.bundled import resolve_model_path
     from agegender.models.package import load_bundle
 
@@ -103,7 +112,7 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
                              f"outputs; shared: {shared}", code="bad_config")
     size = tpre.get("input_size")
     hw = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size)) if size else None
-    return ModelTeacher(bundle.model, heads, weight, temperature, hw)
+    return ModelTeacher(bundle.model, heads, weight, temperature, hw, flip=flip)
 
 
 def _as_list(v: Any) -> list[Any]:

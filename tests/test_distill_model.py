@@ -112,7 +112,8 @@ def test_training_with_a_teacher_model_logs_its_terms(utkface_dir, tmp_path):
         "--set", "data.batch_size=32", "--set", "trainer.max_epochs=1", "--set", "trainer.log_every_n_steps=1",
     ])
     assert r.exit_code == 0, r.output
-    rows = list(csv.DictReader(open(next(out.rglob("metrics.csv")))))
+    with open(next(out.rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
     logged = {k for row in rows for k, v in row.items() if v}
     assert {"train/loss_distill_model_age", "train/loss_distill_model_gender"} <= logged
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -2,7 +2,7 @@
 decoded 200×200 UTKFace crops: the crop resize to the model's input, the network alone (as the predictor runs it:
 its runtime's own batching, e.g. ONNX Runtime's single-threaded calls side by side), the decoding and typed results,
 and the whole call. The first and the third are timed on one thread; the network and the whole call use every CPU,
-as they do in use. Each figure is the best of ``--rounds``.
+as they do in use. Each figure is the best of ``--rounds`` after a warm-up call.
 
     python benchmarks/crop_path_stages.py [--model default] [--crops 512] [--rounds 3]
 """
@@ -11,22 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine
 from default_path import load_crops
-
-
-def best_ms_per_crop(fn: Callable[[], object], n: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best / n * 1e3
 
 
 def main() -> None:
@@ -38,6 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import agegender
+    from agegender.inference.backends import best_seconds
 
     crops = load_crops(args.data, args.crops)
     n = len(crops)
@@ -60,7 +50,7 @@ def main() -> None:
     print("| stage | ms per crop | crops/s |")
     print("|---|---|---|")
     for name, fn in stages:
-        ms = best_ms_per_crop(fn, n, args.rounds)
+        ms = best_seconds(fn, runs=args.rounds) / n * 1e3
         print(f"| {name} | {ms:.3f} | {1e3 / ms:,.0f} |")
 
 

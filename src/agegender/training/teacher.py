@@ -49,10 +49,11 @@ class ModelTeacher:
         if self.input_hw is not None and tuple(x.shape[-2:]) != self.input_hw:
             x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", antialias=True,
                                           align_corners=False)
-        out = self.model(x.float())
+        x = x.float()
+        out = self.model(x)
         if not self.flip:
             return {h: out[h] for h in self.heads}
-        mirrored = self.model(x.float().flip(-1))  # width is the last axis of NCHW
+        mirrored = self.model(x.flip(-1))  # width is the last axis of NCHW
         return {h: (out[h] + mirrored[h]) / 2 for h in self.heads}
 
     def loss(self, student: Mapping[str, torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

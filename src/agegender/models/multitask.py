@@ -93,6 +93,7 @@ class MultiTaskNet(nn.Module):
         weighting: nn.Module | None = None,
         distill: Mapping[str, Any] | None = None,
         distill_embedding: Mapping[str, Any] | None = None,
+        young_age: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.trunk = trunk
@@ -107,6 +108,7 @@ class MultiTaskNet(nn.Module):
         self.embed_spec = _embedding_spec(distill_embedding) if distill_embedding else None
         self.embed_proj = (nn.Linear(trunk.out_features, self.embed_spec["dim"])
                            if self.embed_spec is not None else None)
+        self.young_spec = _young_spec(young_age, self.heads) if young_age else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -134,10 +136,10 @@ class MultiTaskNet(nn.Module):
             tt = t[m]
             parts[name] = self.losses[name](out, tt)
         if not parts:
-            # Keep the graph connected so optimisers/DDP see every parameter.
-            zero = sum(o.sum() for o in outputs.values()) * 0.0
-            return zero, {}
-        total = self.weighting(parts) if self.weighting is not None else sum(parts.values())
+            # No head has a label in the batch; keep the graph connected so optimisers/DDP see every parameter.
+            total = sum(o.sum() for o in outputs.values()) * 0.0
+        else:
+            total = self.weighting(parts) if self.weighting is not None else sum(parts.values())
         if self.distill is not None:
             term = self._distill_loss(outputs, targets)
             if term is not None:
@@ -150,7 +152,33 @@ class MultiTaskNet(nn.Module):
                 total = total + self.embed_spec["weight"] * term
             elif EMBEDDING_OUTPUT in outputs:  # no teacher row in the batch: keep the projection in the graph (DDP)
                 total = total + 0.0 * outputs[EMBEDDING_OUTPUT].sum()
+        if self.young_spec is not None:
+            term = self._young_loss(outputs, targets)
+            if term is not None:
+                parts["young_age"] = term
+                total = total + self.young_spec["weight"] * term
         return total, parts
+
+    def _young_loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
+                    ) -> torch.Tensor | None:
+        """A 0/1 "young" flag as an interval label for the age distribution: the negative log of the probability
+        the head puts on the ages the flag allows (``<= young_max`` when young, ``>= old_min`` when not), the
+        likelihood of an interval-censored observation; rows without the flag (NaN) are skipped."""
+        spec = self.young_spec
+        assert spec is not None
+        flag = targets.get("young")
+        if flag is None:
+            return None
+        m = ~torch.isnan(flag)
+        if not bool(m.any()):
+            return None
+        head = self.heads[spec["head"]]
+        logits = outputs[spec["head"]][m].float()
+        young = flag[m].unsqueeze(-1) > 0.5
+        allowed = torch.where(young, head.ages <= spec["young_max"], head.ages >= spec["old_min"])
+        # log P(allowed ages) = logsumexp over the allowed bins - logsumexp over all: exact where the mass is tiny
+        inside = torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+        return (torch.logsumexp(logits, dim=-1) - inside).mean()
 
     def _embedding_loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
                         ) -> torch.Tensor | None:
@@ -231,6 +259,27 @@ def _embedding_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"dim": dim, "weight": weight}
 
 
+def _young_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dict[str, Any]:
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - {"weight", "young_max", "old_min"})
+    if unknown:
+        raise AgeGenderError(f"model.young_age: unknown key(s) {unknown}; it takes weight, young_max, old_min",
+                             code="bad_config")
+    names = [n for n, h in heads.items() if getattr(h, "kind", "") == "age_distribution"]
+    if not names:
+        raise AgeGenderError("model.young_age needs an age head of type age_distribution (a distribution over "
+                             "ages to put the flag's interval on)", code="bad_config")
+    try:
+        weight = float(cfg.get("weight", 1.0))
+        young_max, old_min = float(cfg.get("young_max", 40)), float(cfg.get("old_min", 30))
+    except (TypeError, ValueError):
+        raise AgeGenderError("model.young_age: weight, young_max and old_min must be numbers", code="bad_config") from None
+    if weight < 0 or not 0 < old_min <= young_max < 100:
+        raise AgeGenderError("model.young_age: weight must be >= 0 and 0 < old_min <= young_max < 100 "
+                             f"(got old_min {old_min:g}, young_max {young_max:g})", code="bad_config")
+    return {"head": names[0], "weight": weight, "young_max": young_max, "old_min": old_min}
+
+
 @COMPOSITIONS.register("multitask")
 def build_multitask(
     cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mapping[str, Any] | None = None, with_losses: bool = True
@@ -245,7 +294,8 @@ def build_multitask(
     weighting = WEIGHTINGS.build(wcfg.pop("name"), list(heads), **wcfg) if with_losses else None
     distill = cfg.get("distill") if with_losses else None
     # the projection is built for packages too (with_losses=False), so that their weights load; it is unused there
-    return MultiTaskNet(trunk, heads, losses, weighting, distill, cfg.get("distill_embedding"))
+    return MultiTaskNet(trunk, heads, losses, weighting, distill, cfg.get("distill_embedding"),
+                        cfg.get("young_age") if with_losses else None)
 
 
 def build_model(

@@ -17,7 +17,7 @@ from agegender.errors import AgeGenderError
 
 #: keys whose value is a free-form mapping (validated by the part that consumes it)
 _FREE = {"data.options", "data.split", "data.filter", "data.sampler", "data.teacher", "model.distill",
-         "model.distill_embedding", "model.distill_model", "model.trunk", "model.heads", "model.weighting",
+         "model.distill_embedding", "model.distill_model", "model.young_age", "model.trunk", "model.heads", "model.weighting",
          "model.composition_args", "optim.scheduler", "trainer.early_stopping", "trainer.ema", "eval"}
 
 DEFAULTS: dict[str, Any] = {
@@ -79,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
         # temperature: 2.0, heads: [...]}; the frozen teacher sees each training batch and every softmax head the
         # two models share is trained towards its softened outputs
         "distill_model": None,
+        # a weak age label: {weight: 1.0, young_max: 40, old_min: 30} trains the age distribution of the images
+        # whose source gives the 0/1 flag ``young`` (CelebA's "Young" attribute, no exact age) to put its mass at
+        # ages <= young_max (young) or >= old_min (not young); see MultiTaskNet._young_loss
+        "young_age": None,
     },
     "optim": {
         "name": "adam",

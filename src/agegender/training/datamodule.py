@@ -310,6 +310,9 @@ class AgeGenderDataModule(L.LightningDataModule):
             "pedestrian": 1 + get_scheme(self.scheme).num_groups,
         }
         self.targets = build_targets(samples, self.scheme, len(self.attribute_names))
+        young = [(s.extra or {}).get("young") for s in samples]
+        if any(v is not None for v in young):  # CelebA's 0/1 "Young" flag, a weak age label (model.young_age)
+            self.targets["young"] = np.array([np.nan if v is None else float(v) for v in young], dtype=np.float32)
         teachers = self.cfg.get("teacher") or []
         for spec in [teachers] if isinstance(teachers, Mapping) else teachers:  # one mapping or a list of them
             from agegender.data.soft_labels import read_soft_labels

@@ -8,7 +8,7 @@ uncertainty (``models/weighting.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -225,12 +225,18 @@ def decode_heads(heads: Mapping[str, nn.Module], outputs: Mapping[str, torch.Ten
     return out
 
 
-def _distill_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dict[str, Any]:
+def _known_keys(cfg: Mapping[str, Any], section: str, allowed: Sequence[str]) -> dict[str, Any]:
+    """``cfg`` as a dict, or a one-line config error naming the keys of ``model.<section>`` that it does not take."""
     cfg = dict(cfg)
-    unknown = sorted(set(cfg) - {"task", "weight", "temperature"})
+    unknown = sorted(set(cfg) - set(allowed))
     if unknown:
-        raise AgeGenderError(f"model.distill: unknown key(s) {unknown}; it takes task, weight, temperature",
+        raise AgeGenderError(f"model.{section}: unknown key(s) {unknown}; it takes {', '.join(allowed)}",
                              code="bad_config")
+    return cfg
+
+
+def _distill_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dict[str, Any]:
+    cfg = _known_keys(cfg, "distill", ("task", "weight", "temperature"))
     task = str(cfg.get("task") or "")
     names = [n for n, h in heads.items() if getattr(h, "task", n) == task and getattr(h, "kind", "") == "multiclass"]
     if not names:
@@ -243,11 +249,7 @@ def _distill_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dic
 
 
 def _embedding_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    cfg = dict(cfg)
-    unknown = sorted(set(cfg) - {"dim", "weight"})
-    if unknown:
-        raise AgeGenderError(f"model.distill_embedding: unknown key(s) {unknown}; it takes dim, weight",
-                             code="bad_config")
+    cfg = _known_keys(cfg, "distill_embedding", ("dim", "weight"))
     try:
         dim, weight = int(cfg.get("dim", 0)), float(cfg.get("weight", 1.0))
     except (TypeError, ValueError):
@@ -260,11 +262,7 @@ def _embedding_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _young_spec(cfg: Mapping[str, Any], heads: Mapping[str, nn.Module]) -> dict[str, Any]:
-    cfg = dict(cfg)
-    unknown = sorted(set(cfg) - {"weight", "young_max", "old_min"})
-    if unknown:
-        raise AgeGenderError(f"model.young_age: unknown key(s) {unknown}; it takes weight, young_max, old_min",
-                             code="bad_config")
+    cfg = _known_keys(cfg, "young_age", ("weight", "young_max", "old_min"))
     names = [n for n, h in heads.items() if getattr(h, "kind", "") == "age_distribution"]
     if not names:
         raise AgeGenderError("model.young_age needs an age head of type age_distribution (a distribution over "

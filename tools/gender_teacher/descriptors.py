@@ -24,6 +24,8 @@ $AGEGENDER_TEACHER_DIR). Usage:
                                                                      # plus the UTKFace training subsample
   OMP_NUM_THREADS=1 python tools/gender_teacher/descriptors.py main --variant orig [--budget-min M]  # val/test all, then train
   OMP_NUM_THREADS=1 python tools/gender_teacher/descriptors.py main --all-train   # then every training face
+  ... main --all-train --shard 0/2 & ... main --all-train --shard 1/2   # the same on two CPUs, each its own stores,
+  python tools/gender_teacher/descriptors.py merge --shards 2           # then merged into the stores above
 """
 
 from __future__ import annotations
@@ -228,16 +230,45 @@ def run(jobs, dm, split_of, describer, stores, budget_s: float | None, log, labe
     return {"label": label, "faces": done, "seconds": round(el, 1), "s_per_face": round(el / max(done, 1), 4)}
 
 
+def merge(variant: str, shards: int | None) -> None:
+    """Fold the stores of ``main --shard K/N`` runs into the unsharded stores (resumable: rows already there stay)."""
+    if not shards or shards < 1:
+        raise SystemExit("merge needs --shards N, the N of the --shard K/N runs")
+    suffix = "" if variant == "orig" else "_crop96"
+    for name, v in (("utkface", "hog"), ("aaf", variant), ("celeba", variant)):
+        base = f"{OUT}/descriptors_{name}{'' if name == 'utkface' else suffix}"
+        store = Store(f"{base}.npz", v)
+        before = len(store.rows)
+        for k in range(shards):
+            part = f"{base}.shard{k}of{shards}.npz"
+            if not os.path.exists(part):
+                raise SystemExit(f"{part} is missing: run main --shard {k}/{shards} first")
+            for p, row in Store(part, v).rows.items():
+                store.rows.setdefault(p, row)
+        store.save()
+        print(f"{name}: {before} -> {len(store.rows)} faces")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["compare", "main"])
+    ap.add_argument("phase", choices=["compare", "main", "merge"])
     ap.add_argument("--variant", choices=["orig", "crop96"], default="orig", help="aaf/celeba descriptors (main)")
     ap.add_argument("--budget-min", type=float, default=None, help="time budget for the training part (main)")
     ap.add_argument("--all-train", action="store_true",
                     help="every training face instead of the subsample (main; resumes where a run stopped)")
+    ap.add_argument("--shard", default=None, metavar="K/N",
+                    help="main: do every N-th face from the K-th (K in 0..N-1) into stores of their own")
+    ap.add_argument("--shards", type=int, default=None, help="merge: the N of the shard runs")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    logf = open(os.path.join(OUT, "descriptors.log"), "a", encoding="utf-8")
+    if args.phase == "merge":
+        merge(args.variant, args.shards)
+        return
+    shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else None
+    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        ap.error("--shard takes K/N with 0 <= K < N, e.g. 0/2")
+    tag = f".shard{shard[0]}of{shard[1]}" if shard else ""
+    logf = open(os.path.join(OUT, f"descriptors{tag}.log"), "a", encoding="utf-8")
 
     def log(msg: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {msg}"
@@ -269,11 +300,12 @@ def main() -> None:
     else:
         v = args.variant
         suffix = "" if v == "orig" else "_crop96"
-        stores = {"utkface": Store(f"{OUT}/descriptors_utkface.npz", "hog"),
-                  "aaf": Store(f"{OUT}/descriptors_aaf{suffix}.npz", v),
-                  "celeba": Store(f"{OUT}/descriptors_celeba{suffix}.npz", v)}
+        stores = {"utkface": Store(f"{OUT}/descriptors_utkface{tag}.npz", "hog"),
+                  "aaf": Store(f"{OUT}/descriptors_aaf{suffix}{tag}.npz", v),
+                  "celeba": Store(f"{OUT}/descriptors_celeba{suffix}{tag}.npz", v)}
         method = {"utkface": "utkface", "aaf": v, "celeba": v}
         held = [i for part in ("val", "test") for i in dm.split[part]]
+        held = held[shard[0]::shard[1]] if shard else held
         timing.append(run([(int(i), names[dm.source_index[i]], method[names[dm.source_index[i]]]) for i in held],
                           dm, split_of, describer, stores, None, log, "val+test"))
         # training subsample, sources interleaved so that a budget stop leaves each a share
@@ -284,9 +316,11 @@ def main() -> None:
             k = min((k for k in orders if pos[k] < len(orders[k])), key=lambda k: pos[k] / len(orders[k]))
             jobs.append((int(orders[k][pos[k]]), names[k], method[names[k]]))
             pos[k] += 1
+        jobs = jobs[shard[0]::shard[1]] if shard else jobs
         budget = args.budget_min * 60 if args.budget_min else None
         timing.append(run(jobs, dm, split_of, describer, stores, budget, log, "train subsample"))
-    json.dump(timing, open(timing_path, "w"), indent=1)
+    if shard is None:
+        json.dump(timing, open(timing_path, "w"), indent=1)
     log("done")
 
 

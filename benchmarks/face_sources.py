@@ -9,6 +9,9 @@ pooled over the sources (each image counted once). Sources whose folder is absen
 A model ``faceapi:DIR`` is face-api.js's age/gender net (``benchmarks/peers/faceapi.py``; DIR the unpacked
 ``@vladmandic/face-api`` npm package, or ``faceapi`` alone with ``FACEAPI_DIR``) scored on the same split images,
 each given to it as the decoded image (face-api pads to square and resizes to 112 itself): age and gender only.
+A model ``MODEL@BACKEND[-PRECISION]`` (e.g. ``default@onnx``, ``default@openvino-bf16``) is one of ours run by
+``agegender.load(MODEL, backend=BACKEND, precision=PRECISION)`` on the same images, every head scored: what a
+runtime's rounding costs (the plain name runs the package in PyTorch float32, as ``agegender evaluate`` does).
 
     python benchmarks/face_sources.py --models default,runs/face_wild/model.safetensors,faceapi:package \\
         [--config configs/default/face_wild.yaml] [--split test|val] [--json OUT.json]
@@ -78,23 +81,40 @@ def peer_evaluation(peer, dataset: str, root: str, split: str, split_config: dic
     from agegender.metrics import compute_metrics
 
     samples = split_samples(dataset, root, split, split_config)[0]
-    kept, ages, p_male = [], [], []
+    kept, outs = [], []
     with ThreadPoolExecutor(2) as ex:
         for start in range(0, len(samples), 256):
             part = samples[start:start + 256]
             pairs = [(s, c) for s, c in zip(part, ex.map(read_crop, part)) if c is not None]
-            a, p = peer.predict_batch([c for _, c in pairs])
+            out = peer.predict_batch([c for _, c in pairs])
+            if not isinstance(out, dict):  # a peer's (ages, p_male)
+                out = {"age": out[0], "gender_probs": np.stack([out[1], 1 - out[1]], axis=1)}
             kept += [s for s, _ in pairs]
-            ages.append(a)
-            p_male.append(p)
+            outs.append(out)
     sch = get_scheme(DATASETS.meta(dataset).get("age_scheme") or "adience8")
-    p = np.concatenate(p_male)
-    preds = {"age": np.concatenate(ages), "gender_probs": np.stack([p, 1 - p], axis=1)}
+    preds = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
     targets = sample_targets(kept, sch.name, 0)
     targets["age_group_scheme"] = sch.name
     report = {"model": peer.name, "dataset": dataset, "split": split, "n_images": len(kept),
               "n_skipped": len(samples) - len(kept), **compute_metrics(preds, targets, sch)}
     return PeerEvaluation(report, preds, targets, sch)
+
+
+class RuntimePeer:
+    """One of our models through ``agegender.load(model, backend=..., precision=...)`` (``MODEL@BACKEND[-PRECISION]``,
+    e.g. ``default@openvino-bf16``), so that a runtime's outputs are scored on the same images as the package under
+    PyTorch: ``predict_batch(crops)`` returns every decoded head."""
+
+    def __init__(self, spec: str) -> None:
+        import agegender
+
+        model, _, runtime = spec.partition("@")
+        backend, _, precision = runtime.partition("-")
+        self.name = spec
+        self.predictor = agegender.load(model, detector="none", backend=backend or None, precision=precision or None)
+
+    def predict_batch(self, crops: list) -> dict:
+        return self.predictor.predict_arrays(crops)
 
 
 def pooled(evals: list) -> dict:
@@ -133,7 +153,8 @@ def recipe_sources(config: str | Path) -> tuple[dict, list[dict]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="default",
-                    help="comma-separated bundled names or package paths; faceapi:DIR for face-api.js's net")
+                    help="comma-separated bundled names or package paths; faceapi:DIR for face-api.js's net; "
+                         "MODEL@BACKEND[-PRECISION] (e.g. default@openvino-bf16) for one of ours through that runtime")
     ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
     ap.add_argument("--split", default="test", choices=("test", "val"))
     ap.add_argument("--json", help="also write every report here")
@@ -155,18 +176,24 @@ def main() -> None:
                 peers[model] = FaceApiAgeGender(model.partition(":")[2] or None)
             except FaceApiMissing as e:
                 sys.exit(f"error: {e}")
+        elif "@" in model:
+            peers[model] = RuntimePeer(model)
     absolute, sources = recipe_sources(args.config)
     specs = [(s["name"], s["dataset"], s["root"]) for s in sources]
     print(f"machine: {machine()}")
     print(f"recipe: {Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config}, "
           f"{args.split} split of each source")
     for model, peer in peers.items():
-        print(f"{model}: {peer.name}, {peer.onnx_path.name} on ONNX Runtime")
+        if isinstance(peer, RuntimePeer):
+            info = peer.predictor.info()
+            print(f"{model}: {info['source']} on {info['backend']} ({info['precision']})")
+        else:
+            print(f"{model}: {peer.name}, {peer.onnx_path.name} on ONNX Runtime")
     print("| model | source | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     dump = {}
     for model in models:
-        label = "face-api.js" if model in peers else model
+        label = "face-api.js" if model in peers and not isinstance(peers[model], RuntimePeer) else model
         evals = []
         for name, dataset, root in specs:
             if model in peers:

@@ -15,6 +15,7 @@ for var, sub in {
     "HF_HOME": "hf",
     "MPLCONFIGDIR": "mpl",
     "XDG_CACHE_HOME": "xdg",
+    "AGEGENDER_CACHE_DIR": "agegender",
 }.items():
     os.environ[var] = str(_CACHE / sub)
 os.environ["HF_HUB_OFFLINE"] = "1"

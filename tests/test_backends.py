@@ -118,5 +118,5 @@ def test_bf16_mismatch_stays_eager_and_precision_options(tiny_face_model: Path, 
     assert TorchBackend(tiny_face_model).precision == "fp32"  # the default
     with pytest.raises(AgeGenderError, match="unknown precision 'fp8'"):
         TorchBackend(tiny_face_model, precision="fp8")
-    with pytest.raises(AgeGenderError, match="torch backend option"):
+    with pytest.raises(AgeGenderError, match="needs backend=.openvino."):
         open_backend(tiny_face_model, backend="onnx", precision="bf16")

@@ -69,10 +69,13 @@ def test_default_body_on_peta(peta_dir):
 
 @pytest.mark.parametrize("name", ["default", "default-fast", "default-body"])
 def test_bundled_onnx_twin_is_the_default_and_matches_the_package(name, grace_hopper):
-    """`load(name)` runs the bundled ONNX twin; it gives what the safetensors package gives under PyTorch."""
+    """`load(name)` runs the bundled ONNX twin (in float32 on ONNX Runtime when asked for float32); it gives what the
+    safetensors package gives under PyTorch."""
     from agegender.bundled import onnx_twin, resolve_model_path
+    from agegender.inference.openvino_runtime import bf16_native
 
-    fast, ref = agegender.load(name), agegender.load(name, backend="torch")
+    assert agegender.load(name).backend.name == ("openvino" if bf16_native() else "onnx")
+    fast, ref = agegender.load(name, precision="fp32"), agegender.load(name, backend="torch")
     assert fast.backend.name == "onnx" and ref.backend.name == "torch"
     assert fast.info()["source"] == str(onnx_twin(resolve_model_path(name)))
     assert fast.backend.config == ref.backend.config and fast.backend.preprocess == ref.backend.preprocess

@@ -91,18 +91,19 @@ MinConfidence = Annotated[
 Backend = Annotated[
     str | None, typer.Option(
         "--backend",
-        help="torch | onnx | auto (time both on this machine, keep the faster; a few seconds once, then "
-        "cached: for batch jobs and video) (default: from the file extension)",
+        help="torch | onnx | openvino | auto (time torch and onnx on this machine, keep the faster; a few seconds "
+        "once, then cached: for batch jobs and video) (default: a bundled model runs its ONNX twin, on OpenVINO in "
+        "bfloat16 where the CPU has AMX, else on ONNX Runtime; otherwise from the file extension)",
     ),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="model threads (default: torch's)")]
 Precision = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--precision",
-        help="torch backend, batch jobs: fp32 | bf16 (faster on some CPUs with native bfloat16: 1.4-1.8x "
-        "crops/s on an AMD EPYC, 0.7x on an Intel Xeon; outputs move slightly) | auto (where bfloat16 is "
-        "native, time both and keep the faster)",
+        help="fp32 (float32 throughout: outputs as `agegender evaluate` gives them) | bf16 (bfloat16: OpenVINO for a "
+        "bundled model or an .onnx file, the torch trace for a checkpoint; outputs move slightly) | auto (torch: "
+        "time both; OpenVINO: bfloat16 on AMX CPUs) (default: bfloat16 only for a bundled model on an AMX CPU)",
     ),
 ]
 DetectorOptions = Annotated[
@@ -153,7 +154,7 @@ def predict(
     ] = None,
     backend: Backend = None,
     threads: Threads = None,
-    precision: Precision = "fp32",
+    precision: Precision = None,
     tta_flip: TtaFlip = None,
     detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
     min_face_size: Annotated[
@@ -273,7 +274,7 @@ def predict(
 def _backend_note(predictor: Any) -> str:
     """``backend onnx`` or, for ``--backend auto``, the timings it chose by."""
     info = predictor.info()
-    note = f"backend {info['backend']}" + (f" {info['precision']}" if info["backend"] == "torch" else "")
+    note = f"backend {info['backend']}" + (f" {info['precision']}" if info["backend"] in ("torch", "openvino") else "")
     sel = info.get("backend_selection")
     if sel:
         rates = ", ".join(f"{k} {v:.0f}" for k, v in sel["crops_per_second"].items())
@@ -359,7 +360,7 @@ def video(
     min_confidence: MinConfidence = 0.0,
     backend: Backend = None,
     threads: Threads = None,
-    precision: Precision = "fp32",
+    precision: Precision = None,
     tta_flip: TtaFlip = None,
     detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
 ) -> None:

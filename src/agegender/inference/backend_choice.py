@@ -29,7 +29,7 @@ import torch
 from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import TorchBackend, best_seconds
-from agegender.inference.onnx_runtime import OnnxBackend
+from agegender.inference.onnx_runtime import OnnxBackend, cache_dir
 from agegender.inference.runner import Runner
 from agegender.inference.runtime import open_backend
 
@@ -39,8 +39,7 @@ CACHE_FILE = "backend_choice.json"
 
 
 def cache_path() -> Path:
-    root = os.environ.get("AGEGENDER_CACHE_DIR") or Path.home() / ".cache" / "agegender"
-    return Path(root) / CACHE_FILE
+    return cache_dir() / CACHE_FILE
 
 
 def cpu_name() -> str:

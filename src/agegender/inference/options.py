@@ -18,15 +18,17 @@ class PredictorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=True)
 
     device: str = Field("cpu", description="`cpu` or `cuda[:N]`")
-    backend: Literal["torch", "onnx", "auto"] | None = Field(
-        None, description="model runtime. Default: a bundled model on a CPU runs its bundled ONNX twin with ONNX "
-        "Runtime (no torch imported), an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx` "
-        "with a package exports it on the fly; `auto` times PyTorch and ONNX Runtime on this machine once (cached) "
+    backend: Literal["torch", "onnx", "openvino", "auto"] | None = Field(
+        None, description="model runtime. Default: a bundled model on a CPU runs its bundled ONNX twin (no torch "
+        "imported): with OpenVINO in bfloat16 on a CPU with bfloat16 matrix units (Intel AMX), else with ONNX Runtime "
+        "in float32; an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx`/`openvino` with a "
+        "package exports it on the fly; `auto` times PyTorch and ONNX Runtime on this machine once (cached) "
         "and keeps the faster (agegender.inference.backend_choice)")
-    precision: Literal["fp32", "bf16", "auto"] = Field(
-        "fp32", description="the PyTorch runtime's precision once it has traced the network (after 64 crops): "
-        "`bf16` on CPUs with native bfloat16 (faster on some, slower on others; outputs move slightly), `auto` "
-        "times both")
+    precision: Literal["fp32", "bf16", "auto"] | None = Field(
+        None, description="`fp32`: float32 throughout (a bundled model then runs on ONNX Runtime, outputs equal to "
+        "`agegender evaluate`'s). `bf16`: bfloat16 (OpenVINO for a bundled model or an `.onnx` file, else the "
+        "PyTorch trace after 64 crops; outputs move slightly). `auto`: PyTorch times both; OpenVINO takes bfloat16 "
+        "on AMX CPUs. Unset: the runtime's default (bfloat16 only for a bundled model on an AMX CPU)")
     threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime. Unset, ONNX "
                                 "Runtime on a CPU runs one single-threaded model call per CPU at once, each worker "
                                 "thread taking a few images from decoding to results (docs/performance.md); set, "

@@ -486,13 +486,22 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     path = resolve_model_path(name_or_path)
     backend, device, threads, precision = opts.backend, opts.device, opts.threads, opts.precision
     twin = onnx_twin(path)
-    if backend is None and twin is not None and str(device) == "cpu" and precision == "fp32":
-        # a bundled model: its ONNX twin, the fastest correct path on a CPU without loading torch
-        path, backend = twin, "onnx"
+    if backend is None and twin is not None and str(device) == "cpu" and precision in (None, "fp32", "bf16"):
+        # a bundled model: its ONNX twin, the fastest path on a CPU without loading torch: OpenVINO's bfloat16
+        # where the CPU has bfloat16 matrix units (or bfloat16 is asked for), else ONNX Runtime's float32
+        from agegender.inference.openvino_runtime import bf16_native, openvino_available
+
+        if precision == "bf16" and openvino_available() or precision is None and bf16_native():
+            path, backend, precision = twin, "openvino", "bf16"
+        elif precision != "bf16":
+            path, backend = twin, "onnx"
+    elif backend in ("onnx", "openvino") and twin is not None:
+        path = twin  # the bundled export, not one made on the fly
     if backend == "auto":
         from agegender.inference.backend_choice import open_fastest_backend
 
-        be = open_fastest_backend(path, device, threads, precision, opts.batch_size, tta_flip=bool(opts.tta_flip))
+        be = open_fastest_backend(path, device, threads, precision or "fp32", opts.batch_size,
+                                  tta_flip=bool(opts.tta_flip))
     else:
         be = open_backend(path, backend, device, threads, precision=precision)
     return Predictor(be, opts)

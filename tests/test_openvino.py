@@ -1,0 +1,112 @@
+"""The OpenVINO backend (agegender.inference.openvino_runtime): the bundled ONNX twins run by OpenVINO in float32
+and, on CPUs with native bfloat16, in bfloat16; and which runtime `agegender.load` picks by default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import agegender
+from agegender.bundled import onnx_twin, resolve_model_path
+from agegender.data.images import load_image
+from agegender.errors import AgeGenderError
+
+ov = pytest.importorskip("openvino")
+from agegender.inference import openvino_runtime
+from agegender.inference.onnx_runtime import OnnxBackend
+from agegender.inference.openvino_runtime import OpenVinoBackend
+
+HAS_BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no native bfloat16")
+
+
+@pytest.fixture(scope="module")
+def twin():
+    return onnx_twin(resolve_model_path("default-fast"))
+
+
+@pytest.fixture(scope="module")
+def crops(grace_hopper):
+    rgb = load_image(grace_hopper)
+    rng = np.random.default_rng(3)
+    faces = [rgb[100:330, 150:380], rgb[90:340, 140:390], rgb]
+    from agegender.data.preprocess import resize_rgb
+
+    return np.stack([resize_rgb(c, (96, 96)) for c in faces]
+                    + [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for _ in range(37)])
+
+
+def test_fp32_matches_onnx_runtime_and_reads_the_same_metadata(twin, crops):
+    ref, ovb = OnnxBackend(twin), OpenVinoBackend(twin, precision="fp32")
+    assert ovb.name == "openvino" and ovb.precision == "fp32"
+    assert (ovb.config, ovb.preprocess, ovb.labels, ovb.meta, ovb.input_format, ovb.model_name) == (
+        ref.config, ref.preprocess, ref.labels, ref.meta, ref.input_format, ref.model_name)
+    for flip in (False, True):
+        a, b = ref.run(crops, tta_flip=flip), ovb.run(crops, tta_flip=flip)  # 40 rows: three calls, the last of 8
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], atol=1e-3 if k == "age" else 1e-4, err_msg=k)
+
+
+def test_streams_follow_threads_and_compiled_networks_are_cached(twin, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(tmp_path))
+    assert OpenVinoBackend(twin, precision="fp32").streams == max(1, os.cpu_count() or 1)
+    assert OpenVinoBackend(twin, precision="fp32", threads=2).streams == 1
+    assert any((tmp_path / "openvino").iterdir())
+
+
+@needs_bf16
+def test_bf16_stays_close_to_float32(twin, crops):
+    ref, low = OnnxBackend(twin), OpenVinoBackend(twin, precision="bf16")
+    assert low.precision == "bf16"
+    a, b = ref.run(crops), low.run(crops)
+    assert np.abs(b["gender_probs"] - a["gender_probs"]).max() < 0.05
+    assert np.abs(b["age"][:2] - a["age"][:2]).max() < 1.0  # the two face crops; the whole photo and the noise
+    # images have flat age distributions, whose median moves more
+    assert np.abs(b["age"] - a["age"]).max() < 6.0
+    assert not np.allclose(b["age_probs"], a["age_probs"], atol=1e-6)  # it did run in reduced precision
+    assert (b["gender_probs"][:2].argmax(1) == a["gender_probs"][:2].argmax(1)).all()
+
+
+def test_load_picks_bf16_openvino_only_where_the_cpu_has_amx(monkeypatch, grace_hopper):
+    monkeypatch.setattr(openvino_runtime, "bf16_native", lambda: False)
+    assert agegender.load("default-fast").backend.name == "onnx"
+    monkeypatch.setattr(openvino_runtime, "bf16_native", lambda: True)
+    assert agegender.load("default-fast", precision="fp32").backend.name == "onnx"  # float32 asked for: exact
+    if HAS_BF16:
+        p = agegender.load("default-fast")
+        assert (p.backend.name, p.info()["precision"]) == ("openvino", "bf16")
+        assert p.info()["source"] == str(onnx_twin(resolve_model_path("default-fast")))
+        assert len(p.predict(grace_hopper)) == 1
+
+
+def test_explicit_openvino_backend_uses_the_bundled_twin(twin):
+    p = agegender.load("default-fast", backend="openvino", precision="fp32")
+    assert (p.backend.name, p.backend.source, p.info()["precision"]) == ("openvino", str(twin), "fp32")
+
+
+def test_bad_options_and_files_are_one_line_errors(twin, tmp_path):
+    with pytest.raises(AgeGenderError, match="unknown precision 'fp8'"):
+        OpenVinoBackend(twin, precision="fp8")
+    with pytest.raises(AgeGenderError, match="runs on the CPU"):
+        OpenVinoBackend(twin, device="cuda")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(AgeGenderError, match="not a loadable ONNX model") as e:
+        OpenVinoBackend(junk, precision="fp32")
+    assert "\n" not in str(e.value)
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    bare = tmp_path / "bare.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), bare)
+    with pytest.raises(AgeGenderError, match="no agegender metadata"):
+        OpenVinoBackend(bare, precision="fp32")
+    if not HAS_BF16:
+        with pytest.raises(AgeGenderError, match="no native bfloat16"):
+            OpenVinoBackend(twin, precision="bf16")

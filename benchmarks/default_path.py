@@ -42,17 +42,19 @@ def load_crops(folder: str | Path, n: int) -> list:
     return [np.asarray(Image.open(f).convert("RGB")) for f in sorted(Path(folder).glob("*.jpg"))[:n]]
 
 
-def crops_per_second(model: str, crops: list, repeats: int, **options) -> float:
+def crops_per_second(model: str, crops: list, repeats: int, **options) -> tuple[float, str]:
+    """Best crops/s, and the runtime ``load`` chose (``onnx fp32``, ``openvino bf16``, ``torch fp32``, ...)."""
     import agegender
 
     p = agegender.load(model, detector="none", **options)
-    p.predict_batch(crops[:64])  # warm-up: ONNX Runtime's first run, torch's trace after 64 crops
+    p.predict_batch(crops[:64])  # warm-up: the runtime's first run, torch's trace after 64 crops
     best = 0.0
     for _ in range(repeats):
         t = time.perf_counter()
         p.predict_batch(crops)
         best = max(best, len(crops) / (time.perf_counter() - t))
-    return best
+    info = p.info()
+    return best, f"{info['backend']} {info['precision']}"
 
 
 def main() -> None:
@@ -70,18 +72,20 @@ def main() -> None:
     print("| cold start (fresh process) | wall s |")
     print("|---|---|")
     print(f"| `python -c 'import agegender'` | {wall([sys.executable, '-c', 'import agegender'], args.runs):.2f} |")
-    for extra in ([], ["--backend", "torch"]):
+    for extra in ([], ["--precision", "fp32"], ["--backend", "torch"]):
         label = " ".join(["agegender predict photo.jpg", "--model", args.model, *extra])
         print(f"| `{label}` | {wall([exe, 'predict', photo, '--model', args.model, *extra], args.runs):.2f} |")
 
     crops = load_crops(args.data, args.crops)
-    print(f"\n| end to end, {len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} crops | crops/s |")
-    print("|---|---|")
+    print(f"\n| end to end, {len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} crops | runtime | crops/s |")
+    print("|---|---|---|")
     for label, opts in (("default load (bundled ONNX twin, flip TTA as the model says)", {}),
-                        ("ONNX Runtime, flip TTA off", {"tta_flip": False}),
+                        ("the same, flip TTA off", {"tta_flip": False}),
+                        ("float32 asked for (`precision=\"fp32\"`)", {"precision": "fp32"}),
                         ("PyTorch (frozen after 64 crops), flip TTA as the model says", {"backend": "torch"}),
                         ("PyTorch, flip TTA off", {"backend": "torch", "tta_flip": False})):
-        print(f"| {label} | {crops_per_second(args.model, crops, args.repeats, **opts):.0f} |")
+        rate, runtime = crops_per_second(args.model, crops, args.repeats, **opts)
+        print(f"| {label} | {runtime} | {rate:.0f} |")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@ decoded UTKFace 200×200 RGB uint8 crops → ages and genders, crops per second.
 
 - ours: ``agegender.load(MODEL, detector="none").predict_batch(crops)`` (resize, normalise, model, decode, typed
   results), with flip TTA as the model says and with ``tta_flip=False``, and (when ONNX Runtime runs one
-  single-threaded call per CPU, its default) with ``threads=CPUs``: one model call at a time on every CPU;
+  single-threaded call per CPU, its default) with ``threads=CPUs``: one model call at a time on every CPU; when
+  ``load`` chose another runtime than ONNX Runtime's float32 (OpenVINO's bfloat16 on CPUs with AMX), also with
+  ``precision="fp32"``;
 - face-api.js: its net on ONNX Runtime doing face-api's steps (``benchmarks/peers/faceapi.py``: pad to square,
   resize to 112, normalise, run), at several crops per ONNX Runtime call, on one session with ONNX Runtime's
   threads and on ``--streams`` single-threaded sessions side by side (one per CPU), which suits its small net
-  better on some machines; the peer's best way of running is the one we are compared with.
+  better on some machines; the peer's best way of running is the one we are compared with. When ours runs in
+  bfloat16, face-api.js's net also runs on OpenVINO in bfloat16 (``--streams`` single-threaded streams), and the
+  ratios against that are printed too: like for like.
 
 The contenders take turns, ``--rounds`` times (every other round in reverse order), and each keeps its best
 round, so a busy machine slows them alike; the ratios ours/face-api are what carry over. Per CPU-second (all threads of this process, the figure of
@@ -60,6 +64,11 @@ def main() -> None:
         f"ours: load({args.model!r}, detector='none') (flip TTA {flip}, batch {ours.batch_size})": ours.predict_batch,
         f"ours: the same with tta_flip=False (batch {ours_noflip.batch_size})": ours_noflip.predict_batch,
     }
+    ours_info = ours.info()
+    if (ours_info["backend"], ours_info["precision"]) != ("onnx", "fp32"):  # the float32 path beside the default
+        fp32 = agegender.load(args.model, detector="none", threads=args.threads, precision="fp32")
+        contenders[f"ours: float32 on ONNX Runtime (precision='fp32', flip TTA {'on' if fp32.tta_flip else 'off'})"] = \
+            fp32.predict_batch
     streams = int(getattr(ours.backend, "streams", 1))
     if streams > 1:  # what the pipelines of single-threaded calls (the default) gain over one call at a time
         serial = agegender.load(args.model, detector="none", threads=streams)
@@ -76,9 +85,20 @@ def main() -> None:
                 return p.predict_batch(c)
 
             contenders[f"face-api.js: {rows} crops per ONNX Runtime call{how}"] = run
+    if ours_info["precision"] == "bf16":  # like for like: face-api.js's net in bfloat16 on OpenVINO too
+        ov_peer = FaceApiAgeGender(args.faceapi, threads=args.threads, streams=args.streams, runtime="openvino-bf16")
+        for rows in (int(r) for r in args.peer_rows.split(",")):
+
+            def run_ov(c, rows=rows):
+                ov_peer.max_rows = rows
+                return ov_peer.predict_batch(c)
+
+            contenders[f"face-api.js on OpenVINO bf16: {rows} crops per call, {args.streams} single-threaded "
+                       f"streams"] = run_ov
 
     print(f"machine: {machine()}")
-    print(f"ours: {args.model} ({ours.info().get('name')}, {ours.backend.name} backend); face-api.js: {peer.name}")
+    print(f"ours: {args.model} ({ours_info.get('name')}, {ours_info['backend']} backend, {ours_info['precision']}); "
+          f"face-api.js: {peer.name}")
     print(f"{len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} UTKFace crops, {args.rounds} rounds, "
           f"threads {args.threads or 'default'}\n", flush=True)
     best = {k: (0.0, 0.0) for k in contenders}
@@ -92,13 +112,17 @@ def main() -> None:
     print("|---|---|---|")
     for name, (wall, cpu) in best.items():
         print(f"| {name} | {wall:.0f} | {cpu:.0f} |")
-    peer_name = max((k for k in best if k.startswith("face-api")), key=lambda k: best[k][0])
-    pw, pc = best[peer_name]
-    print(f"\nface-api.js's best: {peer_name.split(': ', 1)[1]}; load average {load_end:.2f} at the end")
-    for name in [k for k in best if k.startswith("ours")]:
-        w, c = best[name]
-        print(f"ours/face-api.js, {name.split(': ', 1)[1]}: {w / pw:.2f}× per wall second, {c / pc:.2f}× per "
-              "CPU-second")
+    for prefix, what in (("face-api.js:", "face-api.js"), ("face-api.js on OpenVINO", "face-api.js on OpenVINO bf16")):
+        peers_rows = [k for k in best if k.startswith(prefix)]
+        if not peers_rows:
+            continue
+        peer_name = max(peers_rows, key=lambda k: best[k][0])
+        pw, pc = best[peer_name]
+        print(f"\n{what}'s best: {peer_name.split(': ', 1)[1]}; load average {load_end:.2f} at the end")
+        for name in [k for k in best if k.startswith("ours")]:
+            w, c = best[name]
+            print(f"ours/{what}, {name.split(': ', 1)[1]}: {w / pw:.2f}× per wall second, {c / pc:.2f}× per "
+                  "CPU-second")
 
 
 if __name__ == "__main__":

@@ -110,3 +110,17 @@ def test_bad_options_and_files_are_one_line_errors(twin, tmp_path):
     if not HAS_BF16:
         with pytest.raises(AgeGenderError, match="no native bfloat16"):
             OpenVinoBackend(twin, precision="bf16")
+
+
+def test_concurrent_calls_of_varying_sizes_each_get_their_own_rows(twin):
+    """Worker threads share one backend, each with its own infer request; every call returns its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    be = OpenVinoBackend(twin, precision="fp32")
+    rng = np.random.default_rng(5)
+    batches = [rng.integers(0, 256, (int(n), 96, 96, 3), dtype=np.uint8) for n in rng.integers(1, 40, 24)]
+    want = [be.run(b)["gender_probs"] for b in batches]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda b: be.run(b)["gender_probs"], batches))
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, atol=1e-5)

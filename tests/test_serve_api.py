@@ -621,7 +621,7 @@ def test_settings_from_env_and_overrides() -> None:
     assert ServeSettings().to_dict()["pixel_budget"] == 96_000_000
     with pytest.raises(AgeGenderError, match="max_request_pixels .* must not exceed pixel_budget"):
         ServeSettings(max_request_pixels=10, pixel_budget=5)
-    with pytest.raises(AgeGenderError, match="backend must be torch, onnx or auto"):
+    with pytest.raises(AgeGenderError, match="backend must be torch, onnx, openvino or auto"):
         ServeSettings(backend="tensorrt")
 
 

@@ -285,6 +285,29 @@ def pad_to_square(crop: np.ndarray) -> np.ndarray:
     return np.pad(crop, pads)
 
 
+def _openvino_bf16(path: Path, streams: int, threads: int | None):
+    """The net compiled by OpenVINO in bfloat16 with ``streams`` streams of ``threads`` (default one) threads each,
+    as agegender's OpenVINO backend compiles ours (separately compiled single-stream copies share one CPU)."""
+    import openvino as ov
+
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(path)), "CPU", {
+        "INFERENCE_PRECISION_HINT": "bf16", "NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": streams * (threads or 1)})
+
+
+class _OpenVinoSession:
+    """``session.run(None, {"crops": x})`` of an ONNX Runtime session, done by an infer request of a compiled
+    OpenVINO model (one per calling thread)."""
+
+    def __init__(self, compiled) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+
+    def run(self, _names, feeds: dict) -> list[np.ndarray]:
+        res = self.request.infer([feeds["crops"]])
+        return [np.array(res[o]) for o in self.compiled.outputs]
+
+
 class FaceApiAgeGender:
     """face-api.js's age/gender net on ONNX Runtime: ``predict_batch(rgb_uint8_crops) -> (ages, p_male)``, the
     steps of ``AgeGenderNet.predictAgeAndGender`` on tensor inputs (pad to square and the resize to 112 as
@@ -294,13 +317,21 @@ class FaceApiAgeGender:
     suits this small net better than one session's threads on some machines."""
 
     def __init__(self, faceapi_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 max_rows: int = 64, cache_dir: Path = CACHE_DIR, streams: int = 1) -> None:
+                 max_rows: int = 64, cache_dir: Path = CACHE_DIR, streams: int = 1, runtime: str = "onnxruntime") -> None:
+        """``runtime``: ``onnxruntime`` (float32) or ``openvino-bf16`` (OpenVINO in bfloat16, for a like-for-like
+        row beside our models where those run so)."""
         import onnxruntime as ort
 
         self.model_dir = model_dir(faceapi_dir)
         self.onnx_path = export_onnx(self.model_dir, cache_dir)
+        self.runtime = runtime
+        compiled = {}
 
         def session(n_threads):
+            if runtime == "openvino-bf16":  # one compiled model: a stream per session
+                if not compiled:
+                    compiled["m"] = _openvino_bf16(self.onnx_path, max(1, int(streams)), threads)
+                return _OpenVinoSession(compiled["m"])
             opts = ort.SessionOptions()
             if n_threads:
                 opts.intra_op_num_threads = int(n_threads)

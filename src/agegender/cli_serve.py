@@ -40,8 +40,8 @@ def serve(
         None, "--detector", "-d", help="centerface | blazeface | haar | yunet | dlib | none | detector.onnx, or any registered name [the model's default]"),
     device: str | None = typer.Option(None, "--device", help="cpu | cuda[:N] [cpu]"),
     backend: str | None = typer.Option(
-        None, "--backend", help="torch | onnx (lower latency on CPUs) | auto (time both once, keep the faster) "
-        "[from the model file]"),
+        None, "--backend", help="torch | onnx | openvino | auto (time torch and onnx once, keep the faster) "
+        "[a bundled model: its ONNX twin, on OpenVINO in bfloat16 where the CPU has AMX, else ONNX Runtime]"),
     max_upload_mb: float | None = typer.Option(None, "--max-upload-mb", help="largest image upload, MiB [10]"),
     max_batch_mb: float | None = typer.Option(None, "--max-batch-mb", help="largest batch request body, MiB [32]"),
     max_megapixels: float | None = typer.Option(

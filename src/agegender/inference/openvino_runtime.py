@@ -130,6 +130,13 @@ class OpenVinoBackend(ExportedModel):
         return req
 
     def _call(self, arr: np.ndarray) -> list[np.ndarray]:
-        res = self._request().infer([arr])
+        import openvino as ov
+
+        req = self._request()
+        # a tensor of its own (a copy of the chunk) set on the request, rather than InferRequest.infer(data): that
+        # resizes the request's input tensor in place when the row count changes, which, with several threads each
+        # on its own request, hung two of five runs of benchmarks/peer_faceapi.py
+        req.set_input_tensor(ov.Tensor(np.ascontiguousarray(arr)))
+        req.infer()
         # copies: the request reuses its output buffers on the next call
-        return [np.array(res[out]) for out in self.compiled.outputs]
+        return [np.array(req.get_output_tensor(i).data) for i in range(len(self.outputs))]

@@ -61,8 +61,9 @@ class ServeSettings:
     detector: str | None = None
     #: device of the model (``cpu``, ``cuda:0``)
     device: str = "cpu"
-    #: model runtime: ``torch``, ``onnx`` (the faster one-photo latency on CPUs) or ``auto`` (time both once,
-    #: keep the faster; see :mod:`agegender.inference.backend_choice`); default: from the model file
+    #: model runtime: ``torch``, ``onnx``, ``openvino`` or ``auto`` (time torch and onnx once, keep the faster; see
+    #: :mod:`agegender.inference.backend_choice`); default: a bundled model runs its ONNX twin (OpenVINO in
+    #: bfloat16 on CPUs with AMX, else ONNX Runtime), another file by its extension
     backend: str | None = None
     #: folder with Swagger UI 5 files (swagger-ui-bundle.js, swagger-ui.css) for ``/docs``; default: found in
     #: an installed package (swagger-ui-py), else ``/docs`` is a small built-in offline reference page
@@ -83,8 +84,9 @@ class ServeSettings:
         if int(self.max_request_pixels) > int(self.pixel_budget):
             raise AgeGenderError(f"max_request_pixels ({self.max_request_pixels}) must not exceed pixel_budget "
                                  f"({self.pixel_budget}): such a request could never be admitted", code="bad_option")
-        if self.backend is not None and self.backend not in ("torch", "onnx", "auto"):
-            raise AgeGenderError(f"backend must be torch, onnx or auto, not {self.backend!r}", code="bad_option")
+        if self.backend is not None and self.backend not in ("torch", "onnx", "openvino", "auto"):
+            raise AgeGenderError(f"backend must be torch, onnx, openvino or auto, not {self.backend!r}",
+                                 code="bad_option")
         if not float(self.timeout_s) > 0:
             raise AgeGenderError(f"timeout_s must be positive, not {self.timeout_s}", code="bad_option")
         if self.predictor_options:  # checked now, by the one declaration of the predictor's options

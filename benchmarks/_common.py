@@ -91,7 +91,7 @@ def resolve_model(name: str, fallback: str = DEFAULT_STANDIN) -> tuple[str, str]
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
-    from agegender.inference.backend_choice import cpu_name
+    from agegender.inference.machine import cpu_name
 
     return cpu_name()
 

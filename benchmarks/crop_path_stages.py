@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import agegender
-    from agegender.inference.backends import best_seconds
+    from agegender.inference.machine import best_seconds
 
     crops = load_crops(args.data, args.crops)
     n = len(crops)

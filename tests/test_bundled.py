@@ -72,9 +72,10 @@ def test_bundled_onnx_twin_is_the_default_and_matches_the_package(name, grace_ho
     """`load(name)` runs the bundled ONNX twin (in float32 on ONNX Runtime when asked for float32); it gives what the
     safetensors package gives under PyTorch."""
     from agegender.bundled import onnx_twin, resolve_model_path
-    from agegender.inference.openvino_runtime import bf16_native
+    from agegender.inference.openvino_runtime import prefer_openvino
 
-    assert agegender.load(name).backend.name == ("openvino" if bf16_native() else "onnx")
+    assert agegender.load(name).backend.name == ("openvino" if prefer_openvino(onnx_twin(resolve_model_path(name)))
+                                                 else "onnx")
     fast, ref = agegender.load(name, precision="fp32"), agegender.load(name, backend="torch")
     assert fast.backend.name == "onnx" and ref.backend.name == "torch"
     assert fast.info()["source"] == str(onnx_twin(resolve_model_path(name)))

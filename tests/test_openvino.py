@@ -71,15 +71,34 @@ def test_bf16_stays_close_to_float32(twin, crops):
 
 
 def test_load_picks_bf16_openvino_only_where_the_cpu_has_amx(monkeypatch, grace_hopper):
-    monkeypatch.setattr(openvino_runtime, "bf16_native", lambda: False)
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "fma"})
     assert agegender.load("default-fast").backend.name == "onnx"
-    monkeypatch.setattr(openvino_runtime, "bf16_native", lambda: True)
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "amx_bf16", "avx512_bf16"})
     assert agegender.load("default-fast", precision="fp32").backend.name == "onnx"  # float32 asked for: exact
     if HAS_BF16:
         p = agegender.load("default-fast")
         assert (p.backend.name, p.info()["precision"]) == ("openvino", "bf16")
         assert p.info()["source"] == str(onnx_twin(resolve_model_path("default-fast")))
         assert len(p.predict(grace_hopper)) == 1
+
+
+@needs_bf16
+def test_avx512_bf16_without_amx_is_decided_by_a_cached_speed_check(monkeypatch, tmp_path, twin):
+    monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    for ratio, verdict in ((1.6, True), (0.8, False)):
+        (tmp_path / openvino_runtime.CHOICE_FILE).unlink(missing_ok=True)
+        calls = []
+        monkeypatch.setattr(openvino_runtime, "speed_ratio", lambda p, r=ratio, c=calls: c.append(p) or r)
+        assert openvino_runtime.prefer_openvino(twin) is verdict
+        assert openvino_runtime.prefer_openvino(twin) is verdict  # the second answer comes from the cache
+        assert calls == [twin]
+        assert agegender.load("default-fast").backend.name == ("openvino" if verdict else "onnx")
+
+
+@needs_bf16
+def test_speed_ratio_times_both_runtimes(twin):
+    assert openvino_runtime.speed_ratio(twin, rows=4, min_seconds=0.0) > 0
 
 
 def test_explicit_openvino_backend_uses_the_bundled_twin(twin):

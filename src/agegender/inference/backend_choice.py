@@ -28,8 +28,9 @@ import torch
 
 from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
-from agegender.inference.backends import TorchBackend, best_seconds
-from agegender.inference.onnx_runtime import OnnxBackend, cache_dir
+from agegender.inference.backends import TorchBackend
+from agegender.inference.machine import best_seconds, cache_dir, cpu_name
+from agegender.inference.onnx_runtime import OnnxBackend
 from agegender.inference.runner import Runner
 from agegender.inference.runtime import open_backend
 
@@ -40,19 +41,6 @@ CACHE_FILE = "backend_choice.json"
 
 def cache_path() -> Path:
     return cache_dir() / CACHE_FILE
-
-
-def cpu_name() -> str:
-    """The CPU model name (``/proc/cpuinfo``), or the platform's processor string elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def candidates(path: str | Path, device: str, precision: str) -> list[str]:

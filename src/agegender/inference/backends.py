@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from agegender.errors import AgeGenderError
+from agegender.inference.machine import best_seconds
 
 log = logging.getLogger(__name__)
 
@@ -179,21 +180,6 @@ class TorchBackend:
                 dec = self.bundle.model.decode({k: v.float() for k, v in raw.items()})
         out = {k: v.float().cpu().numpy() for k, v in dec.items()}
         return {k: (v[:n] + v[n:]) / 2 for k, v in out.items()} if tta_flip else out
-
-
-def best_seconds(fn: Any, runs: int = 3, min_seconds: float = 0.0) -> float:
-    """Fastest wall-clock time of ``fn()`` over at least ``runs`` calls (and ``min_seconds``), after one
-    warm-up call (oneDNN primitives, ONNX Runtime's first-run setup)."""
-    import time
-
-    fn()
-    best, start, n = float("inf"), time.perf_counter(), 0
-    while n < runs or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        n += 1
-    return best
 
 
 def cpu_has_bf16() -> bool:

@@ -18,12 +18,6 @@ from agegender.errors import AgeGenderError
 ONNX_META_KEY = "agegender"
 
 
-def cache_dir() -> Path:
-    """Where runtimes keep what they derive from a model file (the ``auto`` backend's timings and exports,
-    OpenVINO's compiled networks): ``$AGEGENDER_CACHE_DIR``, default ``~/.cache/agegender``."""
-    return Path(os.environ.get("AGEGENDER_CACHE_DIR") or Path.home() / ".cache" / "agegender")
-
-
 class ExportedModel:
     """What every runtime of an exported ``.onnx`` file shares: its metadata (config, preprocessing, labels),
     splitting a batch into calls of :attr:`MAX_ROWS` rows run ``streams`` at a time, and the flip average.

@@ -2,15 +2,18 @@
 run by Intel's OpenVINO runtime, which can run it in bfloat16 on CPUs with native bfloat16 matrix units (Intel AMX).
 
 On such a CPU the bundled face network runs about 2.3–2.7× faster than in ONNX Runtime's float32, with outputs
-that move by bfloat16's rounding (docs/performance.md gives the speed, docs/results.md the accuracy); in float32
-OpenVINO is no faster than ONNX Runtime. So :func:`agegender.load` picks it for the bundled models only where
-:func:`bf16_native` says the CPU has AMX, and ``precision="fp32"`` keeps the exact float32 path. Like the ONNX
-Runtime path, it loads neither torch nor timm.
+that move by bfloat16's rounding (docs/performance.md gives the speed and the accuracy); in float32 OpenVINO is
+no faster than ONNX Runtime. So :func:`agegender.load` picks it for the bundled models only where
+:func:`prefer_openvino` says so (AMX, or a speed check on CPUs with AVX-512 bfloat16 only), and
+``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime path, it loads neither torch nor timm.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,20 +21,14 @@ from typing import Any
 import numpy as np
 
 from agegender.errors import AgeGenderError
-from agegender.inference.onnx_runtime import ONNX_META_KEY, ExportedModel, cache_dir
+from agegender.inference.machine import best_seconds, cache_dir, cpu_flags, cpu_name
+from agegender.inference.onnx_runtime import ONNX_META_KEY, ExportedModel
 
 PRECISIONS = ("fp32", "bf16", "auto")
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+#: OpenVINO bfloat16 must beat ONNX Runtime's float32 by this factor in the speed check to be chosen
+MIN_SPEEDUP = 1.1
+CHOICE_FILE = "openvino_choice.json"
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,12 +41,88 @@ def openvino_available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1)
 def bf16_native() -> bool:
     """This CPU has bfloat16 matrix units (Intel AMX, the ``amx_bf16`` flag of ``/proc/cpuinfo``) and OpenVINO
-    is installed: the case in which :func:`agegender.load` runs the bundled models in bfloat16. CPUs with only the
-    AVX-512 bfloat16 instructions are left on ONNX Runtime's float32: their bfloat16 speed was not measured."""
-    return "amx_bf16" in _cpu_flags() and openvino_available()
+    is installed: there bfloat16 on OpenVINO was measured at 1.6–1.9× ONNX Runtime's float32 end to end
+    (docs/performance.md), so :func:`prefer_openvino` takes it without a check."""
+    return "amx_bf16" in cpu_flags() and openvino_available()
+
+
+def prefer_openvino(onnx_path: str | Path) -> bool:
+    """Whether :func:`agegender.load` should run the bundled ONNX twin at ``onnx_path`` on OpenVINO in bfloat16
+    rather than on ONNX Runtime in float32: yes on CPUs with AMX (:func:`bf16_native`); on CPUs with the AVX-512
+    bfloat16 instructions but no AMX (AMD EPYC from Zen 4, Intel Cooper Lake), only if a speed check on this
+    machine finds it at least :data:`MIN_SPEEDUP` times as fast (about a second, once; the verdict is kept in
+    ``$AGEGENDER_CACHE_DIR/openvino_choice.json`` per model file, CPU and library versions); elsewhere no."""
+    if not openvino_available():
+        return False
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return True
+    if "avx512_bf16" not in flags:
+        return False
+    key = _choice_key(onnx_path)
+    cached = _read_choices().get(key)
+    if isinstance(cached, dict) and "openvino" in cached:
+        return bool(cached["openvino"])
+    try:
+        ratio = speed_ratio(onnx_path)
+    except AgeGenderError as e:  # OpenVINO cannot run it here: ONNX Runtime does
+        log.info("OpenVINO speed check failed for %s (%s); using ONNX Runtime", onnx_path, e)
+        ratio = 0.0
+    verdict = ratio >= MIN_SPEEDUP
+    _write_choice(key, {"openvino": verdict, "speed_ratio": round(ratio, 3)})
+    return verdict
+
+
+def speed_ratio(onnx_path: str | Path, rows: int = 16, min_seconds: float = 0.3) -> float:
+    """OpenVINO bfloat16's speed over ONNX Runtime float32's on one single-threaded call of ``rows`` random crops
+    (best of several, after a warm-up)."""
+    from agegender.data.preprocess import size_hw
+    from agegender.inference.onnx_runtime import OnnxBackend
+
+    ort_be = OnnxBackend(onnx_path, threads=1)
+    ov_be = OpenVinoBackend(onnx_path, threads=1, precision="bf16")
+    h, w = size_hw(ort_be.preprocess.get("resize") or ort_be.preprocess["input_size"])
+    if ort_be.input_format == "uint8":
+        x = np.random.default_rng(0).integers(0, 256, (rows, h, w, 3), dtype=np.uint8)
+    else:
+        x = np.random.default_rng(0).normal(size=(rows, len(ort_be.preprocess.get("mean") or (0, 0, 0)), h, w))
+        x = x.astype(np.float32)
+    t_ort = best_seconds(lambda: ort_be.run(x), min_seconds=min_seconds)
+    t_ov = best_seconds(lambda: ov_be.run(x), min_seconds=min_seconds)
+    return t_ort / t_ov
+
+
+def _choice_key(onnx_path: str | Path) -> str:
+    import onnxruntime
+    import openvino
+
+    p = Path(onnx_path).resolve()
+    st = p.stat()
+    return json.dumps({"model": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "cpu": cpu_name(),
+                       "openvino": openvino.__version__, "onnxruntime": onnxruntime.__version__}, sort_keys=True)
+
+
+def _read_choices() -> dict[str, Any]:
+    try:
+        data = json.loads((cache_dir() / CHOICE_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_choice(key: str, entry: dict[str, Any]) -> None:
+    data = _read_choices()
+    data[key] = entry
+    path = cache_dir() / CHOICE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    except OSError as e:  # a read-only home: the check is just repeated next time
+        log.info("cannot keep the OpenVINO speed check in %s (%s)", path, e)
 
 
 def _last_line(e: Exception) -> str:
@@ -96,7 +169,7 @@ class OpenVinoBackend(ExportedModel):
         if precision == "bf16" and not has_bf16:
             raise AgeGenderError("this CPU has no native bfloat16; use precision='fp32'", code="bad_option")
         #: ``fp32`` or ``bf16``: what the compiled network runs in
-        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and bf16_native()) else "fp32"
+        self.precision = "bf16" if precision == "bf16" or (precision == "auto" and has_bf16 and bf16_native()) else "fp32"
         self.streams = self.default_streams(device, threads, streams)
         try:  # the ONNX front end only: read_model would try every framework's reader on a file that is not ONNX
             from openvino.frontend import FrontEndManager

@@ -20,8 +20,8 @@ class PredictorOptions(BaseModel):
     device: str = Field("cpu", description="`cpu` or `cuda[:N]`")
     backend: Literal["torch", "onnx", "openvino", "auto"] | None = Field(
         None, description="model runtime. Default: a bundled model on a CPU runs its bundled ONNX twin (no torch "
-        "imported): with OpenVINO in bfloat16 on a CPU with bfloat16 matrix units (Intel AMX), else with ONNX Runtime "
-        "in float32; an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx`/`openvino` with a "
+        "imported): with OpenVINO in bfloat16 on a CPU with bfloat16 matrix units (Intel AMX; on AVX-512-BF16 CPUs if a "
+        "one-time speed check finds it faster), else with ONNX Runtime in float32; an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx`/`openvino` with a "
         "package exports it on the fly; `auto` times PyTorch and ONNX Runtime on this machine once (cached) "
         "and keeps the faster (agegender.inference.backend_choice)")
     precision: Literal["fp32", "bf16", "auto"] | None = Field(

@@ -489,9 +489,9 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     if backend is None and twin is not None and str(device) == "cpu" and precision in (None, "fp32", "bf16"):
         # a bundled model: its ONNX twin, the fastest path on a CPU without loading torch: OpenVINO's bfloat16
         # where the CPU has bfloat16 matrix units (or bfloat16 is asked for), else ONNX Runtime's float32
-        from agegender.inference.openvino_runtime import bf16_native, openvino_available
+        from agegender.inference.openvino_runtime import openvino_available, prefer_openvino
 
-        if precision == "bf16" and openvino_available() or precision is None and bf16_native():
+        if precision == "bf16" and openvino_available() or precision is None and prefer_openvino(twin):
             path, backend, precision = twin, "openvino", "bf16"
         elif precision != "bf16":
             path, backend = twin, "onnx"

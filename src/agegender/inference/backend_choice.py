@@ -29,7 +29,7 @@ import torch
 from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import TorchBackend
-from agegender.inference.machine import best_seconds, cache_dir, cpu_name
+from agegender.inference.machine import best_seconds, cache_dir, cpu_name, read_cache_file, write_cache_entry
 from agegender.inference.onnx_runtime import OnnxBackend
 from agegender.inference.runner import Runner
 from agegender.inference.runtime import open_backend
@@ -138,24 +138,11 @@ def _open_onnx(path: str | Path, device: str, threads: int | None) -> OnnxBacken
 
 
 def _read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(cache_path().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_cache_file(CACHE_FILE)
 
 
 def _write_cache(key: str, entry: dict[str, Any]) -> None:
-    data = _read_cache()
-    data[key] = entry
-    path = cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
-    except OSError as e:  # a read-only home: the choice is just not remembered
-        log.info("backend auto: cannot cache the choice in %s (%s)", path, e)
+    write_cache_entry(CACHE_FILE, key, entry)
 
 
 def open_fastest_backend(

@@ -3,6 +3,8 @@ the cache folder for what runtimes derive from a model file, and a best-of-n tim
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -39,6 +41,30 @@ def cache_dir() -> Path:
     """Where runtimes keep what they derive from a model file (the ``auto`` backend's timings and exports,
     OpenVINO's compiled networks and its speed check): ``$AGEGENDER_CACHE_DIR``, default ``~/.cache/agegender``."""
     return Path(os.environ.get("AGEGENDER_CACHE_DIR") or Path.home() / ".cache" / "agegender")
+
+
+def read_cache_file(name: str) -> dict[str, Any]:
+    """The JSON object kept in ``cache_dir() / name`` (empty when it is missing or unreadable)."""
+    try:
+        data = json.loads((cache_dir() / name).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_cache_entry(name: str, key: str, entry: Any) -> None:
+    """Set ``key`` in the JSON object ``cache_dir() / name`` (written whole, atomically). A cache folder that cannot
+    be written is logged and skipped: the choice is just not remembered."""
+    data = read_cache_file(name)
+    data[key] = entry
+    path = cache_dir() / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+    except OSError as e:
+        logging.getLogger(__name__).info("cannot keep %s in %s (%s)", key, path, e)
 
 
 def best_seconds(fn: Any, runs: int = 3, min_seconds: float = 0.0) -> float:

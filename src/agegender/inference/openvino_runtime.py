@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from agegender.errors import AgeGenderError
-from agegender.inference.machine import best_seconds, cache_dir, cpu_flags, cpu_name
+from agegender.inference.machine import (
+    best_seconds,
+    cache_dir,
+    cpu_flags,
+    cpu_name,
+    read_cache_file,
+    write_cache_entry,
+)
 from agegender.inference.onnx_runtime import ONNX_META_KEY, ExportedModel
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -62,7 +68,7 @@ def prefer_openvino(onnx_path: str | Path) -> bool:
     if "avx512_bf16" not in flags:
         return False
     key = _choice_key(onnx_path)
-    cached = _read_choices().get(key)
+    cached = read_cache_file(CHOICE_FILE).get(key)
     if isinstance(cached, dict) and "openvino" in cached:
         return bool(cached["openvino"])
     try:
@@ -71,7 +77,7 @@ def prefer_openvino(onnx_path: str | Path) -> bool:
         log.info("OpenVINO speed check failed for %s (%s); using ONNX Runtime", onnx_path, e)
         ratio = 0.0
     verdict = ratio >= MIN_SPEEDUP
-    _write_choice(key, {"openvino": verdict, "speed_ratio": round(ratio, 3)})
+    write_cache_entry(CHOICE_FILE, key, {"openvino": verdict, "speed_ratio": round(ratio, 3)})
     return verdict
 
 
@@ -104,27 +110,6 @@ def _choice_key(onnx_path: str | Path) -> str:
                        "openvino": openvino.__version__, "onnxruntime": onnxruntime.__version__}, sort_keys=True)
 
 
-def _read_choices() -> dict[str, Any]:
-    try:
-        data = json.loads((cache_dir() / CHOICE_FILE).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_choice(key: str, entry: dict[str, Any]) -> None:
-    data = _read_choices()
-    data[key] = entry
-    path = cache_dir() / CHOICE_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
-    except OSError as e:  # a read-only home: the check is just repeated next time
-        log.info("cannot keep the OpenVINO speed check in %s (%s)", path, e)
-
-
 def _last_line(e: Exception) -> str:
     """OpenVINO's multi-line messages end with the reason; the lines before say where in its source it failed."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
@@ -145,12 +130,12 @@ class OpenVinoBackend(ExportedModel):
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
                  streams: int | None = None, precision: str = "auto") -> None:
-        if str(device) != "cpu":
-            raise AgeGenderError(f"the OpenVINO backend runs on the CPU, not {device!r}; use backend='onnx' or 'torch'",
-                                 code="bad_option")
+        problem = (f"the OpenVINO backend runs on the CPU, not {device!r}; use backend='onnx' or 'torch'"
+                   if str(device) != "cpu" else None)
         if precision not in PRECISIONS:
-            raise AgeGenderError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}",
-                                 code="bad_option")
+            problem = f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        if problem:
+            raise AgeGenderError(problem, code="bad_option")
         try:
             import openvino as ov
         except ImportError:

@@ -178,6 +178,7 @@ class OpenVinoBackend(ExportedModel):
             raise AgeGenderError(f"OpenVINO cannot compile {path} ({_last_line(e)})", code="bad_model") from None
         self.outputs = [o.get_any_name() for o in self.compiled.outputs]
         self._local = threading.local()
+        self._tensor = ov.Tensor
         self._read_meta(raw, path)
 
     def _request(self) -> Any:
@@ -188,13 +189,11 @@ class OpenVinoBackend(ExportedModel):
         return req
 
     def _call(self, arr: np.ndarray) -> list[np.ndarray]:
-        import openvino as ov
-
         req = self._request()
         # a tensor of its own (a copy of the chunk) set on the request, rather than InferRequest.infer(data): that
         # resizes the request's input tensor in place when the row count changes, which, with several threads each
         # on its own request, hung two of five runs of benchmarks/peer_faceapi.py
-        req.set_input_tensor(ov.Tensor(np.ascontiguousarray(arr)))
+        req.set_input_tensor(self._tensor(np.ascontiguousarray(arr)))
         req.infer()
         # copies: the request reuses its output buffers on the next call
         return [np.array(req.get_output_tensor(i).data) for i in range(len(self.outputs))]

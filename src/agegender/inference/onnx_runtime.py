@@ -21,8 +21,8 @@ ONNX_META_KEY = "agegender"
 class ExportedModel:
     """What every runtime of an exported ``.onnx`` file shares: its metadata (config, preprocessing, labels),
     splitting a batch into calls of :attr:`MAX_ROWS` rows run ``streams`` at a time, and the flip average.
-    A runtime sets :attr:`streams` and :attr:`_pool` and implements :meth:`_call` (one chunk → the outputs,
-    in :attr:`outputs` order)."""
+    A runtime sets :attr:`streams` and :attr:`outputs`, then calls :meth:`_read_meta` (which starts the pool of
+    ``streams`` threads), and implements :meth:`_call` (one chunk → the outputs, in :attr:`outputs` order)."""
 
     name = "onnx"
     #: rows per runtime call: small CNNs run fastest per crop at 16 (on 2 cores, AMD EPYC: 773 crops/s at 16,

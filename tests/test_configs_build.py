@@ -28,7 +28,7 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 GENDER_NET = REPO / "configs" / "aminian_noubir" / "table2_gender_net.yaml"
 #: short side of the input in this test, and the trunks that need more (pooling stacks that run out of pixels)
 SMALL = 32
-MIN_SIZE = {"inception_v3": 80, "levi_hassner": 64, "alexnet": 64, "xception": 64}
+MIN_SIZE = {"inception_v3": 80, "levi_hassner": 64, "alexnet": 64, "xception": 64, "dlib_resnet": 142}
 
 # --------------------------------------------------------------------------------------------------
 # Tiny datasets, each in its reader's own layout

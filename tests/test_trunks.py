@@ -39,6 +39,7 @@ EXPECTED_TRUNKS = {
     "efficientnet_lite1",
     "efficientnet_lite2",
     "mobilenet_transformer",
+    "dlib_resnet",
 }
 
 # Input size for the train-mode forward/backward check: the paper nets at their real size (they are small),

@@ -13,6 +13,7 @@ import torch
 
 from agegender.models.registry import TRUNKS
 from agegender.models.trunks import (  # noqa: F401  (registration)
+    dlib_resnet,
     efficientnet_lite,
     kang,
     levi_hassner,

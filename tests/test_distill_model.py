@@ -84,14 +84,32 @@ def test_bad_distill_model_config_is_a_one_line_error(tmp_path, cfg, needle):
     assert err.value.code == "bad_config" and needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_teacher_without_shared_softmax_heads_or_other_normalisation_is_refused(tmp_path):
+def test_teacher_without_shared_softmax_heads_or_of_another_channel_order_is_refused(tmp_path):
     body = write_tiny_package(tmp_path / "body.safetensors", "body", seed=1)
     with pytest.raises(AgeGenderError, match="not in both models"):
         build_teacher({"from": str(body)}, _student(), PRE)
     face = write_tiny_package(tmp_path / "face.safetensors", "face", seed=1)
-    with pytest.raises(AgeGenderError, match="mean"):
-        build_teacher({"from": str(face)}, _student(), dict(PRE, mean=[0.5, 0.5, 0.5]))
+    with pytest.raises(AgeGenderError, match="channel order"):
+        build_teacher({"from": str(face)}, _student(), dict(PRE, channel_order="BGR"))
     assert build_teacher(None, _student(), PRE) is None
+
+
+def test_teacher_normalised_otherwise_sees_the_batch_in_its_own_normalisation(tmp_path):
+    """A student normalised with another mean/std (another trunk) hands the teacher the same pixels in the
+    teacher's normalisation: its outputs equal those of a student normalised like the teacher."""
+    face = write_tiny_package(tmp_path / "face.safetensors", "face", seed=1)
+    alike = build_teacher({"from": str(face)}, _student(), PRE)
+    other_pre = dict(PRE, mean=[0.48, 0.46, 0.41], std=[1.0, 1.0, 1.0])
+    other = build_teacher({"from": str(face)}, _student(), other_pre)
+    assert alike.renormalise is None and other.renormalise is not None
+    pixels = torch.rand(2, 3, 64, 64)
+
+    def norm(pre):
+        return (pixels - torch.tensor(pre["mean"]).view(1, 3, 1, 1)) / torch.tensor(pre["std"]).view(1, 3, 1, 1)
+
+    a, b = alike.outputs(norm(PRE)), other.outputs(norm(other_pre))
+    assert all(torch.allclose(a[h], b[h], atol=1e-4) for h in alike.heads)
+    assert not torch.allclose(alike.outputs(norm(other_pre))["age"], a["age"], atol=1e-4)
 
 
 def test_training_with_a_teacher_model_logs_its_terms(utkface_dir, tmp_path):

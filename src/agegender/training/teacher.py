@@ -8,7 +8,9 @@ sees the same augmented batch as the student, for every head the two share (age 
 ethnicity, ...), which is what compressing a model into a smaller or shallower one needs. The teacher is not part
 of the student's weights or checkpoints. With ``flip: true`` the teacher's logits are the mean of its logits on the
 batch and on its mirror image (the flip TTA a packaged model can run at inference), a slightly stronger teacher for
-one more forward pass of it per batch.
+one more forward pass of it per batch. A teacher normalised otherwise than the student (another trunk's mean and std,
+e.g. the ``dlib_resnet`` model distilled into an EfficientNet) gets the batch re-normalised to its own, and a
+teacher of another input size gets it resized.
 
     model:
       distill_model: {from: default, weight: 1.0, temperature: 2.0}   # heads: [age, gender] to choose; flip: true
@@ -31,7 +33,8 @@ class ModelTeacher:
     """A frozen model whose raw head outputs (logits) the student's same-named heads learn to match."""
 
     def __init__(self, model: nn.Module, heads: list[str], weight: float, temperature: float,
-                 input_hw: tuple[int, int] | None = None, flip: bool = False) -> None:
+                 input_hw: tuple[int, int] | None = None, flip: bool = False,
+                 renormalise: tuple[list[float], list[float]] | None = None) -> None:
         self.model = model.float().eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -40,6 +43,9 @@ class ModelTeacher:
         self.temperature = temperature
         self.input_hw = input_hw
         self.flip = flip
+        # x_teacher = x_student * scale + shift, per channel: back to pixels by the student's mean/std, then the teacher's
+        self.renormalise = (None if renormalise is None else
+                            tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in renormalise))
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -50,6 +56,9 @@ class ModelTeacher:
             x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", antialias=True,
                                           align_corners=False)
         x = x.float()
+        if self.renormalise is not None:
+            scale, shift = (t.to(x.device) for t in self.renormalise)
+            x = x * scale + shift
         out = self.model(x)
         if not self.flip:
             return {h: out[h] for h in self.heads}
@@ -99,10 +108,10 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
 
     bundle = load_bundle(resolve_model_path(str(cfg["from"])))
     tpre, spre = bundle.preprocess or {}, preprocess or {}
-    for key in ("mean", "std", "channel_order"):
-        if key in tpre and key in spre and list(map(str, _as_list(tpre[key]))) != list(map(str, _as_list(spre[key]))):
-            raise AgeGenderError(f"model.distill_model: the teacher's {key} {tpre[key]} differs from the student's "
-                                 f"{spre[key]}; distil between models normalised alike", code="bad_config")
+    if str(tpre.get("channel_order", "RGB")) != str(spre.get("channel_order", "RGB")):
+        raise AgeGenderError(f"model.distill_model: the teacher reads {tpre.get('channel_order')} images and the "
+                             f"student {spre.get('channel_order')}; distil between models of one channel order",
+                             code="bad_config")
     theads = getattr(bundle.model, "heads", {})
     shared = [h for h in getattr(student, "heads", {}) if h in theads
               and _width(student.heads[h]) is not None and _width(student.heads[h]) == _width(theads[h])]
@@ -113,7 +122,22 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
                              f"outputs; shared: {shared}", code="bad_config")
     size = tpre.get("input_size")
     hw = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size)) if size else None
-    return ModelTeacher(bundle.model, heads, weight, temperature, hw, flip=flip)
+    return ModelTeacher(bundle.model, heads, weight, temperature, hw, flip=flip, renormalise=_renormalise(tpre, spre))
+
+
+def _renormalise(teacher: Mapping[str, Any], student: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    """(scale, shift) per channel taking the student's normalised input to the teacher's: pixel = x·σs + μs, then
+    (pixel − μt) / σt; None when both normalise alike (or either does not say how)."""
+    keys = ("mean", "std")
+    if not all(k in teacher and k in student for k in keys):
+        return None
+    mt, st, ms, ss = (list(map(float, _as_list(d[k]))) for d in (teacher, student) for k in keys)
+    if (mt, st) == (ms, ss):
+        return None
+    if not len(mt) == len(st) == len(ms) == len(ss):
+        raise AgeGenderError(f"model.distill_model: the teacher normalises {len(mt)} channels and the student "
+                             f"{len(ms)}", code="bad_config")
+    return [b / c for b, c in zip(ss, st)], [(a - m) / c for a, m, c in zip(ms, mt, st)]
 
 
 def _as_list(v: Any) -> list[Any]:

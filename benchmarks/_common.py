@@ -89,6 +89,14 @@ def resolve_model(name: str, fallback: str = DEFAULT_STANDIN) -> tuple[str, str]
         return str(path), f"{load_bundle(path).name}, since model {name!r} is unavailable ({e.code})"
 
 
+def runtime_spec(spec: str) -> tuple[str, dict]:
+    """``MODEL[@BACKEND[-PRECISION]]`` (e.g. ``default@openvino-bf16``, ``runs/x/pkg.onnx@onnx-fp32``) as the model and
+    the ``agegender.load`` options it names (none for a plain model: ``load``'s own choice)."""
+    model, _, runtime = spec.partition("@")
+    backend, _, precision = runtime.partition("-")
+    return model, {k: v for k, v in (("backend", backend), ("precision", precision)) if v}
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
     from agegender.inference.machine import cpu_name

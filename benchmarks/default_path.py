@@ -6,8 +6,11 @@
   200×200 RGB arrays (resize, normalise, model, decode, typed results), crops per second, best of ``--repeats``.
 
 Each row names the runtime and whether flip TTA is on. Run it on an otherwise idle machine.
+``--compare`` instead times the end-to-end row alone for several models or runtimes, taken in turn each round
+(``MODEL@BACKEND-PRECISION`` as in ``benchmarks/face_sources.py``), and gives each as a ratio to the first.
 
     python benchmarks/default_path.py [--model default] [--crops 1024] [--runs 5]
+    python benchmarks/default_path.py --compare default@openvino-bf16,default@onnx-fp32,RUN/pkg.onnx@onnx-fp32
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine
+from _common import REPO, machine, runtime_spec
 
 PHOTO_CODE = "import matplotlib, os; print(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg'))"
 
@@ -57,6 +60,31 @@ def crops_per_second(model: str, crops: list, repeats: int, **options) -> tuple[
     return best, f"{info['backend']} {info['precision']}"
 
 
+def compare(specs: list[str], crops: list, repeats: int) -> None:
+    """End to end on ``crops`` for each spec, the specs taken in turn in every round (so a slow spell of the machine
+    falls on all of them), best of ``repeats`` rounds, and each as a ratio to the first."""
+    import agegender
+
+    predictors = []
+    for spec in specs:
+        model, options = runtime_spec(spec)
+        p = agegender.load(model, detector="none", **options)
+        p.predict_batch(crops[:64])
+        predictors.append(p)
+    best = [0.0] * len(specs)
+    for _ in range(repeats):
+        for i, p in enumerate(predictors):
+            t = time.perf_counter()
+            p.predict_batch(crops)
+            best[i] = max(best[i], len(crops) / (time.perf_counter() - t))
+    print(f"| end to end, {len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} crops | runtime | crops/s | "
+          f"× the first |")
+    print("|---|---|---|---|")
+    for spec, p, rate in zip(specs, predictors, best):
+        info = p.info()
+        print(f"| `{spec}` | {info['backend']} {info['precision']} | {rate:.0f} | {rate / best[0]:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -64,7 +92,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="fresh processes per cold-start row")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
+    ap.add_argument("--compare", help="comma-separated MODEL[@BACKEND-PRECISION]: the end-to-end row alone for each")
     args = ap.parse_args()
+    if args.compare:
+        print(f"machine: {machine()}")
+        compare([s.strip() for s in args.compare.split(",") if s.strip()], load_crops(args.data, args.crops),
+                args.repeats)
+        return
     photo = subprocess.run([sys.executable, "-c", PHOTO_CODE], capture_output=True, text=True, check=True).stdout.strip()
     exe = str(Path(sys.executable).with_name("agegender"))
     print(f"machine: {machine()}")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine
+from _common import REPO, machine, runtime_spec
 
 #: (column title, metric key, scale, format)
 COLUMNS = (
@@ -108,10 +108,9 @@ class RuntimePeer:
     def __init__(self, spec: str) -> None:
         import agegender
 
-        model, _, runtime = spec.partition("@")
-        backend, _, precision = runtime.partition("-")
+        model, options = runtime_spec(spec)
         self.name = spec
-        self.predictor = agegender.load(model, detector="none", backend=backend or None, precision=precision or None)
+        self.predictor = agegender.load(model, detector="none", **options)
 
     def predict_batch(self, crops: list) -> dict:
         return self.predictor.predict_arrays(crops)

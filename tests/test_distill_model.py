@@ -110,6 +110,9 @@ def test_teacher_normalised_otherwise_sees_the_batch_in_its_own_normalisation(tm
     a, b = alike.outputs(norm(PRE)), other.outputs(norm(other_pre))
     assert all(torch.allclose(a[h], b[h], atol=1e-4) for h in alike.heads)
     assert not torch.allclose(alike.outputs(norm(other_pre))["age"], a["age"], atol=1e-4)
+    with pytest.raises(AgeGenderError, match="normalises 3 channels and the student 1") as e:
+        build_teacher({"from": str(face)}, _student(), dict(PRE, mean=[0.5], std=[0.5]))
+    assert e.value.code == "bad_config"
 
 
 def test_training_with_a_teacher_model_logs_its_terms(utkface_dir, tmp_path):

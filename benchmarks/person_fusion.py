@@ -11,7 +11,7 @@ overall, plus how often a face is read. Each model is the bundled one unless nam
 
 With ``--photos DIR`` the people are in whole photos instead: ``--data`` is a folder of face crops cached by
 ``agegender crops`` (the ``--config`` face recipe's source, whose split is used) and each crop's original photo is read
-from ``DIR`` under the same relative path, e.g. the CelebA and All-Age-Faces portraits (a face and some of the body).
+from ``DIR`` under the path its ``labels.csv`` gives as ``source_file``, e.g. the CelebA and All-Age-Faces portraits (a face and some of the body).
 The body model then finds the person with its own detector (the largest box is taken), the face model the face (the
 largest), and person mode fuses the two as it does in use; its portrait guard answers with the face alone when the
 face is taller than ``BODY_MAX_FACE_SHARE`` of the person's box.
@@ -137,7 +137,7 @@ def photo_rows(person: PersonPredictor, samples: list, data: str, args: argparse
     rows, missing = [], collections.Counter()
     t0 = time.perf_counter()
     for s in samples:
-        photo = originals.get(str(Path(s.path)), Path(args.photos) / Path(s.path).relative_to(data))
+        photo = originals.get(str(Path(s.path))) or Path(args.photos) / Path(s.path).relative_to(data)
         try:
             rgb = load_image(photo)
         except AgeGenderError:

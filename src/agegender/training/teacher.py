@@ -35,6 +35,7 @@ from torch import nn
 from agegender.errors import AgeGenderError
 
 _KEYS = {"from", "weight", "temperature", "heads", "flip"}
+_SHAPE = "model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them"
 
 
 class ModelTeacher:
@@ -93,15 +94,12 @@ class ModelTeacher:
 def build_teachers(cfg: Mapping[str, Any] | list | None, student: nn.Module, preprocess: Mapping[str, Any]
                    ) -> tuple[ModelTeacher, ...]:
     """The teachers of ``model.distill_model``: one entry or a list of them (empty when unset)."""
-    if not cfg:
-        return ()
-    if isinstance(cfg, Mapping):
-        return (build_teacher(cfg, student, preprocess),)
-    if not isinstance(cfg, (list, tuple)) or not all(isinstance(c, Mapping) for c in cfg):
-        raise AgeGenderError("model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them",
-                             code="bad_config")
-    return tuple(build_teacher(c, student, preprocess, name="distill_model" if i == 0 else f"distill_model{i + 1}")
-                 for i, c in enumerate(cfg))
+    entries = [cfg] if isinstance(cfg, Mapping) else cfg or []
+    if not isinstance(entries, (list, tuple)):
+        raise AgeGenderError(_SHAPE, code="bad_config")
+    teachers = (build_teacher(c, student, preprocess, name="distill_model" if i == 0 else f"distill_model{i + 1}")
+                for i, c in enumerate(entries))
+    return tuple(t for t in teachers if t is not None)
 
 
 def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess: Mapping[str, Any],
@@ -110,8 +108,7 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
     if not cfg:
         return None
     if not isinstance(cfg, Mapping):
-        raise AgeGenderError("model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them",
-                             code="bad_config")
+        raise AgeGenderError(_SHAPE, code="bad_config")
     cfg = dict(cfg)
     unknown = sorted(set(cfg) - _KEYS)
     if unknown:

@@ -125,7 +125,7 @@ def test_teacher_normalised_otherwise_sees_the_batch_in_its_own_normalisation(tm
     alike = build_teacher({"from": str(face)}, _student(), PRE)
     other_pre = dict(PRE, mean=[0.48, 0.46, 0.41], std=[1.0, 1.0, 1.0])
     other = build_teacher({"from": str(face)}, _student(), other_pre)
-    assert alike.renormalise is None and other.renormalise is not None
+    assert alike.adapter is None and other.adapter is not None
     pixels = torch.rand(2, 3, 64, 64)
 
     def norm(pre):

@@ -72,6 +72,62 @@ def test_members_must_match(members, tmp_path):
         build_model(cfg, {"gender": 2}, with_losses=True)
 
 
+@pytest.fixture()
+def mixed(tmp_path: Path) -> list[Path]:
+    """A 64-px member and a 128-px one normalised otherwise (another trunk's mean and std)."""
+    from helpers_models import tiny_bundle
+
+    first = write_tiny_package(tmp_path / "small.safetensors", "face", seed=1)
+    b = tiny_bundle("face", seed=2, input_size=128)
+    b.preprocess.update(mean=[0.48, 0.46, 0.41], std=[1.0, 1.0, 1.0])
+    return [first, save_package(b, tmp_path / "big.safetensors")]
+
+
+def test_members_of_other_input_see_the_pixels_in_their_own_size_and_normalisation(mixed, tmp_path):
+    import torch.nn.functional as F
+
+    from agegender.inference.onnx_export import export_onnx
+    from agegender.inference.predictor import load
+
+    ens = assemble_packages(mixed)
+    assert ens.preprocess == load_bundle(mixed[0]).preprocess  # the ensemble takes the first member's input
+    a, b = (load_bundle(p) for p in mixed)
+    pixels = torch.rand(2, 3, 64, 64)
+
+    def norm(pre, x):
+        return (x - torch.tensor(pre["mean"]).view(1, 3, 1, 1)) / torch.tensor(pre["std"]).view(1, 3, 1, 1)
+
+    with torch.no_grad():
+        out = ens.model(norm(a.preprocess, pixels))
+        big = F.interpolate(pixels, size=(128, 128), mode="bilinear", align_corners=False)
+        want = (a.model(norm(a.preprocess, pixels))["gender"] + b.model(norm(b.preprocess, big))["gender"]) / 2
+    torch.testing.assert_close(out["gender"], want, atol=1e-4, rtol=1e-4)
+    # the adapters are part of the package's config and of the ONNX graph
+    path = save_package(ens, tmp_path / "ens.safetensors")
+    again = load_bundle(path)
+    with torch.no_grad():
+        torch.testing.assert_close(again.model(norm(a.preprocess, pixels))["gender"], out["gender"])
+    s = export_onnx(path, tmp_path / "ens.onnx", verify=True)
+    assert max(s["max_abs_diff"].values()) < 1e-3
+    r = load(path, detector="none").predict(grace_rgb())[0]
+    q = load(tmp_path / "ens.onnx", detector="none").predict(grace_rgb())[0]
+    assert q.gender_probs["female"] == pytest.approx(r.gender_probs["female"], abs=1e-3)
+
+
+def test_member_of_smaller_input_or_other_framing_is_refused(mixed, tmp_path):
+    with pytest.raises(AgeGenderError, match="smallest input first") as err:
+        assemble_packages(mixed[::-1])
+    assert err.value.code == "bad_model" and "\n" not in str(err.value)
+    b = load_bundle(mixed[1])
+    b.preprocess.update(crop_margin=0.3)
+    with pytest.raises(AgeGenderError, match="framing"):
+        assemble_packages([mixed[0], save_package(b, tmp_path / "loose.safetensors")])
+    b = load_bundle(mixed[1])
+    b.preprocess.update(channel_order="BGR")
+    with pytest.raises(AgeGenderError, match="channel order"):
+        assemble_packages([mixed[0], save_package(b, tmp_path / "bgr.safetensors")])
+
+
 def test_bundled_body_model_is_an_ensemble():
     from agegender.bundled import bundled_models, resolve_model_path
 

@@ -7,9 +7,16 @@ One package and one ONNX graph hold all the members, so an ensemble loads and ru
 from packaged members with ``python tools/ensemble_package.py A.safetensors B.safetensors -o E.safetensors`` and
 calibrate it with ``agegender package E.safetensors -o FINAL.safetensors``.
 
-Config: ``model: {composition: ensemble, composition_args: {members: [MODEL_SECTION, ...]}, heads: ..., trunk: ...}``
-where each member is a ``model`` section of its own (its trunk and heads) and ``heads``/``trunk`` repeat the first
-member's (what the ensemble answers and how its card names it).
+The ensemble takes the first member's input. A member normalised otherwise or of a larger input size (another
+trunk, e.g. the ``dlib_resnet`` model at 150 px beside an EfficientNet at 96 px) gets that input re-normalised to
+its own mean and std and enlarged to its size inside the network (:class:`agegender.models.input_adapter.
+InputAdapter`, as a distillation teacher does); a member of a smaller input size would need a shrinking resize that
+ONNX cannot express, so the member with the smallest input goes first.
+
+Config: ``model: {composition: ensemble, composition_args: {members: [MODEL_SECTION, ...], adapters: [...]},
+heads: ..., trunk: ...}`` where each member is a ``model`` section of its own (its trunk and heads), ``adapters``
+(optional) gives each member's input adapter (``InputAdapter.config()``, null for none) and ``heads``/``trunk``
+repeat the first member's (what the ensemble answers and how its card names it).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch
 from torch import nn
 
 from agegender.errors import AgeGenderError
+from agegender.models.input_adapter import InputAdapter, input_size
 from agegender.models.multitask import decode_heads
 from agegender.models.registry import COMPOSITIONS
 
@@ -34,7 +42,8 @@ if TYPE_CHECKING:
 class EnsembleNet(nn.Module):
     """Members' outputs averaged head by head (after each member head's own temperature)."""
 
-    def __init__(self, members: list[nn.Module], heads: Mapping[str, nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], heads: Mapping[str, nn.Module],
+                 adapters: Sequence[InputAdapter | None] | None = None) -> None:
         super().__init__()
         if len(members) < 2:
             raise AgeGenderError("an ensemble needs at least two members", code="bad_config")
@@ -43,11 +52,17 @@ class EnsembleNet(nn.Module):
             if set(getattr(m, "heads", {})) != names:
                 raise AgeGenderError(f"ensemble member {i} has heads {sorted(getattr(m, 'heads', {}))}, the first "
                                      f"{sorted(names)}: members must answer the same tasks", code="bad_config")
+        adapters = list(adapters or [None] * len(members))
+        if len(adapters) != len(members):
+            raise AgeGenderError(f"an ensemble of {len(members)} members needs as many input adapters, not "
+                                 f"{len(adapters)}", code="bad_config")
         self.members = nn.ModuleList(members)
         self.heads = nn.ModuleDict(dict(heads))
+        #: each member's input made from the ensemble's (identity where the member takes the ensemble's input)
+        self.adapters = nn.ModuleList([a if a is not None else nn.Identity() for a in adapters])
 
     def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
-        outs = [m(x) for m in self.members]
+        outs = [m(a(x)) for m, a in zip(self.members, self.adapters)]
         return {name: torch.stack([o[name] / m.heads[name].temperature for o, m in zip(outs, self.members)]).mean(0)
                 for name in self.heads}
 
@@ -70,9 +85,16 @@ def build_ensemble(cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mappi
     if any(m.get("composition", "multitask") == "ensemble" for m in members_cfg):
         raise AgeGenderError("an ensemble member cannot itself be an ensemble", code="bad_config")
     members = [build_model(m, dims, stats=None, with_losses=False) for m in members_cfg]
+    adapters_cfg = (cfg.get("composition_args") or {}).get("adapters") or [None] * len(members)
+    if not isinstance(adapters_cfg, list) or not all(a is None or isinstance(a, Mapping) for a in adapters_cfg):
+        raise AgeGenderError("model.composition_args.adapters must list a mapping or null per member", code="bad_config")
+    try:
+        adapters = [None if a is None else InputAdapter(**a) for a in adapters_cfg]
+    except TypeError as e:
+        raise AgeGenderError(f"model.composition_args.adapters: {e}", code="bad_config") from None
     # decoding heads: the first member's kinds and sizes; their layers (1 input feature) are never run
     heads = {n: build_head(n, h, 1, dims) for n, h in (members_cfg[0].get("heads") or {}).items()}
-    return EnsembleNet(members, heads)
+    return EnsembleNet(members, heads, adapters)
 
 
 def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
@@ -82,19 +104,33 @@ def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
 
     bundles = [load_bundle(p) for p in paths]
     first = bundles[0]
+    adapters: list[InputAdapter | None] = [None]
     for p, b in zip(paths[1:], bundles[1:]):
-        for what in ("preprocess", "labels", "dims"):
+        for what in ("labels", "dims"):
             if getattr(b, what) != getattr(first, what):
-                raise AgeGenderError(f"{p}: its {what} differ from {paths[0]}'s; ensemble members must take the same "
-                                     "input and give the same outputs", code="bad_model")
+                raise AgeGenderError(f"{p}: its {what} differ from {paths[0]}'s; ensemble members must give the same "
+                                     "outputs", code="bad_model")
+        if _framing(b.preprocess) != _framing(first.preprocess):
+            raise AgeGenderError(f"{p}: its crop framing {_framing(b.preprocess)} differs from {paths[0]}'s "
+                                 f"{_framing(first.preprocess)}; ensemble members must see the same crop",
+                                 code="bad_model")
+        small, big = input_size(b.preprocess), input_size(first.preprocess)
+        if small and big and (small[0] < big[0] or small[1] < big[1]):
+            raise AgeGenderError(f"{p} takes {small[0]}x{small[1]} input, smaller than {paths[0]}'s {big[0]}x{big[1]}: "
+                                 "name the member with the smallest input first", code="bad_model")
+        adapters.append(InputAdapter.between(first.preprocess, b.preprocess, str(p),
+                                             names=(f"{paths[0]}", "this member")))
     members_cfg = [copy.deepcopy(b.config["model"]) for b in bundles]
     for m in members_cfg:
         m.pop("init_from", None)
         m.pop("distill", None)
     heads = {n: build_head(n, h, 1, first.dims) for n, h in (members_cfg[0].get("heads") or {}).items()}
-    model = EnsembleNet([b.model for b in bundles], heads).eval()
+    model = EnsembleNet([b.model for b in bundles], heads, adapters).eval()
     config = copy.deepcopy(first.config)
-    config["model"] = {"composition": "ensemble", "composition_args": {"members": members_cfg},
+    args: dict[str, Any] = {"members": members_cfg}
+    if any(a is not None for a in adapters):
+        args["adapters"] = [None if a is None else a.config() for a in adapters]
+    config["model"] = {"composition": "ensemble", "composition_args": args,
                        "trunk": members_cfg[0]["trunk"], "heads": members_cfg[0]["heads"]}
     config["name"] = "ensemble of " + ", ".join(str(b.config.get("name")) for b in bundles)
     prints = [b.fingerprint for b in bundles if b.fingerprint is not None]
@@ -105,3 +141,13 @@ def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
     if prints:
         bundle.fingerprint = np.unique(np.concatenate(prints)).astype(np.int64)
     return bundle
+
+
+def _framing(preprocess: Mapping[str, Any]) -> tuple[Any, Any]:
+    """What a member's crop shows: the margin around the detected box and the resize-then-centre-crop ratio."""
+    size, resize = input_size(preprocess), preprocess.get("resize")
+    ratio = None
+    if size and resize:
+        r = resize if isinstance(resize, (list, tuple)) else (resize, resize)
+        ratio = round(float(r[0]) / size[0], 4), round(float(r[1]) / size[1], 4)
+    return preprocess.get("crop_margin", 0.0), ratio

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from agegender.errors import AgeGenderError
+from agegender.models.input_adapter import InputAdapter
 
 _KEYS = {"from", "weight", "temperature", "heads", "flip"}
 _SHAPE = "model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them"
@@ -42,8 +43,7 @@ class ModelTeacher:
     """A frozen model whose raw head outputs (logits) the student's same-named heads learn to match."""
 
     def __init__(self, model: nn.Module, heads: list[str], weight: float, temperature: float,
-                 input_hw: tuple[int, int] | None = None, flip: bool = False,
-                 renormalise: tuple[list[float], list[float]] | None = None, name: str = "distill_model") -> None:
+                 adapter: InputAdapter | None = None, flip: bool = False, name: str = "distill_model") -> None:
         self.name = name
         self.model = model.float().eval()
         for p in self.model.parameters():
@@ -51,24 +51,16 @@ class ModelTeacher:
         self.heads = heads
         self.weight = weight
         self.temperature = temperature
-        self.input_hw = input_hw
         self.flip = flip
-        # x_teacher = x_student * scale + shift, per channel: back to pixels by the student's mean/std, then the teacher's
-        self.renormalise = (None if renormalise is None else
-                            tuple(torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in renormalise))
+        #: the student's batch resized and re-normalised to the teacher's input (None when the two take the same)
+        self.adapter = adapter
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         self.model.eval()
         if next(self.model.parameters()).device != x.device:
             self.model.to(x.device)
-        if self.input_hw is not None and tuple(x.shape[-2:]) != self.input_hw:
-            x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", antialias=True,
-                                          align_corners=False)
-        x = x.float()
-        if self.renormalise is not None:
-            scale, shift = (t.to(x.device) for t in self.renormalise)
-            x = x * scale + shift
+        x = self.adapter(x) if self.adapter is not None else x.float()
         out = self.model(x)
         if not self.flip:
             return {h: out[h] for h in self.heads}
@@ -143,29 +135,8 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
     if bad or not heads:
         raise AgeGenderError(f"model.distill_model: head(s) {bad or heads} are not in both models with the same "
                              f"outputs; shared: {shared}", code="bad_config")
-    size = tpre.get("input_size")
-    hw = (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size)) if size else None
-    return ModelTeacher(bundle.model, heads, weight, temperature, hw, flip=flip, renormalise=_renormalise(tpre, spre),
-                        name=name)
-
-
-def _renormalise(teacher: Mapping[str, Any], student: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
-    """(scale, shift) per channel taking the student's normalised input to the teacher's: pixel = x·σs + μs, then
-    (pixel − μt) / σt; None when both normalise alike (or either does not say how)."""
-    keys = ("mean", "std")
-    if not all(k in teacher and k in student for k in keys):
-        return None
-    mt, st, ms, ss = (list(map(float, _as_list(d[k]))) for d in (teacher, student) for k in keys)
-    if (mt, st) == (ms, ss):
-        return None
-    if not len(mt) == len(st) == len(ms) == len(ss):
-        raise AgeGenderError(f"model.distill_model: the teacher normalises {len(mt)} channels and the student "
-                             f"{len(ms)}", code="bad_config")
-    return [b / c for b, c in zip(ss, st)], [(a - m) / c for a, m, c in zip(ms, mt, st)]
-
-
-def _as_list(v: Any) -> list[Any]:
-    return list(v) if isinstance(v, (list, tuple)) else [v]
+    adapter = InputAdapter.between(spre, tpre, "model.distill_model", names=("the student", "the teacher"))
+    return ModelTeacher(bundle.model, heads, weight, temperature, adapter, flip=flip, name=name)
 
 
 #: head kinds whose outputs are softmax logits (the ones a temperature-softened cross-entropy fits)

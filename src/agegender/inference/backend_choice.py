@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from agegender.data.preprocess import Preprocessing, size_hw
 from agegender.errors import AgeGenderError
 from agegender.inference.backends import TorchBackend
 from agegender.inference.machine import best_seconds, cache_dir, cpu_name, read_cache_file, write_cache_entry
+from agegender.inference.onnx_cache import cached_export, cached_export_path
 from agegender.inference.onnx_runtime import OnnxBackend
 from agegender.inference.runner import Runner
 from agegender.inference.runtime import open_backend
@@ -117,21 +117,11 @@ def _open_onnx(path: str | Path, device: str, threads: int | None) -> OnnxBacken
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         return OnnxBackend(p, device, threads)
-    st = p.resolve().stat()
-    out = cache_path().parent / "onnx" / f"{p.stem}-{st.st_size}-{st.st_mtime_ns}.onnx"
-    if not out.is_file():
-        from agegender.inference.onnx_export import export_onnx
-
-        tmp = out.with_suffix(f".{os.getpid()}.tmp.onnx")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(p, tmp, verify=False)
-            tmp.replace(out)
-        except OSError as e:  # no writable cache: export to a temporary file as backend="onnx" does
-            log.info("backend auto: cannot keep the ONNX export in %s (%s)", out.parent, e)
-            return open_backend(p, "onnx", device, threads)  # type: ignore[return-value]
-        finally:
-            tmp.unlink(missing_ok=True)  # a failed export leaves nothing behind
+    try:
+        out = cached_export(p)
+    except OSError as e:  # no writable cache: export to a temporary file as backend="onnx" does
+        log.info("backend auto: cannot keep the ONNX export in %s (%s)", cached_export_path(p).parent, e)
+        return open_backend(p, "onnx", device, threads)  # type: ignore[return-value]
     backend = OnnxBackend(out, device, threads)
     backend.source = str(path)
     return backend

@@ -13,7 +13,7 @@ from agegender.training.datamodule import AgeGenderDataModule
 pytestmark = pytest.mark.skipif("default" not in bundled_models(), reason="bundled face model not in this checkout")
 
 
-@pytest.fixture(scope="module", params=["default", "default-fast"])
+@pytest.fixture(scope="module", params=["default", "default-fast", "default-accurate"])
 def face(request):
     if request.param not in bundled_models():
         pytest.skip(f"{request.param} not in this checkout")
@@ -27,7 +27,7 @@ def test_default_face_on_grace_hopper(face, grace_hopper):
     assert p.age.group == "60+" and p.age.interval[0] < p.age.years < p.age.interval[1]
     assert sum(p.gender_probs.values()) == pytest.approx(1.0, abs=1e-4)
     assert set(p.ethnicity_probs) == {"white", "black", "asian", "indian", "other"}
-    assert face.info()["name"] in ("default-face", "default-fast")
+    assert face.info()["name"] in ("default-face", "default-fast", "default-accurate")
     # the bundled face models name their own detector (CenterFace); any other can still be asked for
     assert face.detector_name == "centerface"
     assert agegender.load("default", detector="haar").detector_name == "haar"
@@ -88,6 +88,38 @@ def test_bundled_onnx_twin_is_the_default_and_matches_the_package(name, grace_ho
     for k in a:
         tol = 1e-3 if k == "age" else 1e-4  # the same float16 weights, run in float32 by both
         np.testing.assert_allclose(a[k], b[k], atol=tol, err_msg=k)
+
+
+def test_bundled_package_without_twin_runs_its_export_kept_in_the_cache(grace_hopper, tmp_path, monkeypatch):
+    """`default-accurate` ships without an ONNX twin: the first load exports it into the cache folder, later loads
+    run that export without importing torch, and it gives what the package gives under PyTorch."""
+    import subprocess
+    import sys
+
+    from agegender.bundled import onnx_twin, resolve_model_path
+    from agegender.inference.onnx_cache import cached_export_path
+
+    if "default-accurate" not in bundled_models():
+        pytest.skip("default-accurate not in this checkout")
+    path = resolve_model_path("default-accurate")
+    assert onnx_twin(path) is None
+    monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(tmp_path))
+    code = ("import sys, agegender; p = agegender.load('default-accurate', precision='fp32'); "
+            "people = p.predict(sys.argv[1]); assert len(people) == 1, people; "
+            "heavy = sorted(m for m in ('torch', 'timm') if m in sys.modules); "
+            "print('backend:', p.info()['backend'], 'source:', p.info()['source'], 'heavy:', heavy)")
+    runs = [subprocess.run([sys.executable, "-c", code, str(grace_hopper)], check=False, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    export = cached_export_path(path)
+    assert export.is_file() and f"source: {export}" in runs[0].stdout and "backend: onnx" in runs[0].stdout
+    assert "heavy: []" in runs[1].stdout, runs[1].stdout  # the second load finds the export: no torch
+    fast = agegender.load(export, detector="none")
+    ref = agegender.load("default-accurate", backend="torch", detector="none")
+    rgb = load_image(grace_hopper)
+    a, b = fast.predict_arrays([rgb, rgb[100:330, 150:380]]), ref.predict_arrays([rgb, rgb[100:330, 150:380]])
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-3 if k == "age" else 1e-4, err_msg=k)
 
 
 def test_predicting_a_photo_with_the_default_model_loads_no_torch(grace_hopper):

@@ -42,6 +42,7 @@ def test_outputs_are_the_mean_of_the_members_scaled_logits(members, tmp_path):
         torch.testing.assert_close(again.model(x)["gender"], out["gender"])
     assert again.config["model"]["composition"] == "ensemble"
     assert len(again.config["model"]["composition_args"]["members"]) == 2
+    assert again.meta["description"].startswith("An ensemble of 2 models: ")
 
 
 def test_ensemble_predicts_and_exports(members, tmp_path):
@@ -138,3 +139,16 @@ def test_bundled_body_model_is_an_ensemble():
     assert b.config["model"]["composition"] == "ensemble" and len(members) == 2
     assert [m["trunk"].get("parts", 0) for m in members] == [0, 3]
     assert np.isfinite(b.meta["calibration"]["heads"]["gender"]["temperature"])
+
+
+def test_model_card_of_an_ensemble_names_each_member(mixed, tmp_path):
+    from agegender.workflows.packaging import write_model_card
+
+    path = save_package(assemble_packages(mixed), tmp_path / "ens.safetensors")
+    b = load_bundle(path)
+    card = write_model_card(path, b.meta, {"test": {"gender_accuracy": 0.5}}, {"train": "t"}, []).read_text()
+    sizes = [sum(p.numel() for p in load_bundle(m).model.parameters()) for m in mixed]
+    assert "composition: `ensemble` of 2 networks" in card
+    assert "member 1: `small_cnn` trunk" in card and "input [64, 64] px" in card and "input [128, 128] px" in card
+    assert f"parameters: {sum(sizes):,} ({sizes[0]:,} + {sizes[1]:,})" in card
+    assert "An ensemble of 2 models: " in card

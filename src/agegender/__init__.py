@@ -26,8 +26,8 @@ _LAZY = {"Predictor": "agegender.inference.predictor", "AgeEstimate": "agegender
 
 
 def load(name_or_path: str = "default", **options: Any) -> Predictor:
-    """Load a predictor: a bundled model name (``default``, ``default-fast``, ``default-body``), a package
-    (``.safetensors``), a checkpoint or an ONNX file. The options are those of
+    """Load a predictor: a bundled model name (``default``, ``default-fast``, ``default-accurate``, ``default-body``),
+    a package (``.safetensors``), a checkpoint or an ONNX file. The options are those of
     :func:`agegender.inference.predictor.load` (detector, backend, scheme, min_confidence, tta_flip, ...).
     ``"default-person"`` or ``mode="person"`` gives a :class:`~agegender.inference.person.PersonPredictor` (face and
     body of every person, fused), with the same methods."""

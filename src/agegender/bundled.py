@@ -14,10 +14,16 @@ BUNDLED: dict[str, str] = {
     "default": "default-face.safetensors",
     "default-face": "default-face.safetensors",
     "default-body": "default-body.safetensors",
-    # the face model at 80 px: ~35 % more crops/s than `default`, slightly less accurate (see its card)
+    # a shallower `default` (9 of its 16 blocks): about 1.5x the crops/s, slightly less accurate (see its card)
     "default-fast": "default-fast.safetensors",
+    # `default` and a network on dlib's face-recognition ResNet averaged: more accurate, 2-3x the cost (its card)
+    "default-accurate": "default-accurate.safetensors",
 }
 
+
+#: bundled models shipped without an ONNX twin (it would add its size again to the installation): the first load
+#: exports the package once into the cache folder (agegender.inference.onnx_cache)
+WITHOUT_TWIN: frozenset[str] = frozenset({"default-accurate"})
 
 #: bundled names of person mode (agegender.inference.person): (face model, body model)
 PERSON_PAIRS: dict[str, tuple[str, str]] = {"default-person": ("default", "default-body")}
@@ -44,6 +50,12 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     known = ", ".join(sorted({*BUNDLED, *PERSON_PAIRS}))
     raise AgeGenderError(
         f"unknown model {key!r}: not a bundled name ({known}) and no such file", code="unknown_model")
+
+
+def is_bundled_package(path: str | Path) -> bool:
+    """True for a package file among the bundled weights."""
+    p = Path(path)
+    return p.parent == WEIGHTS_DIR and p.suffix == ".safetensors" and p.is_file()
 
 
 def onnx_twin(path: str | Path) -> Path | None:

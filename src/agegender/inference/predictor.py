@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from agegender.bundled import PERSON_PAIRS, onnx_twin, resolve_model_path
+from agegender.bundled import PERSON_PAIRS, is_bundled_package, onnx_twin, resolve_model_path
 from agegender.data.images import load_image
 from agegender.data.preprocess import Preprocessing
 from agegender.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
@@ -468,12 +468,31 @@ def list_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> l
     return out
 
 
+def _cached_twin(path: Path) -> Path | None:
+    """A bundled package shipped without an ONNX twin: its export in the cache folder, made on the first load; None
+    (so PyTorch runs it) when no export can be made here (no ``onnx`` package, no writable cache)."""
+    from agegender.inference.onnx_cache import cached_export, cached_export_path
+
+    if cached_export_path(path).is_file():
+        return cached_export_path(path)
+    try:
+        import onnx  # noqa: F401  (the export needs it: pip install 'agegender[onnx]')
+    except ImportError:
+        log.info("%s runs on PyTorch: exporting it to ONNX needs pip install 'agegender[onnx]'", path.name)
+        return None
+    try:
+        return cached_export(path)
+    except (OSError, AgeGenderError) as e:
+        log.info("%s runs on PyTorch: no ONNX export could be kept (%s)", path.name, e)
+        return None
+
+
 def load(name_or_path: str | Path = "default", options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
     """Load a model and wrap it in a :class:`Predictor`.
 
-    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-body``; person mode, ``default-person``,
-    is :func:`agegender.inference.loading.load`'s), a package
-    (``.safetensors``) or ``.ckpt`` file, or an exported ``.onnx`` file. ``options`` and ``overrides`` (keyword
+    ``name_or_path``: a bundled name (``default``, ``default-fast``, ``default-accurate``, ``default-body``; person mode,
+    ``default-person``, is :func:`agegender.inference.loading.load`'s), a package (``.safetensors``) or ``.ckpt`` file,
+    or an exported ``.onnx`` file. ``options`` and ``overrides`` (keyword
     arguments named like its fields, e.g. ``detector="none"``, ``tta_flip=False``) are the
     :class:`~agegender.inference.options.PredictorOptions`: runtime, precision, threads, detector and its options,
     mode, age-group scheme, interval, min_confidence, flip TTA, batch size, workers and the pixel limit; each is
@@ -486,6 +505,8 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     path = resolve_model_path(name_or_path)
     backend, device, threads, precision = opts.backend, opts.device, opts.threads, opts.precision
     twin = onnx_twin(path)
+    if twin is None and backend in (None, "onnx", "openvino") and is_bundled_package(path):
+        twin = _cached_twin(path)
     if backend is None and twin is not None and str(device) == "cpu" and precision in (None, "fp32", "bf16"):
         # a bundled model: its ONNX twin, the fastest path on a CPU without loading torch: OpenVINO's bfloat16
         # where the CPU has bfloat16 matrix units (or bfloat16 is asked for), else ONNX Runtime's float32

@@ -133,8 +133,11 @@ def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
     config["model"] = {"composition": "ensemble", "composition_args": args,
                        "trunk": members_cfg[0]["trunk"], "heads": members_cfg[0]["heads"]}
     config["name"] = "ensemble of " + ", ".join(str(b.config.get("name")) for b in bundles)
+    config["description"] = f"An ensemble of {len(bundles)} models: " + "; ".join(
+        str(b.meta.get("description") or b.config.get("description") or b.name) for b in bundles)
     prints = [b.fingerprint for b in bundles if b.fingerprint is not None]
     meta = {k: v for k, v in first.meta.items() if k != "calibration"}
+    meta["description"] = config["description"]
     meta["members"] = [{"source": str(p), "name": b.meta.get("name"), "config": b.config.get("name")}
                        for p, b in zip(paths, bundles)]
     bundle = ModelBundle(model, config, dict(first.dims), dict(first.preprocess), dict(first.labels), meta)

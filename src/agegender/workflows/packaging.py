@@ -243,7 +243,12 @@ def _file_line(package: Path, meta: dict[str, Any]) -> str:
 def _init_text(model_cfg: dict[str, Any]) -> str:
     if model_cfg.get("init_from"):
         return f"initialised from `{model_cfg['init_from']}`"
-    return f"ImageNet-pretrained: {model_cfg['trunk'].get('pretrained', False)}"
+    what = PRETRAINED_ON.get(str(model_cfg["trunk"].get("name")), "ImageNet")
+    return f"{what}-pretrained: {model_cfg['trunk'].get('pretrained', False)}"
+
+
+#: what a trunk's ``pretrained: true`` weights were trained for, where it is not ImageNet classification
+PRETRAINED_ON = {"dlib_resnet": "face-recognition (dlib)"}
 
 
 def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[str, dict[str, Any]],
@@ -261,14 +266,31 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
     cfg = b.config
     tr = meta.get("training") or {}
     heads = ", ".join(f"`{n}` ({h['type']})" for n, h in cfg["model"]["heads"].items())
+    args = cfg["model"].get("composition_args") or {}
+    members = args.get("members") if cfg["model"].get("composition") == "ensemble" else None
+    if members:  # an ensemble: its members' trunks; the training figures below are the first member's
+        sizes = [((a or {}).get("size") or b.preprocess.get("input_size")) for a in
+                 (args.get("adapters") or [None] * len(members))]
+        params = sum(p.numel() for p in b.model.members.parameters())
+        model_lines = [
+            f"- composition: `ensemble` of {len(members)} networks (`agegender.models.ensemble`), heads: {heads}",
+            *[f"  - member {i}: `{m['trunk']['name']}` trunk ({_init_text(m)}), input {size} px"
+              for i, (m, size) in enumerate(zip(members, sizes), 1)],
+            f"- parameters: {params:,} ({' + '.join(f'{sum(p.numel() for p in m.parameters()):,}' for m in b.model.members)})",
+        ]
+    else:
+        model_lines = [
+            f"- trunk: `{cfg['model']['trunk']['name']}` ({_init_text(cfg['model'])}), heads: {heads}",
+            f"- parameters: {tr.get('parameters', 'n/a'):,}" if isinstance(tr.get("parameters"), int)
+            else "- parameters: n/a",
+        ]
     lines = [
         f"# Model card: {meta.get('name')} ({Path(package).name})",
         "",
         f"{meta.get('description', '')}",
         "",
         "## Model",
-        f"- trunk: `{cfg['model']['trunk']['name']}` ({_init_text(cfg['model'])}), heads: {heads}",
-        f"- parameters: {tr.get('parameters', 'n/a'):,}" if isinstance(tr.get("parameters"), int) else "- parameters: n/a",
+        *model_lines,
         (f"- input: {b.preprocess.get('input_size')} px RGB, mean {b.preprocess.get('mean')}, std {b.preprocess.get('std')}"
         f"; mode `{meta.get('mode')}`, default detector `{meta.get('default_detector')}`"),
         (f"- weights stored as {'fp16' if meta.get('half', True) else 'fp32'}; age-group scheme of the training labels: "
@@ -282,7 +304,8 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         f"- config: `{config or 'configs/default/' + ('body' if meta.get('mode') == 'body' else 'face') + '.yaml'}`",
         f"- command: `{commands.get('train', '')}`",
         (f"- time: {tr.get('train_seconds', 'n/a')} s for {tr.get('epochs_run', 'n/a')} epochs "
-        f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)"),
+        f"({tr.get('global_step', 'n/a')} steps) on 2 CPU cores (shared with other jobs)"
+        f"{', the last training stage of member 1' if members else ''}"),
         f"- packaged with: `{commands.get('package', '')}`",
         *[f"- {note}" for note in training_notes or []],
     ]

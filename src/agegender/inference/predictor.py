@@ -473,8 +473,9 @@ def _cached_twin(path: Path) -> Path | None:
     (so PyTorch runs it) when no export can be made here (no ``onnx`` package, no writable cache)."""
     from agegender.inference.onnx_cache import cached_export, cached_export_path
 
-    if cached_export_path(path).is_file():
-        return cached_export_path(path)
+    kept = cached_export_path(path)
+    if kept.is_file():
+        return kept
     try:
         import onnx  # noqa: F401  (the export needs it: pip install 'agegender[onnx]')
     except ImportError:
@@ -505,7 +506,8 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     path = resolve_model_path(name_or_path)
     backend, device, threads, precision = opts.backend, opts.device, opts.threads, opts.precision
     twin = onnx_twin(path)
-    if twin is None and backend in (None, "onnx", "openvino") and is_bundled_package(path):
+    wants_onnx = backend in ("onnx", "openvino") or backend is None and str(device) == "cpu"
+    if twin is None and wants_onnx and is_bundled_package(path):
         twin = _cached_twin(path)
     if backend is None and twin is not None and str(device) == "cpu" and precision in (None, "fp32", "bf16"):
         # a bundled model: its ONNX twin, the fastest path on a CPU without loading torch: OpenVINO's bfloat16

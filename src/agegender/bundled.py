@@ -61,6 +61,5 @@ def is_bundled_package(path: str | Path) -> bool:
 def onnx_twin(path: str | Path) -> Path | None:
     """The bundled ONNX file exported from a bundled package (same name, ``.onnx``; written by
     ``tools/export_bundled_onnx.py``), which ONNX Runtime runs without torch; None for any other file."""
-    p = Path(path)
-    twin = p.with_suffix(".onnx")
-    return twin if p.parent == WEIGHTS_DIR and p.suffix == ".safetensors" and twin.is_file() else None
+    twin = Path(path).with_suffix(".onnx")
+    return twin if is_bundled_package(path) and twin.is_file() else None

@@ -12,15 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from agegender.data.preprocess import size_hw
 from agegender.errors import AgeGenderError
 
 
 def input_size(preprocess: Mapping[str, Any]) -> tuple[int, int] | None:
     """``preprocess["input_size"]`` as (height, width), or None when the preprocessing does not say."""
     size = preprocess.get("input_size")
-    if isinstance(size, (list, tuple)):
-        return int(size[0]), int(size[1])
-    return (int(size), int(size)) if size else None
+    return size_hw(size) if size else None
 
 
 def renormalise(source: Mapping[str, Any], target: Mapping[str, Any], what: str = "model",

@@ -123,10 +123,6 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
 
     bundle = load_bundle(resolve_model_path(str(cfg["from"])))
     tpre, spre = bundle.preprocess or {}, preprocess or {}
-    if str(tpre.get("channel_order", "RGB")) != str(spre.get("channel_order", "RGB")):
-        raise AgeGenderError(f"model.distill_model: the teacher reads {tpre.get('channel_order')} images and the "
-                             f"student {spre.get('channel_order')}; distil between models of one channel order",
-                             code="bad_config")
     theads = getattr(bundle.model, "heads", {})
     shared = [h for h in getattr(student, "heads", {}) if h in theads
               and _width(student.heads[h]) is not None and _width(student.heads[h]) == _width(theads[h])]

@@ -18,6 +18,12 @@ round, so a busy machine slows them alike; the ratios ours/face-api are what car
 ``crops_per_second.py``) is also given: it is what one idle core would do and moves less with other load.
 
     python benchmarks/peer_faceapi.py --faceapi DIR [--model default] [--crops 1024] [--rounds 3] [--threads N]
+        [--precision int8]
+
+``--precision`` loads ours with that precision instead of what ``load`` picks on this CPU (``int8``: the int8 twin
+on OpenVINO). With ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` in the environment OpenVINO is held to the instructions
+of a CPU without AMX (ONNX Runtime does not read it), which is how the int8 rows of docs/performance.md stand in for
+such a CPU on one that has AMX.
 
 DIR is the unpacked ``@vladmandic/face-api`` npm package (or ``FACEAPI_DIR``); see benchmarks/peers/faceapi.py.
 """
@@ -47,6 +53,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: ONNX Runtime's)")
     ap.add_argument("--streams", type=int, default=os.cpu_count() or 1,
                     help="single-threaded sessions of face-api.js's side-by-side runs (default: one per CPU)")
+    ap.add_argument("--precision", default=None, help="ours with this precision (fp32, bf16, int8; default: load's choice)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "utkface" / "images"))
     args = ap.parse_args()
     try:
@@ -57,8 +64,9 @@ def main() -> None:
     import agegender
 
     crops = load_crops(args.data, args.crops)
-    ours = agegender.load(args.model, detector="none", threads=args.threads)
-    ours_noflip = agegender.load(args.model, detector="none", threads=args.threads, tta_flip=False)
+    ours = agegender.load(args.model, detector="none", threads=args.threads, precision=args.precision)
+    ours_noflip = agegender.load(args.model, detector="none", threads=args.threads, tta_flip=False,
+                                 precision=args.precision)
     flip = "on" if ours.tta_flip else "off"
     contenders = {
         f"ours: load({args.model!r}, detector='none') (flip TTA {flip}, batch {ours.batch_size})": ours.predict_batch,
@@ -71,7 +79,7 @@ def main() -> None:
             fp32.predict_batch
     streams = int(getattr(ours.backend, "streams", 1))
     if streams > 1:  # what the pipelines of single-threaded calls (the default) gain over one call at a time
-        serial = agegender.load(args.model, detector="none", threads=streams)
+        serial = agegender.load(args.model, detector="none", threads=streams, precision=args.precision)
         contenders[f"ours: one model call at a time on {streams} threads (load(..., threads={streams}), flip TTA "
                    f"{'on' if serial.tta_flip else 'off'})"] = serial.predict_batch
     peer_streams = FaceApiAgeGender(args.faceapi, threads=args.threads, streams=args.streams) if args.streams > 1 else None

@@ -71,11 +71,12 @@ def test_default_body_on_peta(peta_dir):
 def test_bundled_onnx_twin_is_the_default_and_matches_the_package(name, grace_hopper):
     """`load(name)` runs the bundled ONNX twin (in float32 on ONNX Runtime when asked for float32); it gives what the
     safetensors package gives under PyTorch."""
-    from agegender.bundled import onnx_twin, resolve_model_path
-    from agegender.inference.openvino_runtime import prefer_openvino
+    from agegender.bundled import int8_twin, onnx_twin, resolve_model_path
+    from agegender.inference.openvino_runtime import preferred_precision
 
-    assert agegender.load(name).backend.name == ("openvino" if prefer_openvino(onnx_twin(resolve_model_path(name)))
-                                                 else "onnx")
+    package = resolve_model_path(name)
+    choice = preferred_precision(onnx_twin(package), int8_twin(package))
+    assert agegender.load(name).backend.name == ("openvino" if choice else "onnx")
     fast, ref = agegender.load(name, precision="fp32"), agegender.load(name, backend="torch")
     assert fast.backend.name == "onnx" and ref.backend.name == "torch"
     assert fast.info()["source"] == str(onnx_twin(resolve_model_path(name)))

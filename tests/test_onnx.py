@@ -167,13 +167,14 @@ def test_uint8_graph_matches_float_graph(tmp_path: Path, resize: int | None, ord
         export_onnx(bundle, tmp_path / "x.onnx", input_format="int16")
 
 
-def test_int8_keeps_stem_depthwise_and_heads_in_float(tiny_face_model: Path, utkface_dir: Path, tmp_path: Path) -> None:
+def test_int8_safe_scope_keeps_stem_and_depthwise_in_float(tiny_face_model: Path, utkface_dir: Path,
+                                                           tmp_path: Path) -> None:
     import onnx
 
     from agegender.inference.onnx_export import float_nodes
 
     calib = sorted((utkface_dir / "images").iterdir())[::1000][:8]
-    s = export_onnx(tiny_face_model, tmp_path / "q.onnx", verify=False, int8_calibration=calib)
+    s = export_onnx(tiny_face_model, tmp_path / "q.onnx", verify=False, int8_calibration=calib, int8_scope="safe")
     proto = onnx.load(str(tmp_path / "q.onnx"))
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
     stem = next(n for n in convs if "/trunk/" in n.name)
@@ -195,13 +196,23 @@ def test_int8_scope_trunk_quantizes_every_trunk_convolution(tiny_face_model: Pat
     import onnx
 
     calib = sorted((utkface_dir / "images").iterdir())[::1000][:8]
-    safe = export_onnx(tiny_face_model, tmp_path / "s.onnx", verify=False, int8_calibration=calib)
-    full = export_onnx(tiny_face_model, tmp_path / "t.onnx", verify=False, int8_calibration=calib, int8_scope="trunk")
+    safe = export_onnx(tiny_face_model, tmp_path / "s.onnx", verify=False, int8_calibration=calib, int8_scope="safe")
+    full = export_onnx(tiny_face_model, tmp_path / "t.onnx", verify=False, int8_calibration=calib)  # the default
     assert full["float_nodes"] < safe["float_nodes"]
     proto = onnx.load(str(tmp_path / "t.onnx"))
-    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    producers = {o: n for n in proto.graph.node for o in n.output}
+
+    def reads_int8(tensor: str) -> bool:  # a DequantizeLinear output, or one through a max pool (int8 either way)
+        node = producers.get(tensor)
+        while node is not None and node.op_type == "MaxPool":
+            node = producers.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
     trunk_convs = [n for n in proto.graph.node if n.op_type == "Conv" and "/trunk/" in n.name]
-    assert trunk_convs and all(producers.get(n.input[0]) == "DequantizeLinear" for n in trunk_convs)
+    assert trunk_convs and all(reads_int8(n.input[0]) and reads_int8(n.input[1]) for n in trunk_convs)
+    # the heads and the decoding stay in float
+    assert all(not reads_int8(i) for n in proto.graph.node if "/trunk/" not in n.name and n.op_type != "QuantizeLinear"
+               for i in n.input)
     with pytest.raises(AgeGenderError, match="int8_scope"):
         export_onnx(tiny_face_model, tmp_path / "x.onnx", verify=False, int8_calibration=calib, int8_scope="all")
 

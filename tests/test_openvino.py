@@ -86,19 +86,83 @@ def test_load_picks_bf16_openvino_only_where_the_cpu_has_amx(monkeypatch, grace_
 def test_avx512_bf16_without_amx_is_decided_by_a_cached_speed_check(monkeypatch, tmp_path, twin):
     monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
-    for ratio, verdict in ((1.6, True), (0.8, False)):
+    for ratio, verdict in ((1.6, "bf16"), (0.8, None)):
         (tmp_path / openvino_runtime.CHOICE_FILE).unlink(missing_ok=True)
         calls = []
-        monkeypatch.setattr(openvino_runtime, "speed_ratio", lambda p, r=ratio, c=calls: c.append(p) or r)
-        assert openvino_runtime.prefer_openvino(twin) is verdict
-        assert openvino_runtime.prefer_openvino(twin) is verdict  # the second answer comes from the cache
-        assert calls == [twin]
+        monkeypatch.setattr(openvino_runtime, "speed_ratio",
+                            lambda p, c_path, prec, r=ratio, c=calls: c.append((c_path, prec)) or r)
+        assert openvino_runtime.preferred_precision(twin) == verdict
+        assert openvino_runtime.preferred_precision(twin) == verdict  # the second answer comes from the cache
+        assert calls == [(twin, "bf16")]
         assert agegender.load("default-fast").backend.name == ("openvino" if verdict else "onnx")
+
+
+def test_int8_twin_is_chosen_by_a_cached_speed_check_on_avx512_or_vnni(monkeypatch, tmp_path, twin):
+    """With an int8 twin, CPUs with AVX-512 or VNNI time it against ONNX Runtime's float32 once and keep the
+    faster; plain AVX2 CPUs (where int8 was measured slower) and AMX CPUs (bfloat16) do not time it."""
+    from agegender.bundled import int8_twin
+
+    int8 = int8_twin(resolve_model_path("default-fast"))
+    assert int8 is not None and int8.name == "default-fast.int8.onnx"
+    monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(openvino_runtime, "speed_ratio",
+                        lambda p, c_path, prec, c=calls: c.append(prec) or {"int8": 2.4, "bf16": 1.3}[prec])
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "fma"})
+    assert openvino_runtime.preferred_precision(twin, int8) is None and calls == []
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "amx_bf16", "avx512_vnni"})
+    assert openvino_runtime.preferred_precision(twin, int8) == "bf16" and calls == []
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
+    assert openvino_runtime.preferred_precision(twin, int8) == "int8" and sorted(calls) == ["bf16", "int8"]
+    assert openvino_runtime.preferred_precision(twin, int8) == "int8" and len(calls) == 2  # cached
+    p = agegender.load("default-fast")
+    assert (p.backend.name, p.info()["precision"], p.info()["source"]) == ("openvino", "int8", str(int8))
+    # float32 asked for: ONNX Runtime on the float twin, whatever the check found
+    assert agegender.load("default-fast", precision="fp32").backend.name == "onnx"
+    # a slower int8 (plain AVX-512 here) is not taken
+    (tmp_path / openvino_runtime.CHOICE_FILE).unlink()
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(openvino_runtime, "speed_ratio", lambda p, c_path, prec: 0.9)
+    assert openvino_runtime.preferred_precision(twin, int8) is None
+
+
+@pytest.mark.parametrize("name", ["default", "default-fast"])
+def test_int8_twin_agrees_with_the_float_twin(name, utkface_dir, grace_hopper):
+    """precision="int8" runs the bundled int8 twin on OpenVINO; on real face crops it stays close to float32 (its
+    accuracy on the test splits is in docs/results.md)."""
+    p = agegender.load(name, precision="int8", detector="none")
+    ref = agegender.load(name, precision="fp32", detector="none")
+    assert (p.backend.name, p.info()["precision"]) == ("openvino", "int8")
+    faces = [load_image(f) for f in sorted((utkface_dir / "images").iterdir())[::500][:24]]
+    a, b = ref.predict_arrays(faces), p.predict_arrays(faces)
+    assert np.abs(b["age"] - a["age"]).mean() < 1.0
+    assert np.abs(b["gender_probs"] - a["gender_probs"]).mean() < 0.02
+    assert (b["gender_probs"].argmax(1) == a["gender_probs"].argmax(1)).mean() >= 0.9
+    assert not np.allclose(b["age_probs"], a["age_probs"], atol=1e-6)  # it did run in int8
+    assert len(agegender.load(name, precision="int8").predict(grace_hopper)) == 1
+
+
+def test_int8_asked_for_where_there_is_none_is_a_one_line_error(twin):
+    for kwargs, match in (({"backend": "onnx"}, "runs on OpenVINO"), ({"device": "cuda"}, "runs on OpenVINO")):
+        with pytest.raises(AgeGenderError, match=match):
+            agegender.load("default-fast", precision="int8", **kwargs)
+    with pytest.raises(AgeGenderError, match="no int8 version"):
+        agegender.load("default-accurate", precision="int8")
+    with pytest.raises(AgeGenderError, match="not an int8 file") as e:
+        agegender.load(twin, precision="int8")  # a float ONNX file
+    assert "\n" not in str(e.value)
 
 
 @needs_bf16
 def test_speed_ratio_times_both_runtimes(twin):
     assert openvino_runtime.speed_ratio(twin, rows=4, min_seconds=0.0) > 0
+
+
+def test_speed_ratio_times_the_int8_twin(twin):
+    from agegender.bundled import int8_twin
+
+    int8 = int8_twin(resolve_model_path("default-fast"))
+    assert openvino_runtime.speed_ratio(twin, int8, "int8", rows=4, min_seconds=0.0) > 0
 
 
 def test_explicit_openvino_backend_uses_the_bundled_twin(twin):

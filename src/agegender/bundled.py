@@ -63,3 +63,11 @@ def onnx_twin(path: str | Path) -> Path | None:
     ``tools/export_bundled_onnx.py``), which ONNX Runtime runs without torch; None for any other file."""
     twin = Path(path).with_suffix(".onnx")
     return twin if is_bundled_package(path) and twin.is_file() else None
+
+
+def int8_twin(path: str | Path) -> Path | None:
+    """The bundled int8 ONNX file of a bundled package (``<name>.int8.onnx``; written by
+    ``tools/export_bundled_onnx.py --int8``), which OpenVINO runs in int8 on CPUs with AVX-512 or VNNI; None for
+    any other file or where none is shipped."""
+    twin = Path(path).with_suffix(".int8.onnx")
+    return twin if is_bundled_package(path) and twin.is_file() else None

@@ -93,7 +93,8 @@ Backend = Annotated[
         "--backend",
         help="torch | onnx | openvino | auto (time torch and onnx on this machine, keep the faster; a few seconds "
         "once, then cached: for batch jobs and video) (default: a bundled model runs its ONNX twin, on OpenVINO in "
-        "bfloat16 where the CPU has AMX, else on ONNX Runtime; otherwise from the file extension)",
+        "bfloat16 where the CPU has AMX, on its int8 twin where that is measured faster, else on ONNX Runtime; "
+        "otherwise from the file extension)",
     ),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="model threads (default: torch's)")]
@@ -102,8 +103,9 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         help="fp32 (float32 throughout: outputs as `agegender evaluate` gives them) | bf16 (bfloat16: OpenVINO for a "
-        "bundled model or an .onnx file, the torch trace for a checkpoint; outputs move slightly) | auto (torch: "
-        "time both; OpenVINO: bfloat16 on AMX CPUs) (default: bfloat16 only for a bundled model on an AMX CPU)",
+        "bundled model or an .onnx file, the torch trace for a checkpoint; outputs move slightly) | int8 (a bundled "
+        "model's int8 twin on OpenVINO) | auto (torch: time both; OpenVINO: bfloat16 on AMX CPUs) (default for a "
+        "bundled model: bfloat16 on an AMX CPU, int8 where a one-time speed check finds it faster, else fp32)",
     ),
 ]
 DetectorOptions = Annotated[

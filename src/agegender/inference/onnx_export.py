@@ -4,7 +4,9 @@ file alone is loadable with ``agegender.load(path, backend="onnx")``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,17 +88,19 @@ def export_onnx(
     calibration_limit: int = 256,
     input_format: str = "auto",
     fold_constants: bool = True,
-    int8_scope: str = "safe",
+    int8_scope: str = "trunk",
 ) -> dict[str, Any]:
     """Export a checkpoint/package (or a loaded bundle) to ``out_path``; returns a summary with the output
     names and, with ``verify``, the largest torch-vs-ONNX Runtime difference per output on random input.
 
-    ``int8_calibration`` (face crops: a folder, or a list of paths/arrays) quantizes the network's
-    convolutions and matrix products to int8 (ONNX Runtime static QDQ quantization, per-channel weights),
-    with activation ranges measured on up to ``calibration_limit`` of those crops. The decoding (softmax,
-    expected age) stays in float. Faster on CPUs with VNNI; check accuracy with ``agegender evaluate``.
-    ``int8_scope``: ``safe`` also keeps the trunk's stem and depthwise convolutions in float (:func:`float_nodes`);
-    ``trunk`` quantizes every trunk convolution (the speed int8 can reach, at an accuracy loss).
+    ``int8_calibration`` (face crops: a folder, or a list of paths/arrays) quantizes the trunk's convolutions
+    to int8 (NNCF's post-training quantization, :func:`_quantize_int8`; a QDQ graph), with activation ranges
+    measured on up to ``calibration_limit`` of those crops; batch norms are folded first (``fold_constants`` is
+    ignored). The heads and the decoding (softmax, age quantile) stay in float. OpenVINO runs such a file in
+    int8 (``agegender.load(path, backend="openvino")``), 2.4x ONNX Runtime's float32 on CPUs with AVX-512 VNNI;
+    ONNX Runtime runs it too, but slowly (docs/performance.md). Check accuracy with ``agegender evaluate``.
+    ``int8_scope``: ``trunk`` (default) quantizes every trunk convolution; ``safe`` also keeps the trunk's stem
+    and depthwise convolutions in float (:func:`float_nodes`).
 
     ``input_format``: ``uint8`` takes RGB ``uint8`` crops ``[batch, H, W, 3]`` at the model's resize size
     and normalises them inside the graph (:class:`UInt8Input`); ``float`` takes the normalised
@@ -147,7 +151,8 @@ def export_onnx(
                 dynamic_axes=dynamic,
                 opset_version=int(opset),
                 dynamo=False,
-                do_constant_folding=fold_constants,
+                # the int8 quantizer wants the batch norms folded into the convolutions
+                do_constant_folding=fold_constants or int8_calibration is not None,
             )
         except Exception as e:  # noqa: BLE001 - exporter errors are many and untyped
             raise AgeGenderError(
@@ -233,48 +238,36 @@ def _calibration_batches(
 
 def _quantize_int8(
     bundle: ModelBundle, proto: Any, images: Sequence[Any] | str | Path, limit: int, input_format: str = "float",
-    scope: str = "safe",
+    scope: str = "trunk",
 ) -> tuple[Any, dict[str, Any]]:
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """NNCF's post-training quantization (OpenVINO's quantizer: per-channel symmetric weights, activation ranges
+    from the calibration crops, then a per-channel bias correction of the shift the rounding leaves) of the
+    exported graph, as a QDQ ONNX file; every node of :func:`float_nodes` stays in float."""
+    try:
+        import nncf
+    except ImportError:
+        raise AgeGenderError("int8 export needs nncf: pip install 'agegender[onnx]'",
+                             code="missing_dependency") from None
+    import logging
 
     batches = _calibration_batches(bundle, images, limit, input_format=input_format)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self.it, None)
-            return None if x is None else {INPUT_NAME: x}
-
-    with tempfile.TemporaryDirectory(prefix="agegender-int8-") as tmp:
-        fp32, pre, q = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        onnx.save(proto, str(fp32))
-        with warnings.catch_warnings():
+    keep_float = float_nodes(proto, scope)
+    quiet = logging.getLogger("nncf")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:  # its progress bars go to stdout, which the CLI keeps for the JSON summary
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.simplefilter("ignore")
-            try:
-                quant_pre_process(str(fp32), str(pre))
-                keep_float = float_nodes(onnx.load(str(pre)), scope)
-                quantize_static(
-                    str(pre),
-                    str(q),
-                    Reader(),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=True,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "Gemm", "MatMul"],
-                    nodes_to_exclude=keep_float,
-                )
-            except Exception as e:  # noqa: BLE001 - the quantizer raises many untyped errors
-                raise AgeGenderError(
-                    f"int8 quantization failed: {type(e).__name__}: {e}", code="export_failed"
-                ) from None
-        quantized = onnx.load(str(q))
+            quantized = nncf.quantize(
+                proto,
+                nncf.Dataset(batches, lambda x: {INPUT_NAME: x}),
+                subset_size=int(sum(len(b) for b in batches)),
+                ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False),
+            )
+    except Exception as e:  # noqa: BLE001 - the quantizer raises many untyped errors
+        raise AgeGenderError(f"int8 quantization failed: {type(e).__name__}: {e}", code="export_failed") from None
+    finally:
+        quiet.setLevel(level)
     return quantized, {
         "quantized": "int8",
         "calibration_images": int(sum(len(b) for b in batches)),
@@ -282,16 +275,14 @@ def _quantize_int8(
     }
 
 
-def float_nodes(proto: Any, scope: str = "safe") -> list[str]:
+def float_nodes(proto: Any, scope: str = "trunk") -> list[str]:
     """Nodes the int8 export leaves in float: everything outside the trunk (input preprocessing, heads,
     decoding) and, with ``scope="safe"``, the trunk's first convolution and its depthwise convolutions
     (``scope="trunk"``: every trunk convolution is quantized).
 
-    Measured on the default face model (EfficientNet-Lite0; 300 UTKFace crops, int8 vs fp32): quantizing
-    every convolution moved the expected age by 4.0 years on average and kept only 95 % / 78 % of the
-    gender / ethnicity decisions; keeping the stem and the 16 depthwise convolutions in float brought that to
-    0.47 years and 98.7 % / 98.7 % (per-channel weights cannot fix one activation scale shared by channels of
-    very different ranges, which is what a depthwise layer's input has).
+    The decoding must stay in float: quantized, the age quantile's cumulative sum shifted the bundled face
+    model's ages by -0.56 year on average. With the trunk alone quantized by NNCF, its UTKFace validation MAE
+    moved 4.848 -> 4.853 (docs/results.md, "Reduced precision").
     """
     nodes = [n for n in proto.graph.node if n.name]
     trunk = [n for n in nodes if "/trunk/" in n.name]

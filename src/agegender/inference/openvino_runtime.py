@@ -3,9 +3,10 @@ run by Intel's OpenVINO runtime, which can run it in bfloat16 on CPUs with nativ
 
 On such a CPU the bundled face network runs about 2.3–2.7× faster than in ONNX Runtime's float32, with outputs
 that move by bfloat16's rounding (docs/performance.md gives the speed and the accuracy); in float32 OpenVINO is
-no faster than ONNX Runtime. So :func:`agegender.load` picks it for the bundled models only where
-:func:`prefer_openvino` says so (AMX, or a speed check on CPUs with AVX-512 bfloat16 only), and
-``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime path, it loads neither torch nor timm.
+no faster than ONNX Runtime. OpenVINO also runs int8 files (``agegender export --int8-calibration``, the bundled
+``*.int8.onnx`` twins) in int8, about 2.4× ONNX Runtime's float32 on CPUs with AVX-512 VNNI. So
+:func:`agegender.load` picks it for the bundled models where :func:`preferred_precision` says so (AMX, or a speed
+check on CPUs with AVX-512 or VNNI), and ``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime path, it loads neither torch nor timm.
 """
 
 from __future__ import annotations
@@ -54,41 +55,62 @@ def bf16_native() -> bool:
     return "amx_bf16" in cpu_flags() and openvino_available()
 
 
-def prefer_openvino(onnx_path: str | Path) -> bool:
-    """Whether :func:`agegender.load` should run the bundled ONNX twin at ``onnx_path`` on OpenVINO in bfloat16
-    rather than on ONNX Runtime in float32: yes on CPUs with AMX (:func:`bf16_native`); on CPUs with the AVX-512
-    bfloat16 instructions but no AMX (AMD EPYC from Zen 4, Intel Cooper Lake), only if a speed check on this
-    machine finds it at least :data:`MIN_SPEEDUP` times as fast (about a second, once; the verdict is kept in
-    ``$AGEGENDER_CACHE_DIR/openvino_choice.json`` per model file, CPU and library versions); elsewhere no."""
+#: instruction sets where an int8 twin may beat ONNX Runtime's float32 (measured on an Intel Xeon with the
+#: ISA capped, network alone, one thread: AVX-512 VNNI 2.4x, AVX-512 1.3x, AVX-VNNI 1.15x, plain AVX2 0.85x)
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "avx512f")
+
+
+def preferred_precision(onnx_path: str | Path, int8_path: str | Path | None = None) -> str | None:
+    """How :func:`agegender.load` should run a bundled model on this CPU: ``"bf16"`` (its ONNX twin at
+    ``onnx_path`` on OpenVINO in bfloat16), ``"int8"`` (its int8 twin at ``int8_path`` on OpenVINO), or None
+    (the ONNX twin on ONNX Runtime in float32).
+
+    - CPUs with AMX: ``bf16``, without a check (1.6-1.9x ONNX Runtime's float32 end to end, docs/performance.md).
+    - CPUs where OpenVINO may win otherwise (the AVX-512 bfloat16 instructions without AMX, as on AMD EPYC from
+      Zen 4; or, with an int8 twin, AVX-512 or VNNI): a speed check on this machine (about a second, once; the
+      verdict is kept in ``$AGEGENDER_CACHE_DIR/openvino_choice.json`` per model file, CPU and library versions)
+      times ONNX Runtime's float32 and each candidate, and keeps the fastest if it is at least
+      :data:`MIN_SPEEDUP` times ONNX Runtime's speed.
+    - Elsewhere (plain AVX2, where int8 is slower): None.
+    """
     if not openvino_available():
-        return False
+        return None
     flags = cpu_flags()
     if "amx_bf16" in flags:
-        return True
-    if "avx512_bf16" not in flags:
-        return False
-    key = _choice_key(onnx_path)
+        return "bf16"
+    candidates = {}
+    if "avx512_bf16" in flags:
+        candidates["bf16"] = onnx_path
+    if int8_path is not None and any(f in flags for f in INT8_FLAGS):
+        candidates["int8"] = int8_path
+    if not candidates:
+        return None
+    key = _choice_key(onnx_path, *candidates.values())
     cached = read_cache_file(CHOICE_FILE).get(key)
-    if isinstance(cached, dict) and "openvino" in cached:
-        return bool(cached["openvino"])
-    try:
-        ratio = speed_ratio(onnx_path)
-    except AgeGenderError as e:  # OpenVINO cannot run it here: ONNX Runtime does
-        log.info("OpenVINO speed check failed for %s (%s); using ONNX Runtime", onnx_path, e)
-        ratio = 0.0
-    verdict = ratio >= MIN_SPEEDUP
-    write_cache_entry(CHOICE_FILE, key, {"openvino": verdict, "speed_ratio": round(ratio, 3)})
-    return verdict
+    if isinstance(cached, dict) and "choice" in cached:
+        return cached["choice"] or None
+    ratios = {}
+    for precision, path in candidates.items():
+        try:
+            ratios[precision] = speed_ratio(onnx_path, path, precision)
+        except AgeGenderError as e:  # OpenVINO cannot run it here: ONNX Runtime does
+            log.info("OpenVINO %s speed check failed for %s (%s)", precision, path, e)
+    best = max(ratios, key=ratios.__getitem__, default=None)
+    choice = best if best is not None and ratios[best] >= MIN_SPEEDUP else None
+    write_cache_entry(CHOICE_FILE, key, {"choice": choice, "speed_ratio": {k: round(v, 3) for k, v in ratios.items()}})
+    return choice
 
 
-def speed_ratio(onnx_path: str | Path, rows: int = 16, min_seconds: float = 0.3) -> float:
-    """OpenVINO bfloat16's speed over ONNX Runtime float32's on one single-threaded call of ``rows`` random crops
-    (best of several, after a warm-up)."""
+def speed_ratio(onnx_path: str | Path, candidate: str | Path | None = None, precision: str = "bf16",
+                rows: int = 16, min_seconds: float = 0.3) -> float:
+    """OpenVINO's speed on ``candidate`` (default: ``onnx_path``) in ``precision`` (``bf16``; ``int8``: an int8
+    file, its float parts in float32) over ONNX Runtime float32's on ``onnx_path``, on one single-threaded call of
+    ``rows`` random crops (best of several, after a warm-up)."""
     from agegender.data.preprocess import size_hw
     from agegender.inference.onnx_runtime import OnnxBackend
 
     ort_be = OnnxBackend(onnx_path, threads=1)
-    ov_be = OpenVinoBackend(onnx_path, threads=1, precision="bf16")
+    ov_be = OpenVinoBackend(candidate or onnx_path, threads=1, precision="fp32" if precision == "int8" else precision)
     h, w = size_hw(ort_be.preprocess.get("resize") or ort_be.preprocess["input_size"])
     if ort_be.input_format == "uint8":
         x = np.random.default_rng(0).integers(0, 256, (rows, h, w, 3), dtype=np.uint8)
@@ -100,14 +122,17 @@ def speed_ratio(onnx_path: str | Path, rows: int = 16, min_seconds: float = 0.3)
     return t_ort / t_ov
 
 
-def _choice_key(onnx_path: str | Path) -> str:
+def _choice_key(*paths: str | Path) -> str:
     import onnxruntime
     import openvino
 
-    p = Path(onnx_path).resolve()
-    st = p.stat()
-    return json.dumps({"model": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "cpu": cpu_name(),
-                       "openvino": openvino.__version__, "onnxruntime": onnxruntime.__version__}, sort_keys=True)
+    files = []
+    for path in paths:
+        p = Path(path).resolve()
+        st = p.stat()
+        files.append({"model": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return json.dumps({"files": files, "cpu": cpu_name(), "openvino": openvino.__version__,
+                       "onnxruntime": onnxruntime.__version__}, sort_keys=True)
 
 
 def _last_line(e: Exception) -> str:
@@ -153,7 +178,7 @@ class OpenVinoBackend(ExportedModel):
         has_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if precision == "bf16" and not has_bf16:
             raise AgeGenderError("this CPU has no native bfloat16; use precision='fp32'", code="bad_option")
-        #: ``fp32`` or ``bf16``: what the compiled network runs in
+        #: ``fp32`` or ``bf16``: what the compiled network runs in (``int8`` for an int8 file)
         self.precision = "bf16" if precision == "bf16" or (precision == "auto" and has_bf16 and bf16_native()) else "fp32"
         self.streams = self.default_streams(device, threads, streams)
         try:  # the ONNX front end only: read_model would try every framework's reader on a file that is not ONNX
@@ -180,6 +205,8 @@ class OpenVinoBackend(ExportedModel):
         self._local = threading.local()
         self._tensor = ov.Tensor
         self._read_meta(raw, path)
+        if self.meta.get("quantized") == "int8":  # its convolutions run in int8, the rest as compiled
+            self.precision = "int8"
 
     def _request(self) -> Any:
         """This thread's infer request (a request runs one call at a time; each worker thread keeps its own)."""

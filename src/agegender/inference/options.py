@@ -20,15 +20,18 @@ class PredictorOptions(BaseModel):
     device: str = Field("cpu", description="`cpu` or `cuda[:N]`")
     backend: Literal["torch", "onnx", "openvino", "auto"] | None = Field(
         None, description="model runtime. Default: a bundled model on a CPU runs its bundled ONNX twin (no torch "
-        "imported): with OpenVINO in bfloat16 on a CPU with bfloat16 matrix units (Intel AMX; on AVX-512-BF16 CPUs if a "
-        "one-time speed check finds it faster), else with ONNX Runtime in float32; an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx`/`openvino` with a "
+        "imported): with OpenVINO in bfloat16 on a CPU with bfloat16 matrix units (Intel AMX), with OpenVINO on its int8 twin "
+        "or in bfloat16 where a one-time speed check finds that faster (CPUs with AVX-512 or VNNI), else with ONNX "
+        "Runtime in float32; an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx`/`openvino` with a "
         "package exports it on the fly; `auto` times PyTorch and ONNX Runtime on this machine once (cached) "
         "and keeps the faster (agegender.inference.backend_choice)")
-    precision: Literal["fp32", "bf16", "auto"] | None = Field(
+    precision: Literal["fp32", "bf16", "int8", "auto"] | None = Field(
         None, description="`fp32`: float32 throughout (a bundled model then runs on ONNX Runtime, outputs equal to "
         "`agegender evaluate`'s). `bf16`: bfloat16 (OpenVINO for a bundled model or an `.onnx` file, else the "
-        "PyTorch trace after 64 crops; outputs move slightly). `auto`: PyTorch times both; OpenVINO takes bfloat16 "
-        "on AMX CPUs. Unset: the runtime's default (bfloat16 only for a bundled model on an AMX CPU)")
+        "PyTorch trace after 64 crops; outputs move slightly). `int8`: a bundled model's int8 twin (or an int8 "
+        "`.onnx` file) on OpenVINO. `auto`: PyTorch times both; OpenVINO takes bfloat16 on AMX CPUs. Unset: the "
+        "runtime's default (for a bundled model on a CPU: bfloat16 with AMX, int8 where a one-time speed check finds "
+        "it faster, as on CPUs with AVX-512 VNNI, else float32)")
     threads: int | None = Field(None, ge=1, description="intra-op threads of torch / ONNX Runtime. Unset, ONNX "
                                 "Runtime on a CPU runs one single-threaded model call per CPU at once, each worker "
                                 "thread taking a few images from decoding to results (docs/performance.md); set, "

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from agegender.bundled import PERSON_PAIRS, is_bundled_package, onnx_twin, resolve_model_path
+from agegender.bundled import PERSON_PAIRS, int8_twin, is_bundled_package, onnx_twin, resolve_model_path
 from agegender.data.images import load_image
 from agegender.data.preprocess import Preprocessing
 from agegender.decode import Decoded, OutputDecoder, age_interval  # noqa: F401  (age_interval: public here too)
@@ -488,6 +488,21 @@ def _cached_twin(path: Path) -> Path | None:
         return None
 
 
+def _int8_path(path: Path, backend: str | None, device: str) -> Path:
+    """The int8 file ``precision="int8"`` runs on OpenVINO: a bundled model's int8 twin, or an int8 ``.onnx`` file."""
+    from agegender.inference.openvino_runtime import openvino_available
+
+    if backend not in (None, "openvino") or str(device) != "cpu" or not openvino_available():
+        raise AgeGenderError("precision 'int8' runs on OpenVINO on the CPU (pip install openvino); leave backend "
+                             "and device unset", code="bad_option")
+    int8 = int8_twin(path) or (path if path.name.lower().endswith(".onnx") else None)
+    if int8 is None:
+        raise AgeGenderError(f"{path.name} has no int8 version: use a bundled model that ships one (default, "
+                             "default-fast) or an .onnx file from `agegender export --int8-calibration`",
+                             code="bad_option")
+    return int8
+
+
 def load(name_or_path: str | Path = "default", options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
     """Load a model and wrap it in a :class:`Predictor`.
 
@@ -509,13 +524,20 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
     wants_onnx = backend in ("onnx", "openvino") or backend is None and str(device) == "cpu"
     if twin is None and wants_onnx and is_bundled_package(path):
         twin = _cached_twin(path)
-    if backend is None and twin is not None and str(device) == "cpu" and precision in (None, "fp32", "bf16"):
+    if precision == "int8":
+        path = _int8_path(path, backend, device)
+        backend, precision = "openvino", "fp32"
+    elif backend is None and twin is not None and str(device) == "cpu" and precision in (None, "fp32", "bf16"):
         # a bundled model: its ONNX twin, the fastest path on a CPU without loading torch: OpenVINO's bfloat16
-        # where the CPU has bfloat16 matrix units (or bfloat16 is asked for), else ONNX Runtime's float32
-        from agegender.inference.openvino_runtime import openvino_available, prefer_openvino
+        # where the CPU has bfloat16 matrix units (or bfloat16 is asked for), OpenVINO's int8 on its int8 twin
+        # where a speed check finds that faster, else ONNX Runtime's float32
+        from agegender.inference.openvino_runtime import openvino_available, preferred_precision
 
-        if precision == "bf16" and openvino_available() or precision is None and prefer_openvino(twin):
+        choice = preferred_precision(twin, int8_twin(path)) if precision is None else None
+        if precision == "bf16" and openvino_available() or choice == "bf16":
             path, backend, precision = twin, "openvino", "bf16"
+        elif choice == "int8":
+            path, backend, precision = int8_twin(path), "openvino", "fp32"
         elif precision != "bf16":
             path, backend = twin, "onnx"
     elif backend in ("onnx", "openvino") and twin is not None:
@@ -527,4 +549,7 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
                                   tta_flip=bool(opts.tta_flip))
     else:
         be = open_backend(path, backend, device, threads, precision=precision)
+    if opts.precision == "int8" and getattr(be, "precision", None) != "int8":
+        raise AgeGenderError(f"{path.name} is not an int8 file; make one with `agegender export MODEL --onnx OUT.onnx "
+                             "--int8-calibration CROPS`", code="bad_option")
     return Predictor(be, opts)

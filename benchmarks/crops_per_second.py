@@ -1,4 +1,4 @@
-"""Face crops per second of the model (torch and ONNX Runtime backends) at several batch sizes.
+"""Face crops per second of the model (torch, ONNX Runtime and OpenVINO backends) at several batch sizes.
 
 Two figures per setting: ``model`` (a ready normalised batch through the network and decoding) and
 ``crops`` (uint8 face crops at the model's resize size → preprocessing → model → decoded arrays, what
@@ -45,16 +45,15 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,8,32,64,128")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per setting")
-    ap.add_argument("--backends", default="torch,torch-bf16,torch-eager,onnx,onnx-int8",
+    ap.add_argument("--backends", default="torch,torch-bf16,torch-eager,onnx,openvino-int8",
                     help="torch (traced + frozen after warm-up), torch-bf16 (the same in bfloat16: "
-                    "load(..., precision='bf16')), torch-eager, onnx, onnx-int8, onnx-int8-all (every trunk convolution in "
-                    "int8: the speed int8 could reach, at an accuracy loss only quantization-aware training could "
-                    "avoid), auto (load(..., backend='auto', "
-                    "precision='auto'): the runtime this machine times fastest, measured afresh)")
+                    "load(..., precision='bf16')), torch-eager, onnx, openvino-int8 (an int8 export, its trunk "
+                    "quantized by NNCF, on OpenVINO), onnx-int8 (the same file on ONNX Runtime), auto (load(..., "
+                    "backend='auto', precision='auto'): the runtime this machine times fastest, measured afresh)")
     ap.add_argument(
         "--calibration",
         default=str(REPO.parent / "shared" / "data" / "utkface" / "images"),
-        help="face crops for the int8 calibration (onnx-int8)",
+        help="face crops for the int8 calibration (openvino-int8, onnx-int8)",
     )
     args = ap.parse_args()
 
@@ -70,15 +69,10 @@ def main() -> None:
     os.environ["AGEGENDER_CACHE_DIR"] = str(folder / "cache")  # backend auto measures afresh
     if "onnx" in args.backends.split(","):
         files["onnx"] = export_onnx(path, folder / "model.onnx", verify=False)["onnx"]
-    if "onnx-int8" in args.backends.split(","):
+    if {"onnx-int8", "openvino-int8"} & set(args.backends.split(",")):
         calib = sorted(Path(args.calibration).iterdir())[::50][:256]
-        files["onnx-int8"] = export_onnx(path, folder / "int8.onnx", verify=False, int8_calibration=calib)[
-            "onnx"
-        ]
-    if "onnx-int8-all" in args.backends.split(","):
-        calib = sorted(Path(args.calibration).iterdir())[::50][:256]
-        files["onnx-int8-all"] = export_onnx(path, folder / "int8_all.onnx", verify=False, int8_calibration=calib,
-                                             int8_scope="trunk")["onnx"]
+        int8 = export_onnx(path, folder / "int8.onnx", verify=False, int8_calibration=calib)["onnx"]
+        files["onnx-int8"] = files["openvino-int8"] = int8
     best: dict[str, tuple[float, float, int]] = {}
     print("crops/s: uint8 crops -> preprocessing -> model -> decoded arrays, per wall-clock second and per")
     print("CPU-second (= one idle core); 'model' = a ready normalised batch through the network only;")
@@ -94,7 +88,7 @@ def main() -> None:
             precision = "bf16" if backend == "torch-bf16" else "fp32"
             # the runtime named, not the default one (a bundled model's default is its ONNX twin)
             p = load(files[backend], detector="none", threads=args.threads, precision=precision,
-                     backend="torch" if backend.startswith("torch") else "onnx")
+                     backend=backend.split("-")[0] if backend != "torch-eager" else "torch")
         tta_default = p.tta_flip
         h, w = p.pre.resize_hw
         rng = np.random.default_rng(0)

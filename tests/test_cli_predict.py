@@ -212,7 +212,7 @@ def test_precision_bf16_for_batch_jobs(tiny_face_model: Path, tmp_path: Path) ->
     np.testing.assert_allclose(p32[:64], p16[:64], atol=1e-5)  # the first batches run float32 either way
     assert np.abs(p32[64:] - p16[64:]).max() < 0.1 and not np.array_equal(p32[64:], p16[64:])
     code, _, err = run(*base, "--precision", "fp8")
-    assert code == 2 and "precision='fp8'" in err and "'fp32', 'bf16' or 'auto'" in err
+    assert code == 2 and "precision='fp8'" in err and "'fp32', 'bf16', 'int8' or 'auto'" in err
 
 
 def test_heic_and_extensionless_files_get_records(tiny_face_model: Path, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import os
 import shutil
@@ -130,6 +132,10 @@ def test_int8_export(tiny_face_model: Path, utkface_dir: Path, tmp_path: Path) -
     assert summary["bytes"] < fp32_bytes / 2  # int8 weights
     p = load(out, detector="none")
     assert p.info()["meta"]["quantized"] == "int8"
+    # an int8 file runs on OpenVINO (in int8) unless ONNX Runtime is asked for
+    ov_installed = importlib.util.find_spec("openvino") is not None
+    assert (p.backend.name, p.info()["precision"]) == (("openvino", "int8") if ov_installed else ("onnx", "fp32"))
+    assert load(out, detector="none", backend="onnx").backend.name == "onnx"
     crops = [load_image(f) for f in sorted(calib.iterdir())] + [grace_rgb()]
     a = load(tiny_face_model, detector="none").predict_arrays(crops)
     b = p.predict_arrays(crops)

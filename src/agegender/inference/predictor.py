@@ -549,6 +549,13 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
                                   tta_flip=bool(opts.tta_flip))
     else:
         be = open_backend(path, backend, device, threads, precision=precision)
+        if backend is None and be.name == "onnx" and be.meta.get("quantized") == "int8" and str(device) == "cpu":
+            # an int8 file (`agegender export --int8-calibration`): OpenVINO runs it in int8, ONNX Runtime about
+            # seven times slower than its float32 (docs/performance.md)
+            from agegender.inference.openvino_runtime import openvino_available
+
+            if openvino_available():
+                be = open_backend(path, "openvino", device, threads, precision="fp32")
     if opts.precision == "int8" and getattr(be, "precision", None) != "int8":
         raise AgeGenderError(f"{path.name} is not an int8 file; make one with `agegender export MODEL --onnx OUT.onnx "
                              "--int8-calibration CROPS`", code="bad_option")

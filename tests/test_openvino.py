@@ -71,7 +71,7 @@ def test_bf16_stays_close_to_float32(twin, crops):
 
 
 def test_load_picks_bf16_openvino_only_where_the_cpu_has_amx(monkeypatch, grace_hopper):
-    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"sse4_2", "avx"})  # no candidate: nothing timed
     assert agegender.load("default-fast").backend.name == "onnx"
     monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "amx_bf16", "avx512_bf16"})
     assert agegender.load("default-fast", precision="fp32").backend.name == "onnx"  # float32 asked for: exact
@@ -85,7 +85,7 @@ def test_load_picks_bf16_openvino_only_where_the_cpu_has_amx(monkeypatch, grace_
 @needs_bf16
 def test_avx512_bf16_without_amx_is_decided_by_a_cached_speed_check(monkeypatch, tmp_path, twin):
     monkeypatch.setenv("AGEGENDER_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx512_bf16"})  # no int8 candidate here
     for ratio, verdict in ((1.6, "bf16"), (0.8, None)):
         (tmp_path / openvino_runtime.CHOICE_FILE).unlink(missing_ok=True)
         calls = []
@@ -97,9 +97,9 @@ def test_avx512_bf16_without_amx_is_decided_by_a_cached_speed_check(monkeypatch,
         assert agegender.load("default-fast").backend.name == ("openvino" if verdict else "onnx")
 
 
-def test_int8_twin_is_chosen_by_a_cached_speed_check_on_avx512_or_vnni(monkeypatch, tmp_path, twin):
-    """With an int8 twin, CPUs with AVX-512 or VNNI time it against ONNX Runtime's float32 once and keep the
-    faster; plain AVX2 CPUs (where int8 was measured slower) and AMX CPUs (bfloat16) do not time it."""
+def test_int8_twin_is_chosen_by_a_cached_speed_check_on_avx2_and_later(monkeypatch, tmp_path, twin):
+    """With an int8 twin, CPUs with AVX2 or later time it against ONNX Runtime's float32 once and keep the
+    faster; older CPUs and AMX CPUs (bfloat16) do not time it."""
     from agegender.bundled import int8_twin
 
     int8 = int8_twin(resolve_model_path("default-fast"))
@@ -108,7 +108,7 @@ def test_int8_twin_is_chosen_by_a_cached_speed_check_on_avx512_or_vnni(monkeypat
     calls = []
     monkeypatch.setattr(openvino_runtime, "speed_ratio",
                         lambda p, c_path, prec, c=calls: c.append(prec) or {"int8": 2.4, "bf16": 1.3}[prec])
-    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"sse4_2", "avx"})
     assert openvino_runtime.preferred_precision(twin, int8) is None and calls == []
     monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "amx_bf16", "avx512_vnni"})
     assert openvino_runtime.preferred_precision(twin, int8) == "bf16" and calls == []
@@ -119,9 +119,9 @@ def test_int8_twin_is_chosen_by_a_cached_speed_check_on_avx512_or_vnni(monkeypat
     assert (p.backend.name, p.info()["precision"], p.info()["source"]) == ("openvino", "int8", str(int8))
     # float32 asked for: ONNX Runtime on the float twin, whatever the check found
     assert agegender.load("default-fast", precision="fp32").backend.name == "onnx"
-    # a slower int8 (plain AVX-512 here) is not taken
+    # a slower int8 (plain AVX2 here) is not taken
     (tmp_path / openvino_runtime.CHOICE_FILE).unlink()
-    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "fma"})
     monkeypatch.setattr(openvino_runtime, "speed_ratio", lambda p, c_path, prec: 0.9)
     assert openvino_runtime.preferred_precision(twin, int8) is None
 

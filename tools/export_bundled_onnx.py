@@ -10,7 +10,7 @@ arithmetic is float32, as in the package.
     python tools/export_bundled_onnx.py default-body
 
 ``--int8`` writes the int8 twins instead (``<name>.int8.onnx``, :data:`INT8_MODELS`), which OpenVINO runs where a
-speed check finds them faster than ONNX Runtime's float32 (CPUs with AVX-512 or VNNI): the trunk quantized by NNCF
+speed check finds them faster than ONNX Runtime's float32 (CPUs without AMX): the trunk quantized by NNCF
 (``agegender export --int8-calibration``), calibrated on ``--per-source`` random training faces of each source of
 the recipe ``--config`` (its split, as ``agegender evaluate --split train`` would take them):
 

@@ -67,7 +67,7 @@ def onnx_twin(path: str | Path) -> Path | None:
 
 def int8_twin(path: str | Path) -> Path | None:
     """The bundled int8 ONNX file of a bundled package (``<name>.int8.onnx``; written by
-    ``tools/export_bundled_onnx.py --int8``), which OpenVINO runs in int8 on CPUs with AVX-512 or VNNI; None for
+    ``tools/export_bundled_onnx.py --int8``), which OpenVINO runs in int8 where a speed check finds it faster; None for
     any other file or where none is shipped."""
     twin = Path(path).with_suffix(".int8.onnx")
     return twin if is_bundled_package(path) and twin.is_file() else None

@@ -6,7 +6,7 @@ that move by bfloat16's rounding (docs/performance.md gives the speed and the ac
 no faster than ONNX Runtime. OpenVINO also runs int8 files (``agegender export --int8-calibration``, the bundled
 ``*.int8.onnx`` twins) in int8, about 2.4× ONNX Runtime's float32 on CPUs with AVX-512 VNNI. So
 :func:`agegender.load` picks it for the bundled models where :func:`preferred_precision` says so (AMX, or a speed
-check on CPUs with AVX-512 or VNNI), and ``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime
+check on CPUs with AVX2 or later), and ``precision="fp32"`` keeps the exact float32 path. Like the ONNX Runtime
 path, it loads neither torch nor timm.
 """
 
@@ -56,9 +56,11 @@ def bf16_native() -> bool:
     return "amx_bf16" in cpu_flags() and openvino_available()
 
 
-#: instruction sets where an int8 twin may beat ONNX Runtime's float32 (measured on an Intel Xeon with the
-#: ISA capped, network alone, one thread: AVX-512 VNNI 2.4x, AVX-512 1.3x, AVX-VNNI 1.15x, plain AVX2 0.85x)
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "avx512f")
+#: instruction sets where an int8 twin may beat ONNX Runtime's float32. Measured on an Intel Xeon with OpenVINO's
+#: instruction set capped (network alone, one thread, against ONNX Runtime on that CPU's AVX-512): AVX-512 VNNI 2.4x,
+#: AVX-512 1.3x, AVX-VNNI 1.15x, AVX2 0.85x; on a CPU with AVX2 only ONNX Runtime runs AVX2 kernels too, which for
+#: OpenVINO's float32 cost 0.6x its AVX-512 speed, so there only the speed check can tell
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "avx512f", "avx2")
 
 
 def preferred_precision(onnx_path: str | Path, int8_path: str | Path | None = None) -> str | None:
@@ -68,11 +70,11 @@ def preferred_precision(onnx_path: str | Path, int8_path: str | Path | None = No
 
     - CPUs with AMX: ``bf16``, without a check (1.6-1.9x ONNX Runtime's float32 end to end, docs/performance.md).
     - CPUs where OpenVINO may win otherwise (the AVX-512 bfloat16 instructions without AMX, as on AMD EPYC from
-      Zen 4; or, with an int8 twin, AVX-512 or VNNI): a speed check on this machine (about a second, once; the
+      Zen 4; or, with an int8 twin, AVX2 or later): a speed check on this machine (about a second, once; the
       verdict is kept in ``$AGEGENDER_CACHE_DIR/openvino_choice.json`` per model file, CPU and library versions)
       times ONNX Runtime's float32 and each candidate, and keeps the fastest if it is at least
       :data:`MIN_SPEEDUP` times ONNX Runtime's speed.
-    - Elsewhere (plain AVX2, where int8 is slower): None.
+    - Elsewhere (x86-64 CPUs before AVX2, other architectures): None.
     """
     if not openvino_available():
         return None

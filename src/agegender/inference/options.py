@@ -21,7 +21,7 @@ class PredictorOptions(BaseModel):
     backend: Literal["torch", "onnx", "openvino", "auto"] | None = Field(
         None, description="model runtime. Default: a bundled model on a CPU runs its bundled ONNX twin (no torch "
         "imported): with OpenVINO in bfloat16 on a CPU with bfloat16 matrix units (Intel AMX), with OpenVINO on its int8 twin "
-        "or in bfloat16 where a one-time speed check finds that faster (CPUs with AVX-512 or VNNI), else with ONNX "
+        "or in bfloat16 where a one-time speed check finds that faster (CPUs without AMX), else with ONNX "
         "Runtime in float32; an `.onnx` file ONNX Runtime, any other package or checkpoint PyTorch. `onnx`/`openvino` with a "
         "package exports it on the fly; `auto` times PyTorch and ONNX Runtime on this machine once (cached) "
         "and keeps the faster (agegender.inference.backend_choice)")

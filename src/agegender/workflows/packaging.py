@@ -240,7 +240,7 @@ def _file_line(package: Path, meta: dict[str, Any]) -> str:
     int8 = package.with_suffix(".int8.onnx")
     if int8.is_file():
         text += (f"; `{int8.name}` is its int8 twin (trunk quantized by NNCF; `tools/export_bundled_onnx.py --int8`), "
-                 "which `agegender.load` runs on OpenVINO on CPUs with AVX-512 or VNNI and no AMX where a one-time "
+                 "which `agegender.load` runs on OpenVINO on CPUs without AMX where a one-time "
                  "speed check finds it faster than float32 (docs/performance.md)")
     return text
 

@@ -119,6 +119,15 @@ def test_int8_twin_is_chosen_by_a_cached_speed_check_on_avx2_and_later(monkeypat
     assert (p.backend.name, p.info()["precision"], p.info()["source"]) == ("openvino", "int8", str(int8))
     # float32 asked for: ONNX Runtime on the float twin, whatever the check found
     assert agegender.load("default-fast", precision="fp32").backend.name == "onnx"
+    # a candidate OpenVINO cannot run is skipped, not an error
+    (tmp_path / openvino_runtime.CHOICE_FILE).unlink()
+
+    def broken(p, c_path, prec):
+        raise RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:\nno kernel for this CPU")
+
+    monkeypatch.setattr(openvino_runtime, "speed_ratio", broken)
+    assert openvino_runtime.preferred_precision(twin, int8) is None
+    assert agegender.load("default-fast").backend.name == "onnx"
     # a slower int8 (plain AVX2 here) is not taken
     (tmp_path / openvino_runtime.CHOICE_FILE).unlink()
     monkeypatch.setattr(openvino_runtime, "cpu_flags", lambda: {"avx2", "fma"})

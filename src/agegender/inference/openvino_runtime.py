@@ -96,8 +96,8 @@ def preferred_precision(onnx_path: str | Path, int8_path: str | Path | None = No
     for precision, path in candidates.items():
         try:
             ratios[precision] = speed_ratio(onnx_path, path, precision)
-        except AgeGenderError as e:  # OpenVINO cannot run it here: ONNX Runtime does
-            log.info("OpenVINO %s speed check failed for %s (%s)", precision, path, e)
+        except (AgeGenderError, RuntimeError) as e:  # OpenVINO cannot run it here: ONNX Runtime does
+            log.info("OpenVINO %s speed check failed for %s (%s)", precision, path, _last_line(e))
     best = max(ratios, key=ratios.__getitem__, default=None)
     choice = best if best is not None and ratios[best] >= MIN_SPEEDUP else None
     write_cache_entry(CHOICE_FILE, key, {"choice": choice, "speed_ratio": {k: round(v, 3) for k, v in ratios.items()}})

@@ -63,7 +63,8 @@ class ServeSettings:
     device: str = "cpu"
     #: model runtime: ``torch``, ``onnx``, ``openvino`` or ``auto`` (time torch and onnx once, keep the faster; see
     #: :mod:`agegender.inference.backend_choice`); default: a bundled model runs its ONNX twin (OpenVINO in
-    #: bfloat16 on CPUs with AMX, else ONNX Runtime), another file by its extension
+    #: bfloat16 on CPUs with AMX, OpenVINO on its int8 twin where a one-time speed check finds that faster, else
+    #: ONNX Runtime), another file by its extension
     backend: str | None = None
     #: folder with Swagger UI 5 files (swagger-ui-bundle.js, swagger-ui.css) for ``/docs``; default: found in
     #: an installed package (swagger-ui-py), else ``/docs`` is a small built-in offline reference page

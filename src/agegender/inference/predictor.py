@@ -533,11 +533,12 @@ def load(name_or_path: str | Path = "default", options: PredictorOptions | None 
         # where a speed check finds that faster, else ONNX Runtime's float32
         from agegender.inference.openvino_runtime import openvino_available, preferred_precision
 
-        choice = preferred_precision(twin, int8_twin(path)) if precision is None else None
+        int8 = int8_twin(path)
+        choice = preferred_precision(twin, int8) if precision is None else None
         if precision == "bf16" and openvino_available() or choice == "bf16":
             path, backend, precision = twin, "openvino", "bf16"
-        elif choice == "int8":
-            path, backend, precision = int8_twin(path), "openvino", "fp32"
+        elif choice == "int8" and int8 is not None:
+            path, backend, precision = int8, "openvino", "fp32"
         elif precision != "bf16":
             path, backend = twin, "onnx"
     elif backend in ("onnx", "openvino") and twin is not None:

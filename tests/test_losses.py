@@ -267,6 +267,43 @@ def test_dldl_minimum_at_label_distribution() -> None:
     assert value(build("dldl", sigma=2.0), [logq], [y]) == pytest.approx(0.0, abs=1e-4)
 
 
+def test_dldl_cut_term_by_hand() -> None:
+    # cuts add lambda_cut * mean over cuts of -w log P(true side of the cut), w = below_weight under the cut
+    logits, ages = _dist_logits(), [16.0, 30.0]
+    lam_cut, below_w, cuts = 0.7, 3.0, [13.0, 18.0]
+    plain = value(build("dldl", sigma=2.0, lambda_l1=0.1), logits, ages)
+    per = []
+    for row, y in zip(logits, ages):
+        p = [math.exp(v) for v in log_softmax(row)]
+        terms = []
+        for c in cuts:
+            below = sum(p[k] for k in range(AGE_BINS) if k < c)
+            terms.append(-(below_w * math.log(below) if y < c else math.log(1.0 - below)))
+        per.append(lam_cut * sum(terms) / len(terms))
+    got = value(build("dldl", sigma=2.0, lambda_l1=0.1, cuts=cuts, lambda_cut=lam_cut, below_weight=below_w),
+                logits, ages)
+    assert got == pytest.approx(plain + sum(per) / 2, rel=1e-4)
+
+
+def test_dldl_cut_term_pushes_mass_across_the_cut() -> None:
+    # one gradient step on a 16-year-old read as 25: the cut term moves more probability below 18 than DLDL alone
+    base = torch.tensor([[-((k - 25.0) ** 2) / 50.0 for k in range(AGE_BINS)]])
+    moved = []
+    for kw in ({}, {"cuts": [18], "lambda_cut": 1.0, "below_weight": 4.0}):
+        x = base.clone().requires_grad_(True)
+        build("dldl", sigma=2.0, lambda_l1=0.1, **kw)(x, torch.tensor([16.0])).backward()
+        with torch.no_grad():
+            moved.append(torch.softmax(x - 2.0 * x.grad, -1)[0, :18].sum().item())
+    assert moved[1] > moved[0] + 0.2
+
+
+@pytest.mark.parametrize("kw", [{"cuts": [0]}, {"cuts": [120]}, {"cuts": ["x"]}, {"cuts": [18], "below_weight": 0},
+                                {"cuts": [18], "lambda_cut": -1}])
+def test_dldl_cut_term_rejects_bad_settings(kw) -> None:
+    with pytest.raises(AgeGenderError, match="dldl cuts"):
+        build("dldl", **kw)
+
+
 def test_dex_ce_on_rounded_age() -> None:
     logits = _dist_logits() + [[0.0] * AGE_BINS]
     ages = [30.4, 130.0, -0.2]  # → classes 30, 100 (clamped), 0

@@ -10,7 +10,7 @@ from PIL import Image
 
 from agegender.errors import AgeGenderError
 from agegender.labels import Sample
-from agegender.training.datamodule import AgeGenderDataModule, sampling_weights
+from agegender.training.datamodule import AgeGenderDataModule, age_bands, sampling_weights
 
 
 def make_skewed_utkface(root: Path) -> None:
@@ -53,6 +53,8 @@ def test_identity_weights_count_images_per_person():
     ({"by": ["ethnicity"], "mode": "x"}, "data.sampler takes"),
     ({"power": 1}, "data.sampler takes"),
     (["ethnicity"], "data.sampler takes"),
+    ({"by": ["age_group"], "age_edges": [18, 13]}, "ascending"),
+    ({"by": ["age_group"], "age_edges": ["x"]}, "list of ages"),
 ])
 def test_bad_sampler_spec_is_refused_before_decoding(tmp_path, spec, message):
     make_skewed_utkface(tmp_path)
@@ -84,3 +86,27 @@ def test_balanced_loader_draws_the_rare_group_as_often(tmp_path):
     e = half.targets["ethnicity"][half.split["train"]]
     rare = w[e == 3].sum() / w.sum()
     assert np.isclose(rare, np.sqrt(8) / (np.sqrt(8) + np.sqrt(48)))  # square-root balancing
+
+
+def test_age_edges_make_bands_of_exact_ages():
+    ages = np.array([2.0, 13.0, 17.9, 18.0, 40.0, np.nan, np.nan])
+    groups = np.array([0, 2, 3, 3, 4, 1, -1])  # the scheme's groups; the last image has neither label
+    assert age_bands(ages, [13, 18], groups).tolist() == [0, 1, 1, 2, 2, 1 + 3, -1]
+
+
+def test_age_edges_give_a_band_its_own_share(tmp_path):
+    # 48 faces aged 20-59 and 8 aged 14-15: balanced over bands [13, 18) and the rest, half the draws are teenagers
+    i = 0
+    for ages in ([20 + k % 40 for k in range(48)], [14 + k % 2 for k in range(8)]):
+        for a in ages:
+            Image.new("RGB", (24, 24), (i * 7 % 256, 90, 40)).save(tmp_path / f"{a}_{i % 2}_0_2017{i:09d}.jpg")
+            i += 1
+    dm = datamodule(tmp_path, {"by": ["age_group"], "age_edges": [13, 18]})
+    dm.setup("fit")
+    w = dm.train_sampler().weights.numpy()
+    a = dm.targets["age"][dm.split["train"]]
+    assert np.isclose(w[a < 18].sum() / w.sum(), 0.5)
+    plain = datamodule(tmp_path, {"by": ["age_group"]})  # adience8 puts 14 in 8-13 and 15 with 20-22 in 15-20
+    plain.setup("fit")
+    w = plain.train_sampler().weights.numpy()
+    assert not np.isclose(w[a < 18].sum() / w.sum(), 0.5)

@@ -286,17 +286,37 @@ class RegressionLoss(nn.Module):
 
 
 class DLDLLoss(nn.Module):
-    """DLDL-v2 (Gao et al. 2018): KL(q ‖ softmax(logits)) + λ·|Σ_k k·p_k − y|.
+    """DLDL-v2 (Gao et al. 2018): KL(q ‖ softmax(logits)) + λ·|Σ_k k·p_k − y|, plus an optional cut-point term.
 
     q_k ∝ exp(−(k − y)² / 2σ²) over ages k = 0..C−1 (normalised), y the true age clamped to 0..C−1.
+
+    ``cuts`` (ages such as 18) add λ_cut · mean over cuts of −w·log P(the side of the cut the true age is on), P from
+    the same distribution (P(age < c) = Σ_{k<c} p_k): a cumulative-link term, the binary cross-entropies CORAL
+    (Cao et al. 2020, eq. 4) puts on every rank, here on chosen ages only and read off the one distribution. ``w`` is
+    ``below_weight`` for true ages under the cut and 1 above it, the cost-sensitive weighting of Elkan (2001, §2):
+    a minor called an adult can be made to cost more than the reverse.
     """
 
-    def __init__(self, sigma: float = 2.0, lambda_l1: float = 1.0) -> None:
+    def __init__(self, sigma: float = 2.0, lambda_l1: float = 1.0, cuts: Sequence[float] = (),
+                 lambda_cut: float = 1.0, below_weight: float = 1.0) -> None:
         super().__init__()
         if sigma <= 0:
             raise AgeGenderError(f"dldl sigma must be > 0 years, got {sigma}", code="bad_config")
+        try:
+            cuts = [float(c) for c in ([cuts] if isinstance(cuts, (int, float)) else cuts)]
+            lambda_cut, below_weight = float(lambda_cut), float(below_weight)
+        except (TypeError, ValueError):
+            raise AgeGenderError("dldl cuts must be a list of ages and lambda_cut, below_weight numbers",
+                                 code="bad_config") from None
+        if any(not 0 < c < 100 for c in cuts) or lambda_cut < 0 or below_weight <= 0:
+            raise AgeGenderError(f"dldl cuts must be ages in (0, 100), lambda_cut >= 0 and below_weight > 0; got "
+                                 f"cuts {cuts}, lambda_cut {lambda_cut:g}, below_weight {below_weight:g}",
+                                 code="bad_config")
         self.sigma = float(sigma)
         self.lambda_l1 = float(lambda_l1)
+        self.cuts = tuple(cuts)
+        self.lambda_cut = lambda_cut
+        self.below_weight = below_weight
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
         x = output.float()
@@ -308,10 +328,23 @@ class DLDLLoss(nn.Module):
         loss = kl
         if self.lambda_l1:
             loss = loss + self.lambda_l1 * (log_p.exp() @ ages - y).abs()
+        if self.cuts and self.lambda_cut:
+            terms = []
+            for c in self.cuts:
+                below = ages < c
+                y_below = y < c
+                # log P(true side) = logsumexp of the log-probabilities on that side: exact where the mass is tiny
+                side = torch.where(y_below[:, None], below, ~below)
+                log_side = torch.logsumexp(log_p.masked_fill(~side, float("-inf")), dim=-1)
+                w = torch.where(y_below, torch.full_like(y, self.below_weight), torch.ones_like(y))
+                terms.append(-w * log_side)
+            loss = loss + self.lambda_cut * torch.stack(terms, dim=0).mean(0)
         return loss.mean()
 
     def extra_repr(self) -> str:
-        return f"sigma={self.sigma}, lambda_l1={self.lambda_l1}"
+        cut = (f", cuts={list(self.cuts)}, lambda_cut={self.lambda_cut}, below_weight={self.below_weight}"
+               if self.cuts else "")
+        return f"sigma={self.sigma}, lambda_l1={self.lambda_l1}" + cut
 
 
 class CoralLoss(nn.Module):
@@ -464,10 +497,11 @@ def smooth_l1(stats: _Stats = None, beta: float = 1.0, **kw: Any) -> RegressionL
 
 
 @LOSSES.register("dldl", kind="age_distribution", paper="Gao et al. 2018 (DLDL-v2)", eq="KL + λ·L1")
-def dldl(stats: _Stats = None, sigma: float = 2.0, lambda_l1: float = 1.0, **kw: Any) -> DLDLLoss:
-    """KL(N(y, σ²) over 0..100 ‖ softmax) + λ·|E[age] − y| (DLDL-v2)."""
+def dldl(stats: _Stats = None, sigma: float = 2.0, lambda_l1: float = 1.0, cuts: Sequence[float] = (),
+         lambda_cut: float = 1.0, below_weight: float = 1.0, **kw: Any) -> DLDLLoss:
+    """KL(N(y, σ²) over 0..100 ‖ softmax) + λ·|E[age] − y| (DLDL-v2), plus a cut-point term at ``cuts``."""
     _reject_extra("dldl", kw)
-    return DLDLLoss(sigma=sigma, lambda_l1=lambda_l1)
+    return DLDLLoss(sigma=sigma, lambda_l1=lambda_l1, cuts=cuts, lambda_cut=lambda_cut, below_weight=below_weight)
 
 
 @LOSSES.register("dex", kind="age_distribution", paper="Rothe et al. 2015 (DEX)", eq="CE on rounded age")

@@ -119,6 +119,24 @@ def sampling_weights(samples: Sequence[Sample], targets: Mapping[str, np.ndarray
     return np.asarray([sizes[key] for key in keys], dtype=np.float64) ** -float(power)
 
 
+def age_bands(ages: np.ndarray, edges: Sequence[float], groups: np.ndarray) -> np.ndarray:
+    """``data.sampler.age_edges``: the band of each exact age between ascending edges (``[13, 18]`` gives under 13,
+    13–17 and 18 or over), so a draw balanced over ``age_group`` can give a band the age scheme splits (adience8's
+    8–14 and 15–22 both hold teenagers) its own share. Images without an exact age keep their scheme group, offset
+    past the bands, so they stay groups of their own."""
+    try:
+        e = np.asarray([float(x) for x in edges], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AgeGenderError(f"data.sampler.age_edges must be a list of ages, got {edges!r}", code="bad_config") from None
+    if not len(e) or np.any(np.diff(e) <= 0) or np.any(~np.isfinite(e)):
+        raise AgeGenderError(f"data.sampler.age_edges must be ascending ages, e.g. [3, 7, 13, 18, 26, 41, 61]; got "
+                             f"{list(edges)}", code="bad_config")
+    known = ~np.isnan(ages)
+    out = np.where(groups >= 0, groups + len(e) + 1, -1).astype(np.int64)
+    out[known] = np.searchsorted(e, ages[known], side="right")
+    return out
+
+
 def read_resized(sample: Sample, size_hw: tuple[int, int] | None, margin: float = 0.0) -> np.ndarray:
     """Decode one sample's image (cropping its box, if any, with a margin) and resize to ``size_hw`` (None: as it
     is)."""
@@ -405,9 +423,12 @@ class AgeGenderDataModule(L.LightningDataModule):
         """Draw weight of each training sample, or None for a plain shuffle. ``data.sampler`` balances groups within
         each source (the source keeps its share of the draw); a source's ``weight`` multiplies that share."""
         spec = self.cfg.get("sampler")
-        if spec and (not isinstance(spec, Mapping) or set(spec) - {"by", "power"} or "by" not in spec):
-            raise AgeGenderError(f"data.sampler takes {{by: [labels], power: number}}; got {spec!r}",
-                                 code="bad_config")
+        if spec and (not isinstance(spec, Mapping) or set(spec) - {"by", "power", "age_edges"} or "by" not in spec):
+            raise AgeGenderError(f"data.sampler takes {{by: [labels], power: number, age_edges: [ages]}}; got "
+                                 f"{spec!r}", code="bad_config")
+        targets = self.targets
+        if spec and spec.get("age_edges") is not None:
+            targets = dict(targets, age_group=age_bands(targets["age"], spec["age_edges"], targets["age_group"]))
         weights = [float(s.get("weight", 1.0)) for s in source_specs(self.cfg)]
         if any(not np.isfinite(w) or w < 0 for w in weights) or not any(weights):
             raise AgeGenderError(f"data.sources: every weight must be a number >= 0 and one above 0; got {weights}",
@@ -422,7 +443,7 @@ class AgeGenderDataModule(L.LightningDataModule):
             if not len(rows):
                 continue
             if spec:
-                b = sampling_weights(self.samples, self.targets, train[rows], spec["by"], float(spec.get("power", 1.0)))
+                b = sampling_weights(self.samples, targets, train[rows], spec["by"], float(spec.get("power", 1.0)))
                 w[rows] = b / b.mean()
             w[rows] *= weight
         if not w.any():

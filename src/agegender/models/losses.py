@@ -285,6 +285,13 @@ class RegressionLoss(nn.Module):
         return f"kind={self.kind!r}" + (f", beta={self.beta}" if self.kind == "smooth_l1" else "")
 
 
+def interval_log_prob(logits: Tensor, allowed: Tensor) -> Tensor:
+    """log P(age in the allowed bins) under softmax(logits), per row: logsumexp over the allowed bins minus over all,
+    exact (and with a gradient) where that mass is tiny. The likelihood of an interval-censored age label, used by
+    the ``dldl`` cut term and ``model.young_age``."""
+    return torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), dim=-1) - torch.logsumexp(logits, dim=-1)
+
+
 class DLDLLoss(nn.Module):
     """DLDL-v2 (Gao et al. 2018): KL(q ‖ softmax(logits)) + λ·|Σ_k k·p_k − y|, plus an optional cut-point term.
 
@@ -333,11 +340,9 @@ class DLDLLoss(nn.Module):
             for c in self.cuts:
                 below = ages < c
                 y_below = y < c
-                # log P(true side) = logsumexp of the log-probabilities on that side: exact where the mass is tiny
                 side = torch.where(y_below[:, None], below, ~below)
-                log_side = torch.logsumexp(log_p.masked_fill(~side, float("-inf")), dim=-1)
                 w = torch.where(y_below, torch.full_like(y, self.below_weight), torch.ones_like(y))
-                terms.append(-w * log_side)
+                terms.append(-w * interval_log_prob(x, side))
             loss = loss + self.lambda_cut * torch.stack(terms, dim=0).mean(0)
         return loss.mean()
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from agegender.errors import AgeGenderError
+from agegender.models.losses import interval_log_prob
 from agegender.models.registry import COMPOSITIONS, HEADS, LOSSES, TRUNKS, WEIGHTINGS
 
 #: head types whose target is a class index (long, -1 = missing)
@@ -176,9 +177,7 @@ class MultiTaskNet(nn.Module):
         logits = outputs[spec["head"]][m].float()
         young = flag[m].unsqueeze(-1) > 0.5
         allowed = torch.where(young, head.ages <= spec["young_max"], head.ages >= spec["old_min"])
-        # log P(allowed ages) = logsumexp over the allowed bins - logsumexp over all: exact where the mass is tiny
-        inside = torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), dim=-1)
-        return (torch.logsumexp(logits, dim=-1) - inside).mean()
+        return -interval_log_prob(logits, allowed).mean()
 
     def _embedding_loss(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
                         ) -> torch.Tensor | None:

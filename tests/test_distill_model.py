@@ -7,7 +7,7 @@ import torch
 
 from agegender.errors import AgeGenderError
 from agegender.models import build_model
-from agegender.training.teacher import build_teacher, build_teachers
+from agegender.training.teacher import build_teacher, build_teachers, mix_batch
 from helpers_models import TINY_DIMS, tiny_bundle, write_tiny_package
 
 FACE_HEADS = {"age": {"type": "age_distribution"}, "gender": {"type": "classification"},
@@ -94,6 +94,9 @@ def test_flip_teacher_averages_its_logits_on_the_batch_and_its_mirror(tmp_path):
     [
         ({"from": "PKG", "alpha": 1}, "unknown key"),
         ({"from": "PKG", "flip": "yes"}, "flip must be true or false"),
+        ({"from": "PKG", "mix": 0}, "mix is mixup's Beta parameter"),
+        ({"from": "PKG", "mix": True}, "mix is mixup's Beta parameter"),
+        ({"from": "PKG", "mix": "1"}, "mix is mixup's Beta parameter"),
         ({"weight": 1.0}, "needs from"),
         ({"from": "PKG", "temperature": 0}, "temperature > 0"),
         ({"from": "PKG", "weight": "x"}, "numbers"),
@@ -137,6 +140,63 @@ def test_teacher_normalised_otherwise_sees_the_batch_in_its_own_normalisation(tm
     with pytest.raises(AgeGenderError, match="normalises 3 channels and the student 1") as e:
         build_teacher({"from": str(face)}, _student(), dict(PRE, mean=[0.5], std=[0.5]))
     assert e.value.code == "bad_config"
+
+
+def test_mix_batch_blends_each_image_with_another_of_the_batch():
+    """Each mixed image is λ·x_i + (1-λ)·x_j for another j of the batch and λ in [0, 1]; a small Beta parameter puts λ
+    near 0 or 1 (mostly one image), a large one near 0.5."""
+    torch.manual_seed(0)
+    n = 64
+    x = torch.eye(n).view(n, n, 1, 1)  # image i: one-hot on channel i, so a blend shows its two images and weights
+
+    def weights(alpha):
+        out = mix_batch(x, alpha).view(n, n)
+        assert torch.all(out >= 0) and torch.allclose(out.sum(1), torch.ones(n))
+        assert torch.all((out > 0).sum(1) <= 2)  # at most two images in each blend
+        own = out[torch.arange(n), torch.arange(n)]
+        assert torch.all(own > 0)  # each blend keeps its own image
+        return torch.minimum(own, 1 - own)  # the smaller of the two weights
+
+    assert not torch.equal(mix_batch(x, 1.0), x)
+    assert weights(0.02).median() < 0.01  # λ near 0 or 1: mostly one image
+    assert (weights(50.0) - 0.5).abs().median() < 0.1  # λ ~ Beta(50, 50): about even blends
+
+
+def test_mix_teacher_is_built_with_its_beta_parameter(tmp_path):
+    pkg = write_tiny_package(tmp_path / "t.safetensors", "face", seed=1)
+    assert build_teacher({"from": str(pkg)}, _student(), PRE).mix is None
+    assert build_teacher({"from": str(pkg), "mix": 1}, _student(), PRE).mix == 1.0
+
+
+def test_training_step_gives_a_mix_teacher_the_mixed_batch_and_the_student_outputs_on_it(tmp_path, monkeypatch):
+    """With mix set, the teacher's term is computed on a mixed batch with the student's outputs on that batch (not
+    on the training batch); two teachers of the same mix share one mixed batch; the labels' loss stays on the
+    batch."""
+    from agegender.training import module as module_mod
+
+    pkg = write_tiny_package(tmp_path / "t.safetensors", "face", seed=1)
+    cfg = {"data": {"age_scheme": "adience8"}, "trainer": {},
+           "model": {"trunk": {"name": "small_cnn"}, "heads": FACE_HEADS,
+                     "distill_model": [{"from": str(pkg), "heads": ["age"], "mix": 1.0},
+                                       {"from": str(pkg), "heads": ["gender"], "mix": 1.0},
+                                       {"from": str(pkg), "heads": ["ethnicity"]}]}}
+    m = module_mod.AgeGenderModule(cfg, TINY_DIMS, preprocess=PRE)
+    m.setup("fit")
+    seen = []
+    for t in m._teacher:
+        orig = t.loss
+        monkeypatch.setattr(t, "loss", lambda out, xb, _o=orig, _t=t: seen.append((_t.name, xb, out)) or _o(out, xb))
+    m.log = lambda *a, **k: None
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 64, 64)
+    y = {"age": torch.tensor([3.0, 20, 30, 40, 50, 60]), "gender": torch.tensor([0, 1, 0, 1, 0, 1]),
+         "ethnicity": torch.tensor([0, 1, 2, 3, 4, 0])}
+    loss = m.training_step((x, y), 0)
+    assert torch.isfinite(loss)
+    (n1, x1, o1), (n2, x2, o2), (n3, x3, _) = seen
+    assert x3 is x and not torch.equal(x1, x)  # the plain teacher sees the batch, the mix teachers a blend of it
+    assert x2 is x1 and o2 is o1  # one mixed batch and one student pass for both
+    assert o1["age"].shape == (6, 101) and o1["age"].requires_grad  # the student's outputs on it, trained through
 
 
 def test_training_with_a_teacher_model_logs_its_terms(utkface_dir, tmp_path):

@@ -18,7 +18,7 @@ import torch
 from agegender.metrics import compute_metrics
 from agegender.models import build_model
 from agegender.training.datamodule import source_specs
-from agegender.training.teacher import ModelTeacher, build_teachers
+from agegender.training.teacher import ModelTeacher, build_teachers, mix_batch
 
 #: validation metrics logged each epoch when the task exists (monitorable by early stopping)
 LOGGED_METRICS = (
@@ -117,8 +117,16 @@ class AgeGenderModule(L.LightningModule):
         x, y = batch
         out = self.model(self._prep(x), **model_inputs(self.model, y))
         loss, parts = self.model.compute_loss(out, y)
+        mixed: dict[float, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}  # one mixed batch per mixup setting
         for teacher in self._teacher:
-            term, more = teacher.loss(out, x)
+            if teacher.mix is None:
+                term, more = teacher.loss(out, x)
+            else:
+                if teacher.mix not in mixed:
+                    xm = mix_batch(x, teacher.mix)
+                    mixed[teacher.mix] = (xm, self.model(self._prep(xm), **model_inputs(self.model, y)))
+                xm, out_m = mixed[teacher.mix]
+                term, more = teacher.loss(out_m, xm)
             loss = loss + term
             parts = {**parts, **more}
         bs = x.shape[0]

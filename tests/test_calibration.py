@@ -136,16 +136,63 @@ def test_fit_age_quantile_with_a_false_adult_limit():
     z = -0.5 * ((grid - centre[:, None]) / 8.0) ** 2
     free = fit_age_quantile([z], ages)
     assert abs(free["estimate"] - 0.5) <= 0.02 and "max_false_adult" not in free
+    assert free["minor_guard"] is None  # no limit: no guard
     limit = free["under18_false_adult_after"] / 2
-    r = fit_age_quantile([z], ages, max_false_adult=limit)
-    assert r["constraint_met"] and r["under18_false_adult_after"] <= limit
+    r = fit_age_quantile([z], ages, max_false_adult=limit, guards=())  # quantiles only
+    assert r["constraint_met"] and r["under18_false_adult_after"] <= limit and r["minor_guard"] is None
     assert r["estimate"] < free["estimate"] and r["mae_after"] > free["mae_after"]  # paid for in MAE
     # it is the best-MAE quantile that qualifies: the next one up (closer to the median) does not
     nxt = min(q for q in AGE_QUANTILES if q > r["estimate"])
-    assert fit_age_quantile([z], ages, grid=[nxt], max_false_adult=limit)["constraint_met"] is False
+    assert fit_age_quantile([z], ages, grid=[nxt], max_false_adult=limit, guards=())["constraint_met"] is False
     # an impossible limit keeps the unconstrained fit and says so
     r0 = fit_age_quantile([z], ages, max_false_adult=-1.0)
-    assert r0["estimate"] == free["estimate"] and r0["constraint_met"] is False
+    assert r0["estimate"] == free["estimate"] and r0["constraint_met"] is False and r0["minor_guard"] is None
+
+
+def test_the_minor_guard_meets_a_false_adult_limit_for_less_mae():
+    """With guards to choose from, the same limit is met by holding only the likely minors below 18: a smaller MAE
+    cost than lowering every estimate, and the chosen guard does in the head what the fit scored."""
+    from agegender.evaluation.calibration import fit_age_quantile
+    from agegender.models.heads import AgeDistributionHead
+
+    rng = np.random.default_rng(1)
+    ages = rng.uniform(5, 80, 600)
+    grid = np.arange(101)[None, :]
+    z = -0.5 * ((grid - (ages + rng.normal(0, 4, ages.shape))[:, None]) / 8.0) ** 2
+    free = fit_age_quantile([z], ages)
+    limit = free["under18_false_adult_after"] / 2
+    by_quantile = fit_age_quantile([z], ages, max_false_adult=limit, guards=())
+    guarded = fit_age_quantile([z], ages, max_false_adult=limit)
+    assert guarded["constraint_met"] and guarded["under18_false_adult_after"] <= limit
+    assert guarded["minor_guard"] is not None and 0 < guarded["minor_guard"] < 1
+    assert guarded["mae_after"] < by_quantile["mae_after"]
+    # the head reads the same estimates: its false-adult rate and MAE are the fit's
+    head = AgeDistributionHead("age", 8, estimate=guarded["estimate"], minor_guard=guarded["minor_guard"])
+    est = head.decode(torch.as_tensor(z, dtype=torch.float32))["age"].numpy()
+    assert np.mean(est[ages < 18] >= 18) == pytest.approx(guarded["under18_false_adult_after"])
+    assert np.mean(np.abs(est - ages)) == pytest.approx(guarded["mae_after"], abs=1e-3)
+    # re-fitting from the guarded head reports where it starts
+    again = fit_age_quantile([z], ages, current=guarded["estimate"], current_guard=guarded["minor_guard"])
+    assert again["minor_guard_before"] == guarded["minor_guard"]
+    assert again["under18_false_adult_before"] == pytest.approx(guarded["under18_false_adult_after"])
+
+
+def test_minor_guard_in_the_head():
+    from agegender.errors import AgeGenderError
+    from agegender.models.heads import GUARDED_AGE, AgeDistributionHead
+
+    p = torch.zeros(2, 101)
+    p[0, 16], p[0, 20], p[1, 30] = 0.3, 0.7, 1.0  # 30 % under 18, median 20; certainly 30
+    logits = torch.log(p.clamp_min(1e-9))
+    plain = AgeDistributionHead("age", 8).decode(logits)["age"]
+    assert plain[0] > 18
+    guarded = AgeDistributionHead("age", 8, minor_guard=0.25).decode(logits)["age"]
+    assert float(guarded[0]) == pytest.approx(GUARDED_AGE) and float(guarded[1]) == pytest.approx(float(plain[1]))
+    assert float(AgeDistributionHead("age", 8, minor_guard=0.35).decode(logits)["age"][0]) == pytest.approx(
+        float(plain[0]))  # 30 % is below that guard
+    for bad in (0.0, 1.0, -0.2, "0.3", True):
+        with pytest.raises(AgeGenderError, match="minor_guard must be a probability"):
+            AgeDistributionHead("age", 8, minor_guard=bad)
 
 
 def test_age_quantile_estimate_in_the_head():
@@ -176,3 +223,8 @@ def test_calibrate_bundle_fits_the_age_quantile_into_the_config(few_faces):
     assert bundle.model.heads["age"].estimate == a["estimate"]
     assert bundle.config["model"]["heads"]["age"]["estimate"] == a["estimate"]
     assert "age_estimate" not in res["gender"]
+    # with a false-adult limit the guard is fitted too and stored where the package's config rebuilds it
+    res = calibrate_bundle(bundle, few_faces, batch_size=32, age_quantile=True, max_false_adult=0.0)
+    g = res["age"]["age_estimate"]["minor_guard"]
+    assert bundle.model.heads["age"].minor_guard == g
+    assert bundle.config["model"]["heads"]["age"].get("minor_guard") == g

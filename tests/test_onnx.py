@@ -256,3 +256,28 @@ def test_pipelined_prediction_matches_one_call_at_a_time(face_onnx: Path, utkfac
     pairs = list(piped.iter_predict(inputs[:5], return_images=True))
     assert [r.source for r, _ in pairs] == [r.source for r in ra[:5]]
     assert all(img is not None and img.ndim == 3 for _, img in pairs)
+
+
+def test_minor_guard_survives_packaging_and_export(tmp_path: Path) -> None:
+    """An age head's under-age guard is in the package's config and in the ONNX graph: both read the ages torch
+    reads, held below 18 where the guard fires."""
+    from agegender.models.heads import GUARDED_AGE
+    from agegender.models.package import load_bundle, save_package
+    from helpers_models import tiny_bundle
+
+    bundle = tiny_bundle("face", seed=5)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)] + [grace_rgb()]
+    save_package(bundle, tmp_path / "plain.safetensors")
+    before = load(tmp_path / "plain.safetensors", detector="none").predict_arrays(crops)["age"]
+    bundle.model.heads["age"].minor_guard = 0.01  # fires on any face with 1 % of its mass under 18
+    bundle.config["model"]["heads"]["age"]["minor_guard"] = 0.01
+    save_package(bundle, tmp_path / "g.safetensors")
+    assert load_bundle(tmp_path / "g.safetensors").model.heads["age"].minor_guard == 0.01
+    guarded = load(tmp_path / "g.safetensors", detector="none").predict_arrays(crops)["age"]
+    np.testing.assert_allclose(guarded, np.minimum(before, GUARDED_AGE), atol=1e-3)
+    assert (before > GUARDED_AGE).any()  # the guard changed something
+    export_onnx(tmp_path / "g.safetensors", tmp_path / "g.onnx")
+    onnx_ages = load(tmp_path / "g.onnx", detector="none").predict_arrays(crops)["age"]
+    np.testing.assert_allclose(onnx_ages, guarded, atol=YEARS_ATOL)
+

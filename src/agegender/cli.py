@@ -162,8 +162,9 @@ def package(
     ),
     max_false_adult: float | None = typer.Option(
         0.08, "--max-false-adult",
-        help="with --fit-age-quantile: the lowest-MAE quantile whose validation under-18 false-adult rate (minors "
-        "estimated 18+) is at most this fraction; 1 = plain MAE fit",
+        help="with --fit-age-quantile: the lowest-MAE quantile and under-age guard (faces likely enough to be "
+        "under 18 held below 18) whose validation under-18 false-adult rate (minors estimated 18+) is at most this "
+        "fraction; 1 = plain MAE fit, no guard",
         min=0.0, max=1.0,
     ),
     half: bool = typer.Option(True, "--half/--full", help="store weights as fp16"),

@@ -309,73 +309,100 @@ def calibrate_bundle(bundle: Any, samples: Sequence[Sample], batch_size: int = 6
         if age_quantile and head.kind == "age_distribution":
             views = [z] + ([res.raw_flip[name]] if name in res.raw_flip else [])
             r["age_estimate"] = fit_age_quantile(views, t, r["temperature"], head.estimate,
-                                                 max_false_adult=max_false_adult)
+                                                 max_false_adult=max_false_adult,
+                                                 current_guard=getattr(head, "minor_guard", None))
             if apply:
                 head.estimate = r["age_estimate"]["estimate"]
+                head.minor_guard = r["age_estimate"]["minor_guard"]
                 heads_cfg = bundle.config.get("model", {}).get("heads", {})
                 if isinstance(heads_cfg.get(name), dict):
                     heads_cfg[name]["estimate"] = head.estimate
+                    if head.minor_guard is None:
+                        heads_cfg[name].pop("minor_guard", None)
+                    else:
+                        heads_cfg[name]["minor_guard"] = head.minor_guard
         out[name] = r
     return out
 
 
 #: quantiles :func:`fit_age_quantile` tries
 AGE_QUANTILES: tuple[float, ...] = tuple(round(0.30 + 0.01 * i, 2) for i in range(41))
+#: under-age guards (:func:`agegender.models.heads.guard_minors`) it tries with them when a false-adult limit is set
+MINOR_GUARDS: tuple[float, ...] = tuple(round(0.05 + 0.01 * i, 2) for i in range(46))
 
 
 def fit_age_quantile(views: Sequence[np.ndarray], ages: np.ndarray, temperature: float = 1.0,
                      current: str | float = "median", grid: Sequence[float] = AGE_QUANTILES,
-                     max_false_adult: float | None = None) -> dict[str, Any]:
+                     max_false_adult: float | None = None, current_guard: float | None = None,
+                     guards: Sequence[float] = MINOR_GUARDS) -> dict[str, Any]:
     """The quantile of an age-distribution head's output that minimises the mean absolute error on labelled
     images (the validation split), like temperature scaling a decision fitted after training.
 
-    ``max_false_adult`` (a fraction, e.g. 0.08) makes it a constrained choice: the lowest-MAE quantile among
-    those whose under-18 false-adult rate (minors estimated 18 or older) on these images is at most that. A
-    lower quantile reads ages lower, trading a little MAE for fewer minors passed as adults (the under-age
-    concern of jamoliddin2022 §V). If no quantile of the grid meets it (or no minor is labelled), the
-    unconstrained choice is kept and ``constraint_met`` is False.
+    ``max_false_adult`` (a fraction, e.g. 0.08) makes it a constrained choice: the lowest-MAE pair of a quantile
+    and an under-age guard (none, or one of ``guards``: :func:`agegender.models.heads.guard_minors` holds a face
+    whose probability of being under 18 is at least the guard below 18) among those whose under-18 false-adult rate
+    (minors estimated 18 or older) on these images is at most that. A lower quantile reads every age lower; the
+    guard lowers only the faces near 18 that may be minors, so it usually meets a limit for far less MAE (the
+    under-age concern of jamoliddin2022 §V). If no pair meets it (or no minor is labelled), the unconstrained
+    choice is kept and ``constraint_met`` is False. Without a limit no guard is fitted (it cannot lower the MAE
+    by more than noise).
 
     ``views``: the head's raw outputs (N, 101), one array per test-time view (the image and, with flip TTA,
-    its mirror); each view's estimate is read and the views averaged, as the predictor does. ``ages``:
-    true ages (NaN = unlabelled). Returns the chosen ``estimate`` with the MAE and under-18 false-adult
-    rate at ``current`` and at the chosen quantile; ties within 0.005 years go to the quantile nearer 0.5.
+    its mirror); each view's estimate is read (and guarded) and the views averaged, as the predictor does.
+    ``ages``: true ages (NaN = unlabelled). Returns the chosen ``estimate`` and ``minor_guard`` with the MAE and
+    under-18 false-adult rate at ``current`` / ``current_guard`` and at the choice; ties within 0.005 years go to
+    the quantile nearer 0.5, then to the weaker guard.
 
     >>> z = np.log(np.full((1, 101), 1e-6) + np.eye(101)[[30]] * 0.5 + np.eye(101)[[40]] * 0.5)
     >>> fit_age_quantile([z], np.array([30.0]))["estimate"] < 0.5   # true age at the lower mode
     True
     """
-    from agegender.models.heads import distribution_quantile
+    from agegender.models.heads import ADULT_AGE, GUARDED_AGE, distribution_quantile
 
     y = np.asarray(ages, dtype=np.float64)
     keep = ~np.isnan(y)
     ps = [torch.softmax(torch.as_tensor(np.asarray(v)[keep], dtype=torch.float64) / temperature, -1) for v in views]
     y = y[keep]
+    p_minor = [p[:, :ADULT_AGE].sum(-1).numpy() for p in ps]
+    minor = y < ADULT_AGE
+    per_view: dict[str | float, list[np.ndarray]] = {}
 
-    def scores(q: str | float) -> tuple[float, float]:
-        if q == "mean":
-            est = np.mean([(p @ torch.arange(p.shape[1], dtype=p.dtype)).numpy() for p in ps], axis=0)
-        else:
-            qq = 0.5 if q == "median" else float(q)
-            est = np.mean([distribution_quantile(p, qq).numpy() for p in ps], axis=0)
-        minor = y < 18
-        fa = float(np.mean(est[minor] >= 18)) if minor.any() else float("nan")
+    def view_estimates(q: str | float) -> list[np.ndarray]:
+        if q not in per_view:
+            if q == "mean":
+                per_view[q] = [(p @ torch.arange(p.shape[1], dtype=p.dtype)).numpy() for p in ps]
+            else:
+                per_view[q] = [distribution_quantile(p, 0.5 if q == "median" else float(q)).numpy() for p in ps]
+        return per_view[q]
+
+    def scores(q: str | float, guard: float | None = None) -> tuple[float, float]:
+        ests = view_estimates(q)
+        if guard is not None:
+            ests = [np.where(pm >= guard, np.minimum(e, GUARDED_AGE), e) for e, pm in zip(ests, p_minor)]
+        est = np.mean(ests, axis=0)
+        fa = float(np.mean(est[minor] >= ADULT_AGE)) if minor.any() else float("nan")
         return float(np.mean(np.abs(est - y))), fa
 
     if not len(y):
-        return {"estimate": current, "n": 0}
-    table = {q: scores(q) for q in grid}
-    pool = table
+        return {"estimate": current, "minor_guard": current_guard, "n": 0}
+    table = {(q, None): scores(q) for q in grid}
+    if max_false_adult is not None and minor.any():
+        table.update({(q, g): scores(q, g) for q in grid for g in guards})
+    pool = {k: v for k, v in table.items() if k[1] is None}
     if max_false_adult is not None:
-        pool = {q: v for q, v in table.items() if v[1] <= max_false_adult} or table
+        pool = {k: v for k, v in table.items() if v[1] <= max_false_adult} or pool
     best_mae = min(m for m, _ in pool.values())
-    chosen = min((q for q, (m, _) in pool.items() if m <= best_mae + 0.005), key=lambda q: abs(q - 0.5))
-    before = scores(current)
+    chosen = min((k for k, (m, _) in pool.items() if m <= best_mae + 0.005),
+                 key=lambda k: (abs(k[0] - 0.5), -(k[1] if k[1] is not None else 1.0)))
+    before = scores(current, current_guard)
     constraint = {} if max_false_adult is None else {
         "max_false_adult": float(max_false_adult), "constraint_met": bool(table[chosen][1] <= max_false_adult)}
     return {
         **constraint,
-        "estimate": float(chosen),
+        "estimate": float(chosen[0]),
+        "minor_guard": chosen[1],
         "before": current,
+        "minor_guard_before": current_guard,
         "mae_before": before[0],
         "mae_after": table[chosen][0],
         "under18_false_adult_before": before[1],

@@ -324,13 +324,16 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
         for h, r in cal.items():
             a = r.get("age_estimate")
             if a and a.get("n"):
+                guard = a.get("minor_guard")
                 lines += ["", (f"Age point estimate of `{h}` fitted on the same images: the "
-                          f"{a['estimate']:.2f}-quantile of the predicted distribution (was {a['before']}), "
-                          f"validation MAE {a['mae_before']:.3f} → {a['mae_after']:.3f} years, under-18 "
+                          f"{a['estimate']:.2f}-quantile of the predicted distribution (was {a['before']})"
+                          + (f", held below 18 where the probability of an age under 18 is at least {guard:.2f}"
+                             if guard is not None else "")
+                          + f", validation MAE {a['mae_before']:.3f} → {a['mae_after']:.3f} years, under-18 "
                           f"false-adult rate {100 * a['under18_false_adult_before']:.1f} → "
                           f"{100 * a['under18_false_adult_after']:.1f} %" + (
-                              f" (the lowest-MAE quantile whose validation false-adult rate is at most "
-                              f"{100 * a['max_false_adult']:.0f} %"
+                              f" (the lowest-MAE quantile and under-age guard whose validation false-adult rate is "
+                              f"at most {100 * a['max_false_adult']:.0f} %"
                               + ("" if a.get("constraint_met") else "; none reached it, so the plain MAE fit") + ")"
                               if a.get("max_false_adult") is not None else "") + ".")]
     if reports:

@@ -152,3 +152,19 @@ def test_model_card_of_an_ensemble_names_each_member(mixed, tmp_path):
     assert "member 1: `small_cnn` trunk" in card and "input [64, 64] px" in card and "input [128, 128] px" in card
     assert f"parameters: {sum(sizes):,} ({sizes[0]:,} + {sizes[1]:,})" in card
     assert "An ensemble of 2 models: " in card
+
+
+def test_the_ensembles_fitted_age_estimate_survives_its_package(members, tmp_path):
+    """Packaging fits the ensemble's own age estimate and under-age guard (calibrate_bundle sets the heads and the
+    config's ``model.heads``, not its members'); loading the package decodes with them."""
+    ens = assemble_packages(members)
+    head = ens.model.heads["age"]
+    head.estimate, head.minor_guard = 0.4, 0.2  # what a fit under a false-adult limit may choose
+    ens.config["model"]["heads"]["age"].update(estimate=0.4, minor_guard=0.2)
+    again = load_bundle(save_package(ens, tmp_path / "ens.safetensors"))
+    assert again.model.heads["age"].estimate == 0.4 and again.model.heads["age"].minor_guard == 0.2
+    members_heads = [m["heads"]["age"] for m in again.config["model"]["composition_args"]["members"]]
+    assert all("minor_guard" not in h for h in members_heads)  # the members' own sections are left as they were
+    x = torch.randn(4, 3, *ens.preprocess["input_size"])
+    with torch.no_grad():
+        torch.testing.assert_close(again.model.decode(again.model(x))["age"], ens.model.decode(ens.model(x))["age"])

@@ -92,8 +92,9 @@ def build_ensemble(cfg: Mapping[str, Any], dims: Mapping[str, int], stats: Mappi
         adapters = [None if a is None else InputAdapter(**a) for a in adapters_cfg]
     except TypeError as e:
         raise AgeGenderError(f"model.composition_args.adapters: {e}", code="bad_config") from None
-    # decoding heads: the first member's kinds and sizes; their layers (1 input feature) are never run
-    heads = {n: build_head(n, h, 1, dims) for n, h in (members_cfg[0].get("heads") or {}).items()}
+    # decoding heads: the ensemble's own section (where packaging stores the fitted age estimate and under-age
+    # guard), else the first member's kinds and sizes; their layers (1 input feature) are never run
+    heads = {n: build_head(n, h, 1, dims) for n, h in (cfg.get("heads") or members_cfg[0].get("heads") or {}).items()}
     return EnsembleNet(members, heads, adapters)
 
 
@@ -131,7 +132,7 @@ def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
     if any(a is not None for a in adapters):
         args["adapters"] = [None if a is None else a.config() for a in adapters]
     config["model"] = {"composition": "ensemble", "composition_args": args,
-                       "trunk": members_cfg[0]["trunk"], "heads": members_cfg[0]["heads"]}
+                       "trunk": members_cfg[0]["trunk"], "heads": copy.deepcopy(members_cfg[0]["heads"])}
     config["name"] = "ensemble of " + ", ".join(str(b.config.get("name")) for b in bundles)
     config["description"] = f"An ensemble of {len(bundles)} models: " + "; ".join(
         str(b.meta.get("description") or b.config.get("description") or b.name) for b in bundles)

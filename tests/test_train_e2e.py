@@ -99,6 +99,9 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     fit = cal["age"]["age_estimate"]
     assert fit["max_false_adult"] == 0.08
     assert fit["under18_false_adult_after"] <= 0.08 or not fit["constraint_met"]
+    # with the under-age guard the fit chose (None: none), kept where the package rebuilds the head from
+    assert b.model.heads["age"].minor_guard == fit["minor_guard"]
+    assert b.config["model"]["heads"]["age"].get("minor_guard") == fit["minor_guard"]
     # re-packaging a package keeps its metadata (training facts, detector) and records where it came from
     r = runner.invoke(app, ["package", str(pkg), "-o", str(tmp_path / "again.safetensors"), "--data", str(utkface_dir),
                             "--no-fit-age-quantile", "--force"])
@@ -135,6 +138,14 @@ def test_package_calibrates_and_round_trips(utkface_dir, tmp_path):
     text = card.read_text()
     assert "| age MAE (years) | 9.50 |" in text and "non-commercial research" in text and "tiny test model" in text
     assert "- config: `configs/default/face.yaml`" in text
+    import copy
+
+    guarded = copy.deepcopy(b.meta)
+    guarded["calibration"]["heads"]["age"]["age_estimate"].update(estimate=0.5, minor_guard=0.3, before=0.43,
+                                                                  minor_guard_before=None)
+    text = write_model_card(pkg, guarded, {}, {"train": "t"}, []).read_text()
+    assert ("the 0.50-quantile of the predicted distribution (was 0.43), held below 18 where the probability of an "
+            "age under 18 is at least 0.30") in text
     card = write_model_card(pkg, b.meta, {}, {"train": "t"}, [], config="configs/x/stage2.yaml",
                             training_notes=["stage 1: agegender train configs/x/stage1.yaml"])
     text = card.read_text()

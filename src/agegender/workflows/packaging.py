@@ -326,7 +326,10 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
             if a and a.get("n"):
                 guard = a.get("minor_guard")
                 lines += ["", (f"Age point estimate of `{h}` fitted on the same images: the "
-                          f"{a['estimate']:.2f}-quantile of the predicted distribution (was {a['before']})"
+                          f"{a['estimate']:.2f}-quantile of the predicted distribution (was "
+                          f"{'the median' if a['before'] in ('median', 0.5) else a['before']}"
+                          + (f" with an under-age guard of {a['minor_guard_before']:.2f}"
+                             if a.get("minor_guard_before") is not None else "") + ")"
                           + (f", held below 18 where the probability of an age under 18 is at least {guard:.2f}"
                              if guard is not None else "")
                           + f", validation MAE {a['mae_before']:.3f} → {a['mae_after']:.3f} years, under-18 "

@@ -137,8 +137,8 @@ class AgeDistributionHead(Head):
     at most. A lower quantile moves every estimate down to pass fewer minors as adults; the guard moves only the
     faces the distribution itself finds plausibly under 18, which are near 18 already, so it buys the same drop in
     minors estimated 18 or older for far less MAE (measured on the pooled UTKFace + All-Age-Faces validation split
-    of ``default``: 10.1 → 7.8 % of minors at MAE 5.086 → 5.088, where the 0.35-quantile reaches 7.3 % at MAE
-    5.370). ``agegender package --max-false-adult`` fits it with the quantile
+    of ``default``, a guard of 0.38: 10.1 → 7.8 % of minors at MAE 5.086 → 5.084, where the 0.35-quantile reaches
+    7.3 % at MAE 5.370). ``agegender package --max-false-adult`` fits it with the quantile
     (:func:`agegender.evaluation.calibration.fit_age_quantile`).
     """
 

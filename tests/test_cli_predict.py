@@ -63,6 +63,7 @@ def test_formats_round_trip(fmt: str, photos: Path, tiny_face_model: Path, tmp_p
     assert all(r["message"] for r in images if r["status"] not in ("ok", "no_face"))
     g = next(r for r in persons if r["source"].endswith("grace.jpg"))
     assert 0 <= float(g["age"]) <= 100 and float(g["age_low"]) <= float(g["age"]) <= float(g["age_high"])
+    assert 0.0 <= float(g["age_p_under_18"]) <= 1.0
     assert g["gender"] in ("male", "female")
     assert float(g["gender_prob_male"]) + float(g["gender_prob_female"]) == pytest.approx(1.0, abs=1e-3)
     assert float(g["x2"]) > float(g["x1"])

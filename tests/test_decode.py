@@ -66,3 +66,15 @@ def test_decoder_gives_years_interval_and_female():
     dec = OutputDecoder("adience8")({"age_probs": probs, "gender_probs": np.array([[0.2, 0.8]])})
     assert dec.years[0] == pytest.approx(35.0) and dec.years_low[0] < 31 and dec.years_high[0] > 39
     assert dec.female[0] == pytest.approx(0.8) and dec.gender_probs[0].tolist() == pytest.approx([0.2, 0.8])
+
+
+def test_probability_of_an_age_under_18():
+    """The mass of the distribution below 18; None for a model without a distribution over years."""
+    probs = np.zeros((3, 101), dtype=np.float32)
+    probs[0, 17], probs[0, 19] = 0.3, 0.7  # 30 % under 18
+    probs[1, 5] = 1.0
+    probs[2, 40] = 1.0
+    dec = OutputDecoder("adience8")({"age_probs": probs})
+    assert dec.p_under_18.tolist() == pytest.approx([0.3, 1.0, 0.0])
+    assert OutputDecoder("adience8")({"age": np.array([20.0])}).p_under_18 is None
+    assert OutputDecoder("peta5")({"pedestrian_probs": np.full((1, 6), 0.5)}).p_under_18 is None

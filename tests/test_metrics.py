@@ -19,6 +19,23 @@ def test_age_metrics_by_hand():
     assert m["age_group_one_off"] == pytest.approx(1.0)
 
 
+def test_probability_of_a_minor_by_hand():
+    """ROC AUC and Brier score of P(age < 18) against the true ages; left out when only one side is labelled."""
+    probs = np.zeros((4, 101))
+    for i, (young, p_young) in enumerate([(10, 0.9), (17, 0.4), (30, 0.6), (50, 0.0)]):
+        probs[i, young if young < 18 else 5] = p_young  # mass under 18
+        probs[i, 40] += 1 - p_young
+    ages = np.array([10.0, 17.0, 30.0, 50.0])
+    m = compute_metrics({"age": np.full(4, 30.0), "age_probs": probs}, {"age": ages})
+    # minors score 0.9 and 0.4, adults 0.6 and 0.0: 3 of the 4 minor/adult pairs ranked right
+    assert m["under18_prob_auc"] == pytest.approx(0.75)
+    assert m["under18_prob_brier"] == pytest.approx((0.1**2 + 0.6**2 + 0.6**2 + 0.0) / 4)
+    assert m["under18_prob_mean"] == pytest.approx(0.475) and m["under18_share"] == pytest.approx(0.5)
+    adults = compute_metrics({"age": np.full(2, 30.0), "age_probs": probs[2:]}, {"age": ages[2:]})
+    assert "under18_prob_auc" not in adults
+    assert "under18_prob_auc" not in compute_metrics({"age": np.full(4, 30.0)}, {"age": ages})
+
+
 def test_missing_labels_are_ignored():
     preds = {"gender_probs": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])}
     targets = {"gender": np.array([0, -1, 1])}

@@ -70,6 +70,8 @@ def test_grace_hopper_one_face(face: Predictor, grace_hopper: Path) -> None:
     assert isinstance(p.age.years, float) and 0 <= p.age.years <= 100
     lo, hi = p.age.interval
     assert lo <= p.age.years <= hi and p.age.interval_mass == 0.8
+    assert 0.0 <= p.age.p_under_18 < 0.5  # an adult: Grace Hopper at about 77
+    assert p.to_dict()["age"]["p_under_18"] == p.age.p_under_18
     assert p.ethnicity in ETHNICITIES and sum(p.ethnicity_probs.values()) == pytest.approx(1.0, abs=1e-3)
     # the face is in the upper middle of the portrait
     cx, cy = (p.box[0] + p.box[2]) / 2, (p.box[1] + p.box[3]) / 2

@@ -120,6 +120,7 @@ def test_upload_photo_shows_boxes_and_table(server: str, browser: object) -> Non
     cells = row.locator("td").all_inner_texts()
     assert re.fullmatch(r"(male|female)\s*\d+%", cells[1].strip()), cells  # label and its probability
     assert any(ch.isdigit() for ch in cells[2])  # age in years with its interval
+    assert re.search(r"under 18: \d+%", row.locator("td").nth(2).get_attribute("title") or "")  # and P(minor)
     assert "1 person" in page.inner_text("#status")
 
     # the photo is drawn with the box: the canvas has the photo's aspect and the box colour on the box edge

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agegender.labels import AgeScheme, get_scheme
+from agegender.labels import ADULT_AGE, AgeScheme, get_scheme
 
 
 def age_interval(probs: np.ndarray, mass: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +54,8 @@ class Decoded:
     female: np.ndarray | None = None
     ethnicity_probs: np.ndarray | None = None
     attributes_probs: np.ndarray | None = None
+    #: probability of an age under 18 (the distribution's mass below 18), for models with a distribution over years
+    p_under_18: np.ndarray | None = None
 
     @property
     def gender_probs(self) -> np.ndarray | None:
@@ -80,7 +82,18 @@ class OutputDecoder:
     def __call__(self, arrays: Mapping[str, np.ndarray], intervals: bool = True) -> Decoded:
         years, lo, hi = self.years(arrays, intervals)
         return Decoded(years, lo, hi, self.group_probs(arrays, years), self.female_probs(arrays),
-                       arrays.get("ethnicity_probs"), arrays.get("attributes_probs"))
+                       arrays.get("ethnicity_probs"), arrays.get("attributes_probs"), self.minor_probs(arrays))
+
+    @staticmethod
+    def minor_probs(arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Probability of an age under 18: the mass of a distribution over years below 18 (None without one). The
+        bundled face models' is calibrated by their age temperature: on the pooled UTKFace + All-Age-Faces test
+        split of ``default``, ECE 0.011 and ROC AUC 0.99 for telling minors from adults (docs/results.md)."""
+        probs = arrays.get("age_probs")
+        if probs is None:
+            return None
+        p = np.asarray(probs, dtype=np.float64)
+        return np.clip(p[:, :ADULT_AGE].sum(axis=1) / np.clip(p.sum(axis=1), 1e-12, None), 0.0, 1.0)
 
     def years(self, arrays: Mapping[str, np.ndarray], intervals: bool = True
               ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:

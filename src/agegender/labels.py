@@ -17,6 +17,9 @@ import numpy as np
 
 from agegender.errors import AgeGenderError
 
+#: the age of majority that the under-18 figures (false-adult rate, probability of a minor, the under-age guard) use
+ADULT_AGE = 18
+
 #: gender index → name (UTKFace/PETA convention: 0 = male, 1 = female)
 GENDERS: tuple[str, ...] = ("male", "female")
 #: ethnicity index → name (UTKFace's 5 classes)

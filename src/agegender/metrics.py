@@ -3,7 +3,8 @@ training's validation figures and evaluation's test figures, so both score alike
 
 Uses scikit-learn for the standard ones (accuracy, macro precision/recall/F1, balanced accuracy —
 the mAcc of chatzitzisi —, confusion matrices); age MAE, CS@5 (share of errors ≤ 5 years), exact
-and 1-off age-group accuracy and the under-18 false-adult rate are one-liners on top.
+and 1-off age-group accuracy, the under-18 false-adult rate and the ROC AUC and Brier score of the probability
+of an age under 18 are one-liners on top.
 Missing labels (-1 / NaN) are left out per task, so partial datasets score what they can.
 
 chatzitzisi2020's names map onto ours as: gender Prec/Rec/F1 → ``gender_precision/recall/f1`` (female
@@ -25,12 +26,11 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     confusion_matrix,
     precision_recall_fscore_support,
+    roc_auc_score,
 )
 
 from agegender.decode import OutputDecoder
-from agegender.labels import AgeScheme, get_scheme
-
-ADULT_AGE = 18
+from agegender.labels import ADULT_AGE, AgeScheme, get_scheme
 
 
 def group_probs_in_scheme(preds: Mapping[str, np.ndarray], scheme: AgeScheme, model_scheme: str | None) -> np.ndarray | None:
@@ -109,6 +109,16 @@ def compute_metrics(
             if minors.any():
                 out["under18_false_adult_rate"] = float((np.asarray(preds["age"])[minors] >= ADULT_AGE).mean())
                 out["under18_n"] = int(minors.sum())
+    # --- the probability of an age under 18 (a distribution over years): how well it ranks and how honest it is
+    p_minor = OutputDecoder.minor_probs(preds)
+    if p_minor is not None and age_t.size == len(p_minor):
+        m = ~np.isnan(age_t)
+        is_minor = age_t[m] < ADULT_AGE
+        if is_minor.any() and not is_minor.all():
+            out["under18_prob_auc"] = float(roc_auc_score(is_minor, p_minor[m]))
+            out["under18_prob_brier"] = float(np.mean((p_minor[m] - is_minor) ** 2))
+            out["under18_prob_mean"] = float(p_minor[m].mean())
+            out["under18_share"] = float(is_minor.mean())
     # --- age group in the evaluation scheme
     gp = group_probs_in_scheme(preds, sch, model_scheme)
     if gp is not None:

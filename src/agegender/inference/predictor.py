@@ -336,6 +336,7 @@ class Predictor:
                     if years_lo is None
                     else (round(float(years_lo[i]), 1), round(float(years_hi[i]), 1)),
                     interval_mass=None if years_lo is None else self.interval,
+                    p_under_18=None if dec.p_under_18 is None else round(float(dec.p_under_18[i]), 5),
                     group=self._pick(gp, self.scheme.labels) if gp is not None else "",
                     group_probs={}
                     if gp is None

@@ -30,6 +30,7 @@ BASE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("age", "float"),
     ("age_low", "float"),
     ("age_high", "float"),
+    ("age_p_under_18", "float"),
     ("age_group", "str"),
     ("gender", "str"),
     ("ethnicity", "str"),
@@ -88,6 +89,7 @@ def to_records(result: ImageResult, columns: Iterable[tuple[str, str]] | None = 
             row["age"] = p.age.years
             if p.age.interval is not None:
                 row["age_low"], row["age_high"] = p.age.interval
+            row["age_p_under_18"] = p.age.p_under_18
             row["age_group"] = p.age.group or None
             row.update({f"age_group_prob_{k}": v for k, v in p.age.group_probs.items()})
         row.update({f"gender_prob_{k}": v for k, v in (p.gender_probs or {}).items()})

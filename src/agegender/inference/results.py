@@ -22,12 +22,17 @@ UNCERTAIN = "uncertain"
 
 
 class AgeEstimate(BaseModel):
-    """Age in years (expected value) with an interval where the model gives a distribution, and the age group
-    in ``scheme`` with the probability of every group."""
+    """Age in years (a quantile of the predicted distribution, fitted on validation) with an interval and the
+    probability of an age under 18 where the model gives a distribution, and the age group in ``scheme`` with the
+    probability of every group."""
 
-    years: float | None = Field(description="estimated age in years (None for a model of age groups only)")
+    years: float | None = Field(description="estimated age in years (None for a model of age groups only); the "
+                                "bundled face models hold it below 18 where `p_under_18` reaches their under-age guard")
     interval: tuple[float, float] | None = Field(description="central `interval_mass` range in years")
     interval_mass: float | None = Field(description="probability mass of `interval`, e.g. 0.8")
+    p_under_18: float | None = Field(None, description="probability that the person is under 18, from the "
+                                     "temperature-scaled age distribution (None for a model of age groups only); "
+                                     "threshold it to choose your own trade-off for age checks")
     group: str = Field(description="most probable age group of `scheme`, or 'uncertain'")
     group_probs: dict[str, float] = Field(description="probability of every group of `scheme`")
     scheme: str = Field(description="age-group scheme: adience8, kang4, peta5 or fairface9")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from agegender.errors import AgeGenderError
-from agegender.labels import AGE_BINS, MAX_AGE
+from agegender.labels import ADULT_AGE, AGE_BINS, MAX_AGE
 from agegender.models.registry import HEADS
 
 
@@ -163,9 +163,8 @@ class AgeDistributionHead(Head):
         return {"age": age, "age_probs": p}
 
 
-#: the adult age the under-age guard protects, and the estimate it holds a guarded face at (below 18 however it
-#: is rounded)
-ADULT_AGE, GUARDED_AGE = 18, 17.4
+#: the estimate the under-age guard holds a face at (below :data:`agegender.labels.ADULT_AGE` however it is rounded)
+GUARDED_AGE = 17.4
 
 
 def guard_minors(age: torch.Tensor, p: torch.Tensor, guard: float) -> torch.Tensor:

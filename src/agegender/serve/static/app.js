@@ -137,8 +137,9 @@ function fillTable(result) {
     const age = p.age || {};
     const years = age.years != null ? age.years.toFixed(1) : null;
     const iv = age.interval ? ` (${Math.round(age.interval[0])}–${Math.round(age.interval[1])})` : "";
+    const minor = age.p_under_18 != null ? `; under 18: ${pct(age.p_under_18)}` : "";
     cell(row, years == null ? null : years + iv, null,
-      age.interval ? `${pct(age.interval_mass)} interval: ${age.interval[0]}–${age.interval[1]} years` : "");
+      (age.interval ? `${pct(age.interval_mass)} interval: ${age.interval[0]}–${age.interval[1]} years` : "") + minor);
     cell(row, age.group || null, age.group_probs ? age.group_probs[age.group] : null, distTitle(age.group_probs));
     const eth = topEntry(p.ethnicity_probs);
     cell(row, p.ethnicity, eth ? p.ethnicity_probs[p.ethnicity] : null, distTitle(p.ethnicity_probs));

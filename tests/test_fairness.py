@@ -118,6 +118,28 @@ def test_group_classifier_minor_probability():
     assert [r["tp"] for r in sw["rows"]] == [1, 1, 0] and [r["fp"] for r in sw["rows"]] == [1, 0, 0]
 
 
+def test_distribution_models_are_also_swept_by_their_probability_of_a_minor():
+    """A model with a distribution over years gets a second sweep, over p_under_18 (its mass below 18)."""
+    probs = np.zeros((4, 101))
+    probs[0, 10] = 1.0                   # a child, sure
+    probs[1, 17], probs[1, 19] = 0.3, 0.7  # 30 % under 18
+    probs[2, 17], probs[2, 25] = 0.1, 0.9  # 10 %
+    probs[3, 40] = 1.0
+    preds = {"age": np.array([10.0, 19.0, 25.0, 40.0]), "age_probs": probs}
+    targets = {"age": np.array([9.0, 17.0, 22.0, 45.0])}
+    kind, score = minor_score(preds, "adience8", "adience8", by="probability")
+    assert kind == "probability" and score == pytest.approx([1.0, 0.3, 0.1, 0.0])
+    assert minor_score(preds, "adience8", "adience8")[0] == "years"  # the default stays the estimate in years
+    rep = fairness_report(preds, targets, "adience8", min_n=1)
+    up = rep["under18_probability"]
+    assert "p_under_18" in up["rule"] and up["n_minors"] == 2
+    rows = {r["threshold"]: r for r in up["rows"]}
+    # at 0.25 both minors are flagged and no adult; at 0.05 the 22-year-old (10 %) is flagged too
+    assert rows[0.25]["false_adult_rate"] == 0.0 and rows[0.25]["fp"] == 0 and rows[0.05]["fp"] == 1
+    assert up["operating_point_5pct"]["threshold"] >= 0.15  # the fewest adults flagged with no minor let through
+    assert "under18_probability" not in fairness_report({"age": preds["age"]}, targets, "adience8", min_n=1)
+
+
 def test_minor_truth_without_exact_ages():
     # PETA-style labels: 0-15 is a minor, 16-30 straddles 18 (unknown), 31-45 adult
     targets = {"age": np.full(3, np.nan), "age_group": np.array([0, 1, 2]), "age_group_scheme": "peta5"}

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from agegender.decode import OutputDecoder
 from agegender.labels import ETHNICITIES, GENDERS, MAX_AGE, AgeScheme, get_scheme
 from agegender.metrics import ADULT_AGE, compute_metrics, group_probs_in_scheme, true_groups
 
@@ -181,10 +182,13 @@ def minor_truth(targets: Mapping[str, Any], scheme: str | AgeScheme) -> np.ndarr
 
 
 def minor_score(preds: Mapping[str, np.ndarray], scheme: str | AgeScheme,
-                model_scheme: str | None = None) -> tuple[str, np.ndarray] | None:
+                model_scheme: str | None = None, by: str = "auto") -> tuple[str, np.ndarray] | None:
     """``("years", predicted age)`` for models that predict years, ``("probability", P(minor))`` for group
-    classifiers (see the module docstring), None when the model predicts no age at all."""
-    if "age" in preds:
+    classifiers (see the module docstring), None when the model predicts no age at all. ``by="probability"``
+    asks for P(minor) instead of years: a distribution over years gives its mass below 18 (``p_under_18``)."""
+    if by == "probability" and "age_probs" in preds:
+        return "probability", OutputDecoder.minor_probs(preds)
+    if "age" in preds and by != "probability":
         return "years", np.asarray(preds["age"], dtype=np.float64)
     src = get_scheme(model_scheme or scheme)
     gp = group_probs_in_scheme(preds, src, src.name)
@@ -215,10 +219,12 @@ def _flags(kind: str, score: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def under18_sweep(preds: Mapping[str, np.ndarray], targets: Mapping[str, Any], scheme: str | AgeScheme = "adience8",
-                  model_scheme: str | None = None, thresholds: Sequence[float] | None = None) -> dict[str, Any]:
+                  model_scheme: str | None = None, thresholds: Sequence[float] | None = None,
+                  by: str = "auto") -> dict[str, Any]:
     """Precision / recall / F1 of the "minor" class and the false-adult rate (minors let through) and
-    false-minor rate (adults flagged) at each threshold; empty when there is no score or no minor."""
-    ms = minor_score(preds, scheme, model_scheme)
+    false-minor rate (adults flagged) at each threshold; empty when there is no score or no minor. ``by``: as
+    :func:`minor_score`."""
+    ms = minor_score(preds, scheme, model_scheme, by)
     if ms is None:
         return {}
     kind, score = ms
@@ -230,8 +236,10 @@ def under18_sweep(preds: Mapping[str, np.ndarray], targets: Mapping[str, Any], s
     if thresholds is None:
         thresholds = YEAR_THRESHOLDS if kind == "years" else PROB_THRESHOLDS
     rows = [{"threshold": float(t), **_confusion_row(_flags(kind, score[known], t), minor)} for t in thresholds]
-    rule = "flag as minor when predicted age < threshold (years)" if kind == "years" else \
-        "flag as minor when P(minor) >= threshold (age-group probabilities)"
+    rule = ("flag as minor when predicted age < threshold (years)" if kind == "years" else
+            "flag as minor when p_under_18 >= threshold (the age distribution's mass below 18)"
+            if "age_probs" in preds and by == "probability" else
+            "flag as minor when P(minor) >= threshold (age-group probabilities)")
     return {"score": kind, "rule": rule, "default_threshold": float(ADULT_AGE) if kind == "years" else 0.5,
             "n": int(known.sum()), "n_minors": int(minor.sum()), "rows": rows}
 
@@ -282,4 +290,8 @@ def fairness_report(preds: Mapping[str, np.ndarray], targets: Mapping[str, Any],
     if sweep:
         out["under18"] = {**sweep, **under18_point(preds, targets, sch, model_scheme),
                           "operating_point_5pct": pick_threshold(sweep, 0.05)}
+    if "age" in preds and "age_probs" in preds:  # a distribution over years: its p_under_18 swept too
+        sweep = under18_sweep(preds, targets, sch, model_scheme, by="probability")
+        if sweep:
+            out["under18_probability"] = {**sweep, "operating_point_5pct": pick_threshold(sweep, 0.05)}
     return out

@@ -451,6 +451,11 @@ def write_report(ev: Evaluation, out_dir: str | Path, calibration: str = "auto",
         plot_under18(u, out / "under18_sweep.png")
         md.append("![under-18 threshold sweep](under18_sweep.png)\n")
         md.extend(_under18_md(u))
+        up = fair.get("under18_probability")
+        if up:
+            md.append("\nThe same faces flagged by the probability of an age under 18 that every result carries "
+                      "(`age.p_under_18`), for age checks that choose their own threshold:\n")
+            md.extend(_under18_md(up))
     else:
         md.append("Not available: the model predicts no age, or the data hold no person known to be under 18.")
     write_predictions_csv(ev, out / "predictions.csv")

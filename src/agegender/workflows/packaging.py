@@ -206,6 +206,8 @@ _KEYS = [
     ("gender_recall_male", "gender recall of men (%)", 100.0),
     ("ethnicity_accuracy", "ethnicity accuracy (%)", 100.0),
     ("under18_false_adult_rate", "under-18 false-adult rate (%)", 100.0),
+    ("under18_prob_auc", "ROC AUC of P(under 18), minors against adults", 1.0, 3),
+    ("under18_prob_brier", "Brier score of P(under 18)", 1.0, 4),
     ("attributes_mA", "attributes mA (%)", 100.0),
 ]
 
@@ -342,9 +344,10 @@ def write_model_card(package: str | Path, meta: dict[str, Any], reports: dict[st
     if reports:
         lines += ["", "## Measured figures", "", "| metric | " + " | ".join(reports) + " |",
                   "|---|" + "---|" * len(reports)]
-        for key, label, scale in _KEYS:
+        for key, label, scale, *digits in _KEYS:
             if any(key in r for r in reports.values()):
-                cells = [f"{r[key] * scale:.2f}" if key in r else "" for r in reports.values()]
+                nd = digits[0] if digits else 2
+                cells = [f"{r[key] * scale:.{nd}f}" if key in r else "" for r in reports.values()]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
         for name, cmd in commands.items():

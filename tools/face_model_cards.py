@@ -223,9 +223,9 @@ def main() -> None:
             f"{val_gap['worst']} {100 * val_gap['worst_value']:.1f} %); see the "
             f"report in `{m['report']}/report.md`."),
             (f"Children and the elderly: {u18:.1f} % of minors are estimated 18 or older (false-adult rate at "
-            f"threshold 18; the age is {est_text}); use the threshold sweep in the "
-            "evaluation report to choose a safer operating point for age checks. Ages above 100 are outside the "
-            "distribution head (0–100)."),
+            f"threshold 18; the age is {est_text}); for age checks, threshold each result's `age.p_under_18` (the "
+            "probability of an age under 18) at the operating point the evaluation report's sweeps show. Ages above "
+            "100 are outside the distribution head (0–100)."),
             ("Ethnicity uses UTKFace's five coarse classes (White, Black, Asian, Indian, Others); 'Others' is small "
             "and poorly recognised. These are annotations of appearance, not identity; do not use them to make "
             "decisions about people."),

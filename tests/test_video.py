@@ -90,12 +90,12 @@ def test_track_summary(run, pan: PanningClip) -> None:
         assert t.first_time_s == pytest.approx(t.first_frame / 25.0)
         assert 0 < t.detections <= t.frames <= t.last_frame - t.first_frame + 1
         assert t.age_years is not None and 0 <= t.age_years <= 120
-        assert t.age_group
+        assert t.age_group and 0.0 <= t.age_p_under_18 <= 1.0
         assert t.gender in ("male", "female") and 0.5 <= t.gender_confidence <= 1.0
         assert t.ethnicity and 0.2 <= t.ethnicity_confidence <= 1.0
     written = json.loads((folder / "frames.json").read_text())
     assert written["summary"]["people"][0].keys() >= {
-        "track_id", "first_frame", "last_frame", "frames", "age_years", "gender", "gender_confidence",
+        "track_id", "first_frame", "last_frame", "frames", "age_years", "age_p_under_18", "gender", "gender_confidence",
         "ethnicity", "ethnicity_confidence",
     }
     person = next(p for f in written["frames"] for p in f["people"])

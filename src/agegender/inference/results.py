@@ -123,6 +123,8 @@ class TrackSummary(BaseModel):
     detections: int = Field(description="detection frames in which the detector found this person")
     age_years: float | None = Field(description="median of the per-detection age estimates (years)")
     age_group: str | None = Field(description="most probable age group of the track's mean age distribution")
+    age_p_under_18: float | None = Field(None, description="probability of an age under 18 from the track's mean age "
+                                         "distribution (None for a model of age groups only)")
     gender: str | None = Field(description="gender of the track's mean probabilities ('uncertain' below "
                                            "min_confidence)")
     gender_confidence: float | None = Field(description="the track's mean probability of its most probable gender")

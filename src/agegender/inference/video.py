@@ -174,6 +174,7 @@ def track_summaries(predictor: Predictor, tracks: FaceTracks, fps: float) -> lis
                 detections=t.detections,
                 age_years=round(float(np.median(t.ages)), 1) if t.ages else None,
                 age_group=p.age.group if p.age is not None else None,
+                age_p_under_18=p.age.p_under_18 if p.age is not None else None,
                 gender=p.gender,
                 gender_confidence=round(max(p.gender_probs.values()), 4) if p.gender_probs else None,
                 ethnicity=p.ethnicity,

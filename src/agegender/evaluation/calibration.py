@@ -357,29 +357,29 @@ def fit_age_quantile(views: Sequence[np.ndarray], ages: np.ndarray, temperature:
     >>> fit_age_quantile([z], np.array([30.0]))["estimate"] < 0.5   # true age at the lower mode
     True
     """
-    from agegender.models.heads import ADULT_AGE, GUARDED_AGE, distribution_quantile
+    from agegender.labels import ADULT_AGE
+    from agegender.models.heads import distribution_quantile, guard_minors
 
     y = np.asarray(ages, dtype=np.float64)
     keep = ~np.isnan(y)
     ps = [torch.softmax(torch.as_tensor(np.asarray(v)[keep], dtype=torch.float64) / temperature, -1) for v in views]
     y = y[keep]
-    p_minor = [p[:, :ADULT_AGE].sum(-1).numpy() for p in ps]
     minor = y < ADULT_AGE
-    per_view: dict[str | float, list[np.ndarray]] = {}
+    per_view: dict[str | float, list[torch.Tensor]] = {}
 
-    def view_estimates(q: str | float) -> list[np.ndarray]:
+    def view_estimates(q: str | float) -> list[torch.Tensor]:
         if q not in per_view:
             if q == "mean":
-                per_view[q] = [(p @ torch.arange(p.shape[1], dtype=p.dtype)).numpy() for p in ps]
+                per_view[q] = [p @ torch.arange(p.shape[1], dtype=p.dtype) for p in ps]
             else:
-                per_view[q] = [distribution_quantile(p, 0.5 if q == "median" else float(q)).numpy() for p in ps]
+                per_view[q] = [distribution_quantile(p, 0.5 if q == "median" else float(q)) for p in ps]
         return per_view[q]
 
     def scores(q: str | float, guard: float | None = None) -> tuple[float, float]:
         ests = view_estimates(q)
-        if guard is not None:
-            ests = [np.where(pm >= guard, np.minimum(e, GUARDED_AGE), e) for e, pm in zip(ests, p_minor)]
-        est = np.mean(ests, axis=0)
+        if guard is not None:  # the head's own rule, per view, as the predictor applies it
+            ests = [guard_minors(e, p, guard) for e, p in zip(ests, ps)]
+        est = torch.stack(ests).mean(0).numpy()
         fa = float(np.mean(est[minor] >= ADULT_AGE)) if minor.any() else float("nan")
         return float(np.mean(np.abs(est - y))), fa
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from agegender.cli_app import app, user_errors
+from agegender.cli_inference import DetectorOptions, parse_detector_options
 from agegender.errors import AgeGenderError
 
 
@@ -71,12 +72,14 @@ def crops(
     size: Annotated[int | None, typer.Option("--size", help="crop size in px (default: the model's input size)")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="only the first N samples")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="reader option key=value (repeatable)")] = None,
+    detector_option: DetectorOptions = [],  # noqa: B006 - Typer reads the default; never mutated
 ) -> None:
     """Cache face crops framed as `predict` frames them (csv layout, with the originals' fingerprints)."""
     from agegender.training.config import parse_overrides
     from agegender.workflows.face_crops import build_crop_cache, format_summary
 
     summary = build_crop_cache(dataset, root, output, model=model, size=size, options=parse_overrides(set_ or ()),
-                               limit=limit, detector=detector)
+                               limit=limit, detector=detector,
+                               detector_options=parse_detector_options(detector_option))
     for line in format_summary(summary):
         typer.echo(line)

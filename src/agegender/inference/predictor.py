@@ -123,6 +123,8 @@ class Predictor:
     detector = property(lambda self: self.cropper.detector)
     crop_margin = property(lambda self: self.cropper.margin)
     crop_shift = property(lambda self: self.cropper.shift)
+    #: the smallest roll (degrees) a face is turned upright by before cutting; None when faces are cut as they lie
+    crop_align = property(lambda self: None if self.cropper.person else self.cropper.align)
 
     @property
     def tta_flip(self) -> bool:
@@ -169,6 +171,7 @@ class Predictor:
                 "repr": repr(self.detector),
                 "crop_margin": self.crop_margin,
                 "crop_shift": self.crop_shift,
+                "crop_align": self.crop_align,
             },
             "interval": self.interval,
             "min_confidence": self.min_confidence,

@@ -97,10 +97,11 @@ def build_crop_cache(
     limit: int | None = None,
     progress: bool = True,
     detector: str | None = None,
+    detector_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Frame every face of ``dataset`` (read from ``root`` with reader ``options``) as ``agegender.load(model,
-    detector=detector)`` does (``None``: the model's own detector) and cache the crops at ``size`` px (default: the
-    model's input size) under ``output``.
+    detector=detector, detector_options=detector_options)`` does (``None``: the model's own detector and framing)
+    and cache the crops at ``size`` px (default: the model's input size) under ``output``.
 
     Returns the summary (also written as ``output/summary.json``): ``images`` (samples considered), ``written``,
     ``framing`` (crops per framing: the detector's name or ``whole_image``), ``no_face`` and ``no_face_files``,
@@ -112,7 +113,7 @@ def build_crop_cache(
     from agegender.inference.predictor import load
 
     out = Path(output)
-    predictor = load(model, detector=detector)
+    predictor = load(model, detector=detector, detector_options=dict(detector_options or {}))
     pre = predictor.cropper.pre
     if size is None:
         size_hw = tuple(int(v) for v in pre.input_hw)
@@ -125,6 +126,7 @@ def build_crop_cache(
     detector = predictor.detector_name
     settings = {"version": MANIFEST_VERSION, "model": str(model), "detector": detector, "size": list(size_hw),
                 "mode": predictor.mode, "margin": predictor.crop_margin, "shift": predictor.crop_shift,
+                "align": predictor.crop_align,
                 "dataset": dataset, "reader_options": {k: _cell(v) for k, v in sorted((options or {}).items())}}
 
     manifest_path = out / "manifest.json"

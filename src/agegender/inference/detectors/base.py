@@ -235,12 +235,33 @@ def frame_person(box: Sequence[float], margin: float | Sequence[float] = PERSON_
     return (x1, y1, x2, y2)
 
 
+def eye_roll(landmarks: Sequence[Sequence[float]] | None) -> float | None:
+    """Degrees by which a face is rolled in the image, from its first two landmarks (the eyes, image-left one
+    first, as CenterFace, BlazeFace and YuNet give them): the angle of the line from the first eye to the second,
+    positive when the second (image-right) eye is lower, i.e. the face turned clockwise on screen. None when
+    there are no two distinct eye points.
+
+    >>> eye_roll(((10.0, 20.0), (30.0, 20.0)))
+    0.0
+    >>> round(eye_roll(((10.0, 20.0), (30.0, 40.0))), 1)
+    45.0
+    """
+    if landmarks is None or len(landmarks) < 2:
+        return None
+    (xa, ya), (xb, yb) = landmarks[0][:2], landmarks[1][:2]
+    dx, dy = float(xb) - float(xa), float(yb) - float(ya)
+    if not (math.isfinite(dx) and math.isfinite(dy)) or dx * dx + dy * dy < 1e-6:
+        return None
+    return math.degrees(math.atan2(dy, dx))
+
+
 def crop(
     image: np.ndarray,
     detection: Detection | Sequence[float],
     margin: float = 0.0,
     square: bool = True,
     pad: str = "constant",
+    roll: float = 0.0,
 ) -> np.ndarray:
     """Cut the (expanded) box out of ``image``; parts outside the image are padded.
 
@@ -253,6 +274,8 @@ def crop(
             keeps the face's aspect ratio.
         pad: ``"constant"`` (zeros, i.e. black: the convention of aligned-face pipelines, and it adds no
             fake texture) or ``"edge"`` (repeat the border pixels).
+        roll: degrees (as :func:`eye_roll` measures them) to turn the image back by about the box's centre
+            before cutting, so a rolled face comes out upright (bilinear; 0 cuts the pixels as they are).
 
     Returns:
         a new array of about the expanded box's size (corners rounded to whole pixels, at least 1×1).
@@ -264,6 +287,15 @@ def crop(
     # Round half up (not Python's half-to-even) so a box shifted by whole pixels keeps its crop size.
     x1, y1 = math.floor(x1f + 0.5), math.floor(y1f + 0.5)
     x2, y2 = max(math.floor(x2f + 0.5), x1 + 1), max(math.floor(y2f + 0.5), y1 + 1)
+    if roll:
+        import cv2
+
+        # OpenCV's positive angle turns the image counter-clockwise on screen: back by the face's clockwise roll.
+        m = cv2.getRotationMatrix2D(((x1f + x2f) / 2.0, (y1f + y2f) / 2.0), float(roll), 1.0)
+        m[:, 2] -= (x1, y1)
+        border = cv2.BORDER_CONSTANT if pad == "constant" else cv2.BORDER_REPLICATE
+        return cv2.warpAffine(np.ascontiguousarray(image), m, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR,
+                              borderMode=border)
     height, width = image.shape[:2]
     # Slice the part that lies inside the image, then pad the rest: no full-size padded copy needed.
     ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)

@@ -1,19 +1,24 @@
 """The face model end to end on whole photos, with each face detector: how often the face is found, and the
-model's gender and age on the face found, per source.
+model's gender and age on the face found, per source, on the photos as they are or turned as heads tilt.
 
 The images are the original photos behind the crop caches of a multi-source recipe (``agegender crops`` keeps
 each crop's ``source_file``), restricted to the recipe's validation (or test) split of each source, so a model
 trained on the recipe never saw them. Each photo is predicted with ``agegender.load(MODEL, detector=D)`` as a user
 would (the detector finds the face, the predictor frames and crops it); of several people the one with the largest
 box area × detector score is scored, the rule ``agegender crops`` used to pick the labelled face. Columns: photos,
-share with no face found, gender accuracy, recall of women and men, age MAE (where the source has ages) and the
-median wall ms per photo.
+share with no face found, gender accuracy, recall of women and men, age MAE and the share of minors estimated 18
+or older (where the source has ages) and the median wall ms per photo (with decoding at roll 0; a turned photo is
+given decoded).
 
-    python benchmarks/detector_photos.py [--model default] [--detectors blazeface,centerface] [--split val]
-        [--sources aaf,celeba] [--limit 600]
+``--rolls`` turns every photo by each angle in turn (even-numbered photos clockwise, odd ones anticlockwise, on a
+canvas grown to hold the whole photo, edge pixels repeated): every training source ships its faces with the eyes
+level, and the photos people take do not.
+
+    python benchmarks/detector_photos.py [--model default[,default-fast]] [--detectors blazeface,centerface]
+        [--split val] [--sources aaf,celeba] [--limit 600] [--rolls 0,20,30]
 
 A detector may carry options after a colon, separated by ``+``: ``centerface:margin=-0.03+shift=0.05`` (detector
-options, or the crop framing ``margin`` / ``shift``).
+options, or the crop framing ``margin`` / ``shift`` / ``align``, e.g. ``centerface:align=off``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine
@@ -41,15 +48,29 @@ def originals(crop_root: Path) -> dict[str, Path]:
     return out
 
 
+def turn(rgb: np.ndarray, degrees: float) -> np.ndarray:
+    """``rgb`` turned clockwise on screen by ``degrees`` on a canvas grown to hold all of it (edges repeated)."""
+    if not degrees:
+        return rgb
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -float(degrees), 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(round(h * sin + w * cos)), int(round(h * cos + w * sin))
+    m[:, 2] += (nw / 2.0 - w / 2.0, nh / 2.0 - h / 2.0)
+    return cv2.warpAffine(rgb, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="default", help="a model, or several separated by commas")
     ap.add_argument("--detectors", default="blazeface,centerface")
     ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
     ap.add_argument("--split", default="val", choices=("val", "test"))
     ap.add_argument("--sources", default="aaf,celeba", help="sources of the recipe read from crop caches")
     ap.add_argument("--limit", type=int, default=600, help="photos per source at most (every k-th, 0: all)")
+    ap.add_argument("--rolls", default="0", help="comma-separated angles in degrees to turn the photos by")
     args = ap.parse_args()
+    rolls = [float(r) for r in args.rolls.split(",") if r.strip()]
 
     import os
 
@@ -91,38 +112,52 @@ def main() -> None:
         step = max(1, len(rows) // args.limit) if args.limit else 1
         per_source[name] = rows[::step][: args.limit or None]
     print(f"machine: {machine()}")
-    print(f"model {args.model}; {args.split} split of {', '.join(f'{n} ({len(r)} photos)' for n, r in per_source.items())}")
-    print("| detector | source | photos | no face % | gender % | women % | men % | age MAE | ms/photo |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for det in [d.strip() for d in args.detectors.split(",") if d.strip()]:
-        name, _, opts = det.partition(":")
-        options = {k: float(v) for k, v in (o.split("=", 1) for o in opts.split("+") if o)}
-        predictor = agegender.load(args.model, detector=name, detector_options=options)
-        for name, rows in per_source.items():
-            missed, right, ages, times = 0, [], [], []
-            by_sex: dict[int, list[bool]] = {0: [], 1: []}
-            for photo, age, gender in rows:
-                t = time.perf_counter()
-                result = predictor.predict_image(photo)
-                times.append(1000 * (time.perf_counter() - t))
-                people = result.people
-                if not people:
-                    missed += 1
-                    continue
-                best = max(people, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) * p.detector_score)
-                if gender is not None and best.gender in ("male", "female"):
-                    ok = (best.gender == "male") == (int(gender) == 0)
-                    right.append(ok)
-                    by_sex[int(gender)].append(ok)
-                if age is not None and best.age is not None and best.age.years is not None:
-                    ages.append(abs(best.age.years - float(age)))
+    print(f"{args.split} split of {', '.join(f'{n} ({len(r)} photos)' for n, r in per_source.items())}")
+    print("| model | detector | source | roll ° | photos | no face % | gender % | women % | men % | age MAE | "
+          "minors called adult % | ms/photo |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    from agegender.data.images import load_image
 
-            def pct(v: list[bool]) -> str:
-                return f"{100 * np.mean(v):.1f}" if v else "-"
+    for model in [m.strip() for m in args.model.split(",") if m.strip()]:
+        for det in [d.strip() for d in args.detectors.split(",") if d.strip()]:
+            name, _, opts = det.partition(":")
+            options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in opts.split("+") if o)}
+            predictor = agegender.load(model, detector=name, detector_options=options)
+            for roll in rolls:
+                for source, rows in per_source.items():
+                    print(f"| {model} | {det} | {source} | {roll:g} | " + score(predictor, rows, roll, load_image),
+                          flush=True)
 
-            mae = f"{np.mean(ages):.2f}" if ages else "-"
-            print(f"| {det} | {name} | {len(rows)} | {100 * missed / max(1, len(rows)):.1f} | {pct(right)} | "
-                  f"{pct(by_sex[1])} | {pct(by_sex[0])} | {mae} | {statistics.median(times):.0f} |", flush=True)
+
+def score(predictor, rows: list, roll: float, load_image) -> str:
+    """The table cells of one model, detector and roll on one source's photos."""
+    missed, right, ages, minors, times = 0, [], [], [], []
+    by_sex: dict[int, list[bool]] = {0: [], 1: []}
+    for k, (photo, age, gender) in enumerate(rows):
+        image = turn(load_image(photo), roll if k % 2 == 0 else -roll) if roll else photo
+        t = time.perf_counter()
+        result = predictor.predict_image(image)
+        times.append(1000 * (time.perf_counter() - t))
+        people = result.people
+        if not people:
+            missed += 1
+            continue
+        best = max(people, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) * p.detector_score)
+        if gender is not None and best.gender in ("male", "female"):
+            ok = (best.gender == "male") == (int(gender) == 0)
+            right.append(ok)
+            by_sex[int(gender)].append(ok)
+        if age is not None and best.age is not None and best.age.years is not None:
+            ages.append(abs(best.age.years - float(age)))
+            if float(age) < 18:
+                minors.append(best.age.years >= 18)
+
+    def pct(v: list[bool]) -> str:
+        return f"{100 * np.mean(v):.1f}" if v else "-"
+
+    mae = f"{np.mean(ages):.2f}" if ages else "-"
+    return (f"{len(rows)} | {100 * missed / max(1, len(rows)):.1f} | {pct(right)} | {pct(by_sex[1])} | "
+            f"{pct(by_sex[0])} | {mae} | {pct(minors)} | {statistics.median(times):.0f} |")
 
 
 if __name__ == "__main__":

@@ -142,3 +142,10 @@ def test_crop_cache_records_the_setting(grace_hopper: Path, tmp_path: Path) -> N
     with pytest.raises(AgeGenderError, match="align"):  # a cache is resumed only with its own settings
         build_crop_cache("csv", root, tmp_path / "on", progress=False, detector_options={"align": 0})
     assert len(list(csv.DictReader(open(tmp_path / "off" / "labels.csv")))) == 1
+    # a cache written before the setting existed was cut as faces lie: it resumes with align off, not on
+    manifest = tmp_path / "off" / "manifest.json"
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "align"}))
+    assert build_crop_cache("csv", root, tmp_path / "off", progress=False,
+                            detector_options={"align": False})["resumed"] == 1
+    with pytest.raises(AgeGenderError, match="align"):
+        build_crop_cache("csv", root, tmp_path / "off", progress=False)

@@ -28,7 +28,8 @@ TEACHER_NOTE = ("distilled from dlib's ResNet face descriptor (CC0, from the PyP
                 "shipped network is the same EfficientNet-Lite0")
 
 CROPS_NOTE = ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline: `agegender crops "
-              "csv ../faces-extra/aaf --output ../faces-extra/crops/aaf --detector blazeface` and the same for "
+              "csv ../faces-extra/aaf --output ../faces-extra/crops/aaf --detector blazeface --detector-option align=off` "
+              "and the same for "
               "`celeba` (docs/training.md)")
 
 WILD_NOTE = ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`: "

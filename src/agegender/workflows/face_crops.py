@@ -135,6 +135,8 @@ def build_crop_cache(
             old = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             old = None
+        if isinstance(old, dict):
+            old.setdefault("align", None)  # caches cut before faces were turned upright cut them as they lie
         if old != settings:
             diff = sorted(k for k in set(settings) | set(old or {}) if (old or {}).get(k) != settings.get(k))
             raise AgeGenderError(f"crops: {out} holds a crop cache made with other settings ({', '.join(diff)}); "

@@ -28,6 +28,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "blazeface-opencv": ("blazeface", {"runtime": "opencv"}),
     "centerface": ("centerface", {}),
     "centerface-t1": ("centerface", {"threads": 1}),  # one intra-op thread for the detector (default: 2)
+    "centerface-noalign": ("centerface", {"align": False}),  # the face cut as it lies, not turned upright
 }
 
 

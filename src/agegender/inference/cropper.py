@@ -37,10 +37,10 @@ SMALL_CROP_SIDE = 512
 SPAN = 0.6
 #: the smallest roll of a face (degrees, :func:`~agegender.inference.detectors.base.eye_roll`) that ``align``
 #: turns upright before cutting. Every training source ships its faces with the eyes level, and the bundled
-#: models read rolled faces badly: `default` on 1,597 All-Age-Faces and CelebA validation photos turned 30°
-#: (``benchmarks/face_roll.py``) reads gender 90.6 % and age MAE 8.72 cut as they lie, 95.9 % and 5.86 turned
-#: upright (level photos: 96.6 %, 5.80). Below 5° the eye landmarks' own scatter is most of the measured roll: turning
-#: level photos by it cost 0.4 point of gender there, and faces rolled 5° read as well either way.
+#: models read rolled faces badly: `default` on the All-Age-Faces test photos turned 30° reads MAE 8.44 and gender
+#: 87.0 % cut as they lie, 5.27 and 93.2 % turned upright (level: 5.17, 94.0 %; docs/results.md, "Rolled heads",
+#: ``benchmarks/detector_photos.py --rolls``). Level faces show a few degrees of roll from the landmarks' scatter:
+#: turning by it from 0° cost a point of All-Age-Faces validation gender, from 5° nothing.
 ALIGN_MIN_ROLL = 5.0
 
 

@@ -43,7 +43,9 @@ class PredictorOptions(BaseModel):
         "pedestrian crop stays one person)")
     detector_options: dict[str, Any] = Field(
         default_factory=dict, description="detector settings (e.g. min_face_size, score_threshold) and the crop "
-        "framing: `margin` (fraction of the box added per side), `shift` (downward, fraction of the box height)")
+        "framing: `margin` (fraction of the box added per side), `shift` (downward, fraction of the box height), "
+        "`align` (on: a face rolled 5° or more is turned upright by its eye landmarks before it is cut; off; or the "
+        "smallest roll in degrees)")
     mode: Literal["face", "body", "person"] | None = Field(
         None, description="default: the model's (PETA/RAP models: body). `person`: each person found by the body "
         "model's person detector, with the face model's estimate when the face is seen and the two fused "

@@ -7,15 +7,16 @@ trained on the recipe never saw them. Each photo is predicted with ``agegender.l
 would (the detector finds the face, the predictor frames and crops it); of several people the one with the largest
 box area × detector score is scored, the rule ``agegender crops`` used to pick the labelled face. Columns: photos,
 share with no face found, gender accuracy, recall of women and men, age MAE and the share of minors estimated 18
-or older (where the source has ages) and the median wall ms per photo (with decoding at roll 0; a turned photo is
-given decoded).
+or older (where the source has ages) and the median wall ms per photo (with decoding for the photos as they are; a
+turned or shrunk photo is given decoded).
 
 ``--rolls`` turns every photo by each angle in turn (even-numbered photos clockwise, odd ones anticlockwise, on a
 canvas grown to hold the whole photo, edge pixels repeated): every training source ships its faces with the eyes
-level, and the photos people take do not.
+level, and the photos people take do not. ``--scales`` shrinks every photo by each factor in turn first (OpenCV's
+pixel-area resize), so the faces are small as in group photos.
 
     python benchmarks/detector_photos.py [--model default[,default-fast]] [--detectors blazeface,centerface]
-        [--split val] [--sources aaf,celeba] [--limit 600] [--rolls 0,20,30]
+        [--split val] [--sources aaf,celeba] [--limit 600] [--rolls 0,20,30] [--scales 1,0.25]
 
 A detector may carry options after a colon, separated by ``+``: ``centerface:margin=-0.03+shift=0.05`` (detector
 options, or the crop framing ``margin`` / ``shift`` / ``align``, e.g. ``centerface:align=off``).
@@ -69,8 +70,12 @@ def main() -> None:
     ap.add_argument("--sources", default="aaf,celeba", help="sources of the recipe read from crop caches")
     ap.add_argument("--limit", type=int, default=600, help="photos per source at most (every k-th, 0: all)")
     ap.add_argument("--rolls", default="0", help="comma-separated angles in degrees to turn the photos by")
+    ap.add_argument("--scales", default="1", help="comma-separated factors (at most 1) to shrink the photos by")
     args = ap.parse_args()
     rolls = [float(r) for r in args.rolls.split(",") if r.strip()]
+    scales = [float(f) for f in args.scales.split(",") if f.strip()]
+    if any(not 0 < f <= 1 for f in scales):
+        sys.exit("error: --scales takes factors in (0, 1]")
 
     import os
 
@@ -113,9 +118,9 @@ def main() -> None:
         per_source[name] = rows[::step][: args.limit or None]
     print(f"machine: {machine()}")
     print(f"{args.split} split of {', '.join(f'{n} ({len(r)} photos)' for n, r in per_source.items())}")
-    print("| model | detector | source | roll ° | photos | no face % | gender % | women % | men % | age MAE | "
+    print("| model | detector | source | scale | roll ° | photos | no face % | gender % | women % | men % | age MAE | "
           "minors called adult % | ms/photo |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     from agegender.data.images import load_image
 
     for model in [m.strip() for m in args.model.split(",") if m.strip()]:
@@ -123,18 +128,27 @@ def main() -> None:
             name, _, opts = det.partition(":")
             options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in opts.split("+") if o)}
             predictor = agegender.load(model, detector=name, detector_options=options)
-            for roll in rolls:
-                for source, rows in per_source.items():
-                    print(f"| {model} | {det} | {source} | {roll:g} | " + score(predictor, rows, roll, load_image),
-                          flush=True)
+            for scale in scales:
+                for roll in rolls:
+                    for source, rows in per_source.items():
+                        print(f"| {model} | {det} | {source} | {scale:g} | {roll:g} | "
+                              + score(predictor, rows, roll, scale, load_image), flush=True)
 
 
-def score(predictor, rows: list, roll: float, load_image) -> str:
-    """The table cells of one model, detector and roll on one source's photos."""
+def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """``rgb`` shrunk by ``factor`` (pixel-area average), at least 8 px a side."""
+    if factor >= 1:
+        return rgb
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA)
+
+
+def score(predictor, rows: list, roll: float, scale: float, load_image) -> str:
+    """The table cells of one model, detector, scale and roll on one source's photos."""
     missed, right, ages, minors, times = 0, [], [], [], []
     by_sex: dict[int, list[bool]] = {0: [], 1: []}
     for k, (photo, age, gender) in enumerate(rows):
-        image = turn(load_image(photo), roll if k % 2 == 0 else -roll) if roll else photo
+        image = turn(shrink(load_image(photo), scale), roll if k % 2 == 0 else -roll) if roll or scale < 1 else photo
         t = time.perf_counter()
         result = predictor.predict_image(image)
         times.append(1000 * (time.perf_counter() - t))

@@ -37,7 +37,9 @@ WILD_NOTE = ("half the training faces degraded as old prints and poor cameras de
 
 DATA_LIMIT = ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the bundled "
               "detector pipeline, half of them degraded in training as old prints and poor cameras degrade photos: "
-              "mostly frontal faces; profile faces, occlusion, heavy make-up and low light are barely covered.")
+              "mostly frontal faces with the eyes level (a tilted face is turned upright by the detector's eye "
+              "landmarks before it is read: docs/results.md, \"Rolled heads\"); profile faces, occlusion, heavy "
+              "make-up and low light are barely covered.")
 
 #: bundled name → (package file, report folder, loose-crop log, config, training notes, package command)
 MODELS = {

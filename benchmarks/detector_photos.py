@@ -49,15 +49,18 @@ def originals(crop_root: Path) -> dict[str, Path]:
     return out
 
 
-def turn(rgb: np.ndarray, degrees: float) -> np.ndarray:
-    """``rgb`` turned clockwise on screen by ``degrees`` on a canvas grown to hold all of it (edges repeated)."""
+def turn(rgb: np.ndarray, degrees: float, grow: bool = True) -> np.ndarray:
+    """``rgb`` turned clockwise on screen by ``degrees`` about its middle (edge pixels repeated), on a canvas grown
+    to hold all of it, or with ``grow=False`` on its own canvas."""
     if not degrees:
         return rgb
     h, w = rgb.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -float(degrees), 1.0)
-    cos, sin = abs(m[0, 0]), abs(m[0, 1])
-    nw, nh = int(round(h * sin + w * cos)), int(round(h * cos + w * sin))
-    m[:, 2] += (nw / 2.0 - w / 2.0, nh / 2.0 - h / 2.0)
+    nw, nh = w, h
+    if grow:
+        cos, sin = abs(m[0, 0]), abs(m[0, 1])
+        nw, nh = round(float(h * sin + w * cos)), round(float(h * cos + w * sin))
+        m[:, 2] += (nw / 2.0 - w / 2.0, nh / 2.0 - h / 2.0)
     return cv2.warpAffine(rgb, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -121,8 +124,6 @@ def main() -> None:
     print("| model | detector | source | scale | roll ° | photos | no face % | gender % | women % | men % | age MAE | "
           "minors called adult % | ms/photo |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    from agegender.data.images import load_image
-
     for model in [m.strip() for m in args.model.split(",") if m.strip()]:
         for det in [d.strip() for d in args.detectors.split(",") if d.strip()]:
             name, _, opts = det.partition(":")
@@ -132,7 +133,7 @@ def main() -> None:
                 for roll in rolls:
                     for source, rows in per_source.items():
                         print(f"| {model} | {det} | {source} | {scale:g} | {roll:g} | "
-                              + score(predictor, rows, roll, scale, load_image), flush=True)
+                              + score(predictor, rows, roll, scale), flush=True)
 
 
 def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
@@ -143,8 +144,10 @@ def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(rgb, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA)
 
 
-def score(predictor, rows: list, roll: float, scale: float, load_image) -> str:
+def score(predictor, rows: list, roll: float, scale: float) -> str:
     """The table cells of one model, detector, scale and roll on one source's photos."""
+    from agegender.data.images import load_image
+
     missed, right, ages, minors, times = 0, [], [], [], []
     by_sex: dict[int, list[bool]] = {0: [], 1: []}
     for k, (photo, age, gender) in enumerate(rows):

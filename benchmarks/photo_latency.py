@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_STANDIN, machine, resolve_model
+from detector_photos import turn
 
 #: detector settings measured: name → (detector, options)
 SETTINGS: dict[str, tuple[str, dict]] = {
@@ -65,12 +66,7 @@ def main() -> None:
     print(f"model: {desc}; backend {args.backend}; threads {args.threads or 'default'}")
     print(f"machine: {machine()}")
     buf = io.BytesIO()
-    photo = photo_640x480()
-    if args.roll:
-        import cv2
-
-        m = cv2.getRotationMatrix2D((320.0, 240.0), -args.roll, 1.0)
-        photo = cv2.warpAffine(photo, m, (640, 480), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    photo = turn(photo_640x480(), args.roll, grow=False)
     Image.fromarray(photo).save(buf, format="JPEG", quality=90)
     jpeg = buf.getvalue()
     print(f"photo: 640x480 JPEG, {len(jpeg)} bytes, one face" + (f", turned {args.roll:g}°" if args.roll else ""))

@@ -141,7 +141,7 @@ def test_crop_cache_records_the_setting(grace_hopper: Path, tmp_path: Path) -> N
     assert json.loads((tmp_path / "off" / "manifest.json").read_text())["align"] is None
     with pytest.raises(AgeGenderError, match="align"):  # a cache is resumed only with its own settings
         build_crop_cache("csv", root, tmp_path / "on", progress=False, detector_options={"align": 0})
-    assert len(list(csv.DictReader(open(tmp_path / "off" / "labels.csv")))) == 1
+    assert len(list(csv.DictReader((tmp_path / "off" / "labels.csv").read_text().splitlines()))) == 1
     # a cache written before the setting existed was cut as faces lie: it resumes with align off, not on
     manifest = tmp_path / "off" / "manifest.json"
     manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "align"}))

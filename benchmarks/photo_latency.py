@@ -8,7 +8,8 @@ Prints the median and 90th percentile per detector setting, with the time split 
         [--roll 20]
 
 ``--roll`` turns the photo clockwise by that many degrees on its own 640×480 canvas (edge pixels repeated), so the
-face is tilted: what turning it upright before the crop (``centerface`` against ``centerface-noalign``) costs.
+face is tilted: what turning it upright before the crop (``centerface`` against ``centerface-noalign``) costs, and
+from 30° the second look in the photo turned a quarter (``centerface`` against ``centerface-nosideways``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "centerface": ("centerface", {}),
     "centerface-t1": ("centerface", {"threads": 1}),  # one intra-op thread for the detector (default: 2)
     "centerface-noalign": ("centerface", {"align": False}),  # the face cut as it lies, not turned upright
+    "centerface-nosideways": ("centerface", {"sideways": False}),  # turned upright, no second look at 30° or more
 }
 
 

@@ -125,6 +125,8 @@ class Predictor:
     crop_shift = property(lambda self: self.cropper.shift)
     #: the smallest roll (degrees) a face is turned upright by before cutting; None when faces are cut as they lie
     crop_align = property(lambda self: None if self.cropper.person else self.cropper.align)
+    #: whether a face rolled 30° or more is looked for again in the photo turned a quarter towards upright
+    crop_sideways = property(lambda self: False if self.cropper.person else self.cropper.sideways)
 
     @property
     def tta_flip(self) -> bool:
@@ -172,6 +174,7 @@ class Predictor:
                 "crop_margin": self.crop_margin,
                 "crop_shift": self.crop_shift,
                 "crop_align": self.crop_align,
+                "crop_sideways": self.crop_sideways,
             },
             "interval": self.interval,
             "min_confidence": self.min_confidence,

@@ -126,7 +126,7 @@ def build_crop_cache(
     detector = predictor.detector_name
     settings = {"version": MANIFEST_VERSION, "model": str(model), "detector": detector, "size": list(size_hw),
                 "mode": predictor.mode, "margin": predictor.crop_margin, "shift": predictor.crop_shift,
-                "align": predictor.crop_align,
+                "align": predictor.crop_align, "sideways": predictor.crop_sideways,
                 "dataset": dataset, "reader_options": {k: _cell(v) for k, v in sorted((options or {}).items())}}
 
     manifest_path = out / "manifest.json"
@@ -137,6 +137,7 @@ def build_crop_cache(
             old = None
         if isinstance(old, dict):
             old.setdefault("align", None)  # caches cut before faces were turned upright cut them as they lie
+            old.setdefault("sideways", False)  # and before faces were looked for again in the photo turned
         if old != settings:
             diff = sorted(k for k in set(settings) | set(old or {}) if (old or {}).get(k) != settings.get(k))
             raise AgeGenderError(f"crops: {out} holds a crop cache made with other settings ({', '.join(diff)}); "

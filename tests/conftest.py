@@ -60,6 +60,18 @@ def grace_hopper() -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
 
+@pytest.fixture
+def grace_source(grace_hopper: Path, tmp_path: Path) -> Path:
+    """A one-photo source in the ``csv`` reader's layout (``images/grace.jpg``, ``labels.csv``), for crop caches."""
+    import shutil
+
+    root = tmp_path / "src"
+    (root / "images").mkdir(parents=True)
+    shutil.copy(grace_hopper, root / "images" / "grace.jpg")
+    (root / "labels.csv").write_text("file,age,gender\ngrace.jpg,79,1\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def fake_yunet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ONNX file with YuNet's input and its 12 outputs (``cls|obj|bbox|kps_{8,16,32}``, dynamic input size) but

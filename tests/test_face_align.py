@@ -125,16 +125,12 @@ def test_predictor_reports_it_and_the_cli_takes_it(grace_hopper: Path) -> None:
     assert r.exit_code == 2 and "align must be" in r.output and "Traceback" not in r.output
 
 
-def test_crop_cache_records_the_setting(grace_hopper: Path, tmp_path: Path) -> None:
+def test_crop_cache_records_the_setting(grace_source: Path, tmp_path: Path) -> None:
     import csv
-    import shutil
 
     from agegender.workflows.face_crops import build_crop_cache
 
-    root = tmp_path / "src"
-    (root / "images").mkdir(parents=True)
-    shutil.copy(grace_hopper, root / "images" / "grace.jpg")
-    (root / "labels.csv").write_text("file,age,gender\ngrace.jpg,79,1\n")
+    root = grace_source
     build_crop_cache("csv", root, tmp_path / "on", progress=False)
     assert json.loads((tmp_path / "on" / "manifest.json").read_text())["align"] == ALIGN_MIN_ROLL
     build_crop_cache("csv", root, tmp_path / "off", progress=False, detector_options={"align": False})

@@ -177,15 +177,10 @@ def test_it_follows_align_and_is_reported(grace_hopper: Path) -> None:
     assert r.exit_code == 2 and "sideways must be on or off" in r.output and "Traceback" not in r.output
 
 
-def test_crop_cache_records_it(grace_hopper: Path, tmp_path: Path) -> None:
-    import shutil
-
+def test_crop_cache_records_it(grace_source: Path, tmp_path: Path) -> None:
     from agegender.workflows.face_crops import build_crop_cache
 
-    root = tmp_path / "src"
-    (root / "images").mkdir(parents=True)
-    shutil.copy(grace_hopper, root / "images" / "grace.jpg")
-    (root / "labels.csv").write_text("file,age,gender\ngrace.jpg,79,1\n")
+    root = grace_source
     build_crop_cache("csv", root, tmp_path / "on", progress=False)
     manifest = tmp_path / "on" / "manifest.json"
     assert json.loads(manifest.read_text())["sideways"] is True

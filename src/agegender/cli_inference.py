@@ -114,8 +114,8 @@ DetectorOptions = Annotated[
         "--detector-option",
         help="detector setting KEY=VALUE, repeatable: e.g. max_side=320, scale_factor=1.2, score_threshold=0.6, "
         "margin=0.3 (crop margin per side), align=off (cut rolled faces as they lie instead of turning them "
-        "upright by their eyes), sideways=off (no second look in the photo turned a quarter at faces rolled 30° "
-        "or more)",
+        "upright by their eyes), sideways=on|off (a second look in the photo turned a quarter at faces rolled "
+        "30° or more; on by default with centerface)",
     ),
 ]
 TtaFlip = Annotated[

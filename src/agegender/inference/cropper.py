@@ -184,7 +184,8 @@ class Cropper:
     BlazeFace, YuNet) and whose eye line is rolled by :data:`ALIGN_MIN_ROLL` degrees or more is turned upright
     about its box's centre before it is cut, as the faces of the training sources were.
 
-    ``sideways`` (on by default, with ``align``; see :func:`sideways_turns`): a face rolled
+    ``sideways`` (with ``align``, on by default for detectors whose landmarks read large rolls, i.e. CenterFace:
+    ``Detector.reads_large_rolls``; see :func:`sideways_turns`): a face rolled
     :data:`SIDEWAYS_MIN_ROLL` degrees or more, or in a box wide as a face on its side, is looked for again in the
     photo turned a quarter towards upright and cut from the view that shows it most level, turned by the roll the
     views measure together (:func:`blend_rolls`); faces found level there and not in the photo as it lies are added
@@ -228,7 +229,8 @@ class Cropper:
         #: the smallest roll (degrees) turned upright before cutting; None: faces are cut as they lie
         self.align = align_setting(align)
         #: whether faces rolled by SIDEWAYS_MIN_ROLL or more are looked for again in the photo turned a quarter
-        self.sideways = on_off("sideways", sideways) and self.align is not None
+        self.sideways = (on_off("sideways", sideways, default=bool(getattr(self.detector, "reads_large_rolls", False)))
+                         and self.align is not None)
 
     def __call__(self, rgb: np.ndarray) -> tuple[list[Box], list[float], list[np.ndarray]]:
         """Boxes, detector scores and model-ready crops (uint8, resized) of everyone in ``rgb``."""

@@ -74,6 +74,7 @@ class CenterFaceDetector(Detector):
     """
 
     name = "centerface"
+    reads_large_rolls = True  # measured: docs/results.md, "Rolled heads"
 
     def __init__(
         self,

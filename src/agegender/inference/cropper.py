@@ -61,13 +61,21 @@ WIDE_BOX = 1.2
 LEVEL_ROLL = 15.0
 
 
+def switch(value: Any) -> bool | None:
+    """A switch option's value: ``True``/``"on"``/``"true"``/``"yes"`` and ``False``/``"off"``/``"false"``/``"no"``;
+    None for anything else."""
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    return True if word in ("on", "true", "yes") else False if word in ("off", "false", "no") else None
+
+
 def align_setting(value: Any) -> float | None:
     """The ``align`` option as the smallest roll (degrees) to turn upright, None for off: unset, ``True`` or
     ``"on"`` give :data:`ALIGN_MIN_ROLL`; ``False`` or ``"off"`` turn it off; a number from 0 to 90 sets the roll."""
-    if value is None or value is True or (isinstance(value, str) and value.strip().lower() in ("on", "true", "yes")):
-        return ALIGN_MIN_ROLL
-    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false", "no")):
-        return None
+    on = True if value is None else switch(value)
+    if on is not None:
+        return ALIGN_MIN_ROLL if on else None
     try:
         roll = float(value)
     except (TypeError, ValueError):
@@ -79,16 +87,11 @@ def align_setting(value: Any) -> float | None:
 
 
 def on_off(name: str, value: Any, default: bool = True) -> bool:
-    """A switch option: unset gives ``default``; ``True``/``"on"``/``"yes"`` and ``False``/``"off"``/``"no"``."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("on", "true", "yes", "1"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("off", "false", "no", "0"):
-        return False
-    raise AgeGenderError(f"{name} must be on or off, not {value!r}", code="bad_option")
+    """A switch option (:func:`switch`); unset gives ``default``."""
+    on = default if value is None else switch(value)
+    if on is None:
+        raise AgeGenderError(f"{name} must be on or off, not {value!r}", code="bad_option")
+    return on
 
 
 def quarter_turn(rgb: np.ndarray, k: int) -> np.ndarray:

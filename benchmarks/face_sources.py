@@ -169,9 +169,14 @@ def recipe_sources(config: str | Path) -> tuple[dict, list[dict]]:
     from agegender.training.config import load_config
     from agegender.training.datamodule import source_specs
 
+    def absolute(root: object) -> str:
+        return str(Path(str(root)) if Path(str(root)).is_absolute() else (REPO / str(root)).resolve())
+
     data_cfg = load_config(str(config))["data"]
-    sources = [dict(s, root=str(Path(str(s["root"])) if Path(str(s["root"])).is_absolute()
-                                else (REPO / str(s["root"])).resolve())) for s in source_specs(data_cfg)]
+    sources = [dict(s, root=absolute(s["root"])) for s in source_specs(data_cfg)]
+    for s in sources:  # a split taken from another copy of the data (same_as) names that copy's folder
+        if isinstance(s.get("split"), dict) and s["split"].get("root"):
+            s["split"] = dict(s["split"], root=absolute(s["split"]["root"]))
     for s in sources:
         if not Path(s["root"]).exists():
             print(f"skipped source {s['name']}: {s['root']} not found")

@@ -151,3 +151,86 @@ def test_training_reports_every_head_per_source(two_sources, tmp_path):
     assert "- 2 sources, each read and split on its own" in text
     assert f"  - `aged`: `csv` from `{aged}`" in text and "draw weight 1" in text and "`celeb`: `csv`" in text
     assert "- aged: see the training data licence." in text and "- celeb: see the training data licence." in text
+
+
+def copy_of(source: Path, dest: Path, keep: slice, new: int = 0, rename: bool = False, fingerprints: bool = False
+            ) -> Path:
+    """Another copy of a csv-layout dataset (as a crop cache of the same photos cut another way is): the rows
+    ``keep`` of ``source``, in reverse order, with fresh pixels, plus ``new`` images the source does not have; with
+    ``rename`` its files are named otherwise, so only the originals' fingerprints (``fingerprints``) tie the two."""
+    rng = np.random.default_rng(5)
+    with open(source / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    (dest / "images").mkdir(parents=True)
+    out = []
+    for i, row in enumerate(rows[keep][::-1] + [dict(rows[0], file=f"new{j}.jpg") for j in range(new)]):
+        row = dict(row)
+        if fingerprints:
+            row["source_fingerprint"] = str(1000 + int(row["file"][:4])) if row["file"][0].isdigit() else str(-1 - i)
+        if rename:
+            row["file"] = f"cut_{i:04d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(dest / "images" / row["file"])
+        out.append(row)
+    with open(dest / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(out[0]))
+        w.writeheader()
+        w.writerows(out)
+    return dest
+
+
+def parts_of(dm: AgeGenderDataModule, source: int, key) -> dict[object, str]:
+    src = dm.targets["source"]
+    return {key(dm.samples[i]): part for part, idx in dm.split.items() for i in idx if src[i] == source}
+
+
+@pytest.mark.parametrize("rename", [False, True])
+def test_same_as_split_follows_the_other_copy(two_sources, tmp_path, rename):
+    """A source can take its parts from another copy of the same data (split: same_as): every image lands in the
+    part its copy is in there, images with no copy are left out, and evaluating the source finds the same split."""
+    aged, celeb = two_sources
+    if rename:  # the reference needs the fingerprints too: a copy of it under its own names with them
+        celeb = copy_of(celeb, tmp_path / "celeb_fp", slice(None), fingerprints=True)
+    recut = copy_of(celeb, tmp_path / "recut", slice(5, None), new=3, rename=rename, fingerprints=rename)
+    reference = {"kind": "identity", "val": 0.2, "test": 0.2, "seed": 3}
+    before = AgeGenderDataModule(data_cfg(aged, celeb))
+    before.prepare_samples()
+    after = AgeGenderDataModule(data_cfg(aged, recut, celeb_extra={
+        "root": str(recut), "split": {"kind": "same_as", "root": str(celeb), "split": reference}}))
+    after.prepare_samples()
+
+    def key(s):
+        return s.extra["fingerprint"] if rename and "fingerprint" in s.extra else Path(s.path).name
+
+    was, now = parts_of(before, 1, key), parts_of(after, 1, key)
+    assert len(now) == 85 and len(was) == 90  # 5 left out of the copy; its 3 new images are in no part
+    assert all(was[k] == p for k, p in now.items())
+    assert set(now.values()) == {"train", "val", "test"}
+    assert parts_of(after, 0, key) == parts_of(before, 0, key)  # the other source is untouched
+    # evaluation of the recut source alone finds the split training made
+    alone = AgeGenderDataModule(one_source(after.cfg, "csv", str(recut)))
+    alone.prepare_samples()
+    assert sorted(key(alone.samples[i]) for i in alone.split["test"]) == sorted(
+        k for k, p in now.items() if p == "test")
+
+
+@pytest.mark.parametrize("split,needle", [
+    ({"kind": "same_as", "split": {"kind": "identity"}}, "needs root"),
+    ({"kind": "same_as", "root": "ROOT"}, "needs root"),
+    ({"kind": "same_as", "root": "ROOT", "split": {"kind": "identity"}, "seed": 3}, r"not \['seed'\]"),
+    ({"kind": "same_as", "root": "ROOT", "split": {"kind": "same_as"}}, "not another same_as"),
+    ({"kind": "same_as", "root": "MISSING", "split": {"kind": "identity"}}, "not found"),
+])
+def test_same_as_split_config_errors(two_sources, tmp_path, split, needle):
+    aged, celeb = two_sources
+    split = {k: (str(celeb) if v == "ROOT" else str(tmp_path / "nowhere") if v == "MISSING" else v)
+             for k, v in split.items()}
+    dm = AgeGenderDataModule(data_cfg(aged, celeb, celeb_extra={"split": split}))
+    with pytest.raises(AgeGenderError, match=needle):
+        dm.prepare_samples()
+
+
+def test_same_as_outside_a_training_config_is_a_clear_error():
+    from agegender.data.splits import make_split
+
+    with pytest.raises(AgeGenderError, match="another copy of the data"):
+        make_split("same_as", [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,6 +187,42 @@ def peta_paper_partition(samples: Samples, seed: int = 0) -> tuple[np.ndarray, n
     return train, val, test
 
 
+def sample_key(sample: Sample, root: str | Path | None = None) -> str:
+    """What identifies a sample's image across two copies of one dataset (say, crop caches of the same photos cut
+    two ways): the fingerprint of the original image when the reader gives one (``extra["fingerprint"]``, which
+    ``agegender crops`` records), else the image's path relative to ``root``."""
+    fp = (sample.extra or {}).get("fingerprint")
+    if fp is not None:
+        return f"fingerprint:{fp}"
+    path = Path(sample.path)
+    if root is not None:
+        try:
+            path = path.resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+    return f"path:{path.as_posix()}"
+
+
+def split_like(keys: Sequence[str], reference_keys: Sequence[str], reference_split: dict[str, np.ndarray]
+               ) -> dict[str, np.ndarray]:
+    """(train, val, test) indices into ``keys`` that put each sample in the part its copy (the same key,
+    :func:`sample_key`) is in under ``reference_split`` of ``reference_keys``; samples with no copy there are left
+    out of every part (the reference's split may be by identity, and a sample it never saw could share a person with
+    any part)."""
+    part_of: dict[str, str] = {}
+    for part in ("train", "val", "test"):
+        for i in reference_split.get(part, []):
+            part_of[reference_keys[int(i)]] = part
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for i, key in enumerate(keys):
+        part = part_of.get(key)
+        if part is not None:
+            out[part].append(i)
+    return {part: np.asarray(idx, dtype=np.int64) for part, idx in out.items()}
+
+
+#: split kinds :func:`make_split` computes from the samples alone; a training config may also name ``same_as`` (the
+#: parts of another copy of the data, :func:`split_like`), which the training data module resolves by reading that copy
 SPLIT_KINDS: tuple[str, ...] = ("stratified", "identity", "random", "kfold", "peta_paper")
 
 
@@ -198,6 +235,8 @@ def make_split(kind: str, samples: Samples, **opts: Any) -> dict[str, np.ndarray
     - ``kfold``: k=5, fold=0 (the test fold), seed, val=0.0 (an identity-disjoint share of the
       training folds) → :func:`kfold_subject_exclusive`
     - ``peta_paper``: seed → :func:`peta_paper_partition`
+    - ``same_as`` (in a training config only): root (another copy of the data, read by the same reader), split (that
+      copy's split, one of the kinds above) → :func:`split_like`
 
     Every kind also takes ``test_in_train`` (default false): the test part joins the training part and
     the test part is left empty. It is for the final fit of a recipe already chosen on the validation part,
@@ -241,8 +280,13 @@ def make_split(kind: str, samples: Samples, **opts: Any) -> dict[str, np.ndarray
     elif kind == "peta_paper":
         _only(kind, opts)
         train, val, test = peta_paper_partition(samples, seed=seed)
+    elif kind == "same_as":
+        raise AgeGenderError("split 'same_as' takes its parts from another copy of the data: use it in a training "
+                             "config's data section (split: {kind: same_as, root: OTHER_COPY, split: {...}})",
+                             code="bad_config")
     else:
-        raise AgeGenderError(f"unknown split kind {kind!r}; choose one of: {', '.join(SPLIT_KINDS)}", code="bad_config")
+        raise AgeGenderError(f"unknown split kind {kind!r}; choose one of: {', '.join(SPLIT_KINDS)} (or same_as in a "
+                             "training config)", code="bad_config")
     if test_in_train:
         train, test = np.sort(np.concatenate([train, test])), test[:0]
     return {"train": train, "val": val, "test": test}

@@ -371,12 +371,48 @@ class AgeGenderDataModule(L.LightningDataModule):
         if not samples:
             raise AgeGenderError(f"no usable samples in {spec['root']} ({ss.summary()})", code="empty_dataset")
         split_cfg = dict(spec.get("split") or {"kind": "stratified"})
+        if split_cfg.get("kind") == "same_as":
+            split = self._split_same_as(spec, samples, split_cfg)
+        else:
+            split = self._split(samples, split_cfg)
+        summary = f"{spec['name']}: {ss.summary()}" if labelled else ss.summary()
+        return samples, split, summary, tuple(ss.attribute_names)
+
+    @staticmethod
+    def _split(samples: list[Sample], split_cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        split_cfg = dict(split_cfg)
         kind = split_cfg.pop("kind", "stratified")
         if kind == "stratified":
             split_cfg.setdefault("scheme", "adience8")
-        split = {k: np.asarray(v, dtype=np.int64) for k, v in make_split(kind, samples, **split_cfg).items()}
-        summary = f"{spec['name']}: {ss.summary()}" if labelled else ss.summary()
-        return samples, split, summary, tuple(ss.attribute_names)
+        return {k: np.asarray(v, dtype=np.int64) for k, v in make_split(kind, samples, **split_cfg).items()}
+
+    def _split_same_as(self, spec: Mapping[str, Any], samples: list[Sample], split_cfg: Mapping[str, Any]
+                       ) -> dict[str, np.ndarray]:
+        """``split: {kind: same_as, root: OTHER, split: {...}}``: each sample in the part its copy in OTHER (the same
+        dataset read the same way, e.g. a crop cache of the same photos cut another way) is in under OTHER's split,
+        so a model trained on one copy can go on training, and be compared, on the other without its held-out
+        images leaking (:func:`~agegender.data.splits.split_like`). Samples with no copy in OTHER are left out."""
+        from agegender.data.splits import sample_key, split_like
+
+        unknown = sorted(set(split_cfg) - {"kind", "root", "split"})
+        if unknown or not split_cfg.get("root") or not isinstance(split_cfg.get("split"), Mapping):
+            raise AgeGenderError(f"split 'same_as' needs root (another copy of the data) and split (that copy's "
+                                 f"split) and takes nothing else{f', not {unknown}' if unknown else ''}",
+                                 code="bad_config")
+        other_root = str(split_cfg["root"])
+        if not Path(other_root).exists():
+            raise AgeGenderError(f"split 'same_as': {other_root} not found; give the folder of the copy whose split "
+                                 "this source follows", code="missing_path")
+        if dict(split_cfg["split"]).get("kind") == "same_as":
+            raise AgeGenderError("split 'same_as' must name a split computed from that copy, not another same_as",
+                                 code="bad_config")
+        other = read_dataset(spec["dataset"], other_root, **reader_options(spec)).samples
+        split = split_like([sample_key(s, spec["root"]) for s in samples], [sample_key(s, other_root) for s in other],
+                           self._split(other, split_cfg["split"]))
+        kept = sum(len(v) for v in split.values())
+        log.info("%s: split as in %s; %d of %d samples have a copy there", spec.get("name", spec["root"]), other_root,
+                 kept, len(samples))
+        return split
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_samples()

@@ -5,11 +5,13 @@ The photo is matplotlib's grace_hopper resized to 480 px high on a 640×480 canv
 Prints the median and 90th percentile per detector setting, with the time split by stage.
 
     python benchmarks/photo_latency.py [--model default] [--detectors haar,haar-fast,blazeface,dlib] [--threads 1]
-        [--roll 20]
+        [--roll 20] [--no-face]
 
 ``--roll`` turns the photo clockwise by that many degrees on its own 640×480 canvas (edge pixels repeated), so the
 face is tilted: what turning it upright before the crop (``centerface`` against ``centerface-noalign``) costs, and
 from 30° the second look in the photo turned a quarter (``centerface`` against ``centerface-nosideways``).
+``--no-face`` measures a photo without a face instead (the same photo blurred until no face is left in it): what
+searching such a photo turned costs (``centerface-search``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SETTINGS: dict[str, tuple[str, dict]] = {
     "centerface-t1": ("centerface", {"threads": 1}),  # one intra-op thread for the detector (default: 2)
     "centerface-noalign": ("centerface", {"align": False}),  # the face cut as it lies, not turned upright
     "centerface-nosideways": ("centerface", {"sideways": False}),  # turned upright, no second look at 30° or more
+    "centerface-search": ("centerface", {"search_turned": True}),  # a photo with no face searched turned too
 }
 
 
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=60)
     ap.add_argument("--roll", type=float, default=0.0, help="turn the photo clockwise by this many degrees")
+    ap.add_argument("--no-face", action="store_true", help="a photo without a face: the photo blurred beyond one")
     args = ap.parse_args()
 
     from PIL import Image
@@ -69,9 +73,14 @@ def main() -> None:
     print(f"machine: {machine()}")
     buf = io.BytesIO()
     photo = turn(photo_640x480(), args.roll, grow=False)
+    if args.no_face:
+        import cv2
+
+        photo = cv2.GaussianBlur(photo, (0, 0), 25)
     Image.fromarray(photo).save(buf, format="JPEG", quality=90)
     jpeg = buf.getvalue()
-    print(f"photo: 640x480 JPEG, {len(jpeg)} bytes, one face" + (f", turned {args.roll:g}°" if args.roll else ""))
+    print(f"photo: 640x480 JPEG, {len(jpeg)} bytes, " + ("no face (blurred)" if args.no_face else "one face")
+          + (f", turned {args.roll:g}°" if args.roll else ""))
     print("ms per photo: wall clock (median, 90th percentile, median per stage) and CPU ms (all threads)")
     print(
         f"{'detector':10} {'median':>7} {'p90':>7} {'decode':>7} {'detect':>7} {'model':>7} {'CPU':>7} {'faces':>5}"

@@ -36,12 +36,12 @@ def roll_in(crop_rgb: np.ndarray) -> float:
     return eye_roll(Cropper("centerface", PRE).detect(framed)[0].landmarks)
 
 
-@pytest.mark.parametrize("k", [1, -1])
+@pytest.mark.parametrize("k", [1, -1, 2])
 def test_quarter_turn_boxes_map_back(k) -> None:
     rgb = np.zeros((60, 100, 3), np.uint8)
     rgb[10:20, 70:90] = 255  # a bright box at x 70-90, y 10-20
     turned = quarter_turn(rgb, k)
-    assert turned.shape == (100, 60, 3)
+    assert turned.shape == ((60, 100, 3) if k == 2 else (100, 60, 3))
     ys, xs = np.nonzero(turned[:, :, 0])
     found = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
     assert box_from_quarter_turn(found, k, rgb.shape[:2]) == pytest.approx((70.0, 10.0, 90.0, 20.0))
@@ -207,3 +207,80 @@ def test_a_ready_crop_on_its_side_is_not_taken_whole(hopper, k) -> None:
     # with align off it is taken whole as before
     assert Cropper("centerface", PRE, {"align": False}).find(quarter_turn(chip, k), whole_image_crops=True)[3] \
         == ["whole_image"]
+
+
+class Hidden(Detector):
+    """Finds nothing in a photo as given (wide, 300 x 200); turned a quarter (tall), one face whose eye roll is
+    ``tall_roll``, and upside down (wide again, marked by a bright top-left pixel) one level face. Counts its runs."""
+
+    name = "hidden"
+
+    def __init__(self, tall_roll: float | None = 3.0, upside_down: bool = True) -> None:
+        super().__init__(min_face_size=0)
+        self.tall_roll, self.upside_down, self.runs = tall_roll, upside_down, 0
+
+    def _detect(self, image):
+        self.runs += 1
+        h, w = image.shape[:2]
+        if h > w:
+            return [] if self.tall_roll is None else [face((45, 35, 125, 105), self.tall_roll)]
+        if self.upside_down and image[0, 0, 0] == 255:  # the marker, at the bottom right as given
+            return [face((20, 30, 80, 100), 1.0)]
+        return []
+
+
+def photo() -> np.ndarray:
+    rgb = np.zeros((200, 300, 3), np.uint8)
+    rgb[-1, -1] = 255  # upside down, at the top left
+    return rgb
+
+
+def test_search_turned_finds_faces_missed_as_the_photo_lies() -> None:
+    rgb = photo()
+    det = Hidden()
+    assert Cropper(det, PRE)(rgb)[0] == [] and det.runs == 1  # off by default: one run, no face
+    det = Hidden()
+    boxes, scores, crops = Cropper(det, PRE, {"search_turned": "on"})(rgb)
+    # the first turn searched is a quarter clockwise, and it shows the face level: the search stops there
+    assert det.runs == 2 and len(boxes) == len(crops) == 1
+    assert boxes[0] == pytest.approx(box_from_quarter_turn((45, 35, 125, 105), -1, (200, 300)))
+    assert crops[0].shape == (192, 192, 3)
+
+
+def test_search_turned_takes_only_level_faces_and_goes_on_to_upside_down() -> None:
+    det = Hidden(tall_roll=40.0)  # rolled in both quarter turns: not taken; upside down it is level
+    boxes, _, _ = Cropper(det, PRE, {"search_turned": True})(photo())
+    assert det.runs == 4 and boxes == [pytest.approx((300 - 80, 200 - 100, 300 - 20, 200 - 30))]
+    det = Hidden(tall_roll=None, upside_down=False)  # a photo with no face at all costs every turn, finds nothing
+    assert Cropper(det, PRE, {"search_turned": True})(photo())[0] == [] and det.runs == 4
+
+
+def test_search_turned_costs_nothing_where_a_face_is_found(hopper) -> None:
+    runs = []
+    cropper = Cropper("centerface", PRE, {"search_turned": "on"})
+    detect = cropper.detect
+    cropper.detect = lambda rgb: runs.append(rgb.shape) or detect(rgb)  # type: ignore[method-assign]
+    assert len(cropper(hopper)[0]) == 1 and len(runs) == 1
+
+
+def test_search_turned_is_an_option_reported_everywhere(grace_hopper: Path, grace_source: Path, tmp_path: Path
+                                                        ) -> None:
+    from typer.testing import CliRunner
+
+    from agegender import load
+    from agegender.cli import app
+    from agegender.workflows.face_crops import build_crop_cache
+
+    assert load("default").info()["detector"]["crop_search_turned"] is False
+    assert load("default", detector_options={"search_turned": "on"}).info()["detector"]["crop_search_turned"] is True
+    r = CliRunner().invoke(app, ["predict", str(grace_hopper), "--detector-option", "search_turned=often"])
+    assert r.exit_code == 2 and "search_turned must be on or off" in r.output and "Traceback" not in r.output
+    build_crop_cache("csv", grace_source, tmp_path / "c", progress=False, detector_options={"search_turned": "on"})
+    manifest = tmp_path / "c" / "manifest.json"
+    assert json.loads(manifest.read_text())["search_turned"] is True
+    with pytest.raises(AgeGenderError, match="search_turned"):
+        build_crop_cache("csv", grace_source, tmp_path / "c", progress=False)
+    # a cache written before the setting existed resumes with it off
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items()
+                                    if k != "search_turned"}))
+    assert build_crop_cache("csv", grace_source, tmp_path / "c", progress=False)["resumed"] == 1

@@ -115,7 +115,8 @@ DetectorOptions = Annotated[
         help="detector setting KEY=VALUE, repeatable: e.g. max_side=320, scale_factor=1.2, score_threshold=0.6, "
         "margin=0.3 (crop margin per side), align=off (cut rolled faces as they lie instead of turning them "
         "upright by their eyes), sideways=on|off (a second look in the photo turned a quarter at faces rolled "
-        "30° or more; on by default with centerface)",
+        "30° or more; on by default with centerface), search_turned=on|off (search a photo in which no face is "
+        "found again turned a quarter each way and upside down; off by default)",
     ),
 ]
 TtaFlip = Annotated[

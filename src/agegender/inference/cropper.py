@@ -59,6 +59,9 @@ WIDE_BOX = 1.2
 #: the eye roll (degrees) under which a face found only in a turned photo, or found there for a face whose roll could
 #: not be read as it lies, counts as level there
 LEVEL_ROLL = 15.0
+#: the turns of a photo in which no face is found that ``search_turned`` searches, in this order, stopping at the
+#: first that shows a level face: a quarter clockwise, a quarter anticlockwise, upside down (:func:`quarter_turn`)
+SEARCH_TURNS = (-1, 1, 2)
 
 
 def switch(value: Any) -> bool | None:
@@ -95,16 +98,20 @@ def on_off(name: str, value: Any, default: bool = True) -> bool:
 
 
 def quarter_turn(rgb: np.ndarray, k: int) -> np.ndarray:
-    """``rgb`` turned a quarter anticlockwise on screen (``k=1``) or clockwise (``k=-1``), losslessly."""
+    """``rgb`` turned a quarter anticlockwise on screen (``k=1``), clockwise (``k=-1``) or upside down (``k=2``),
+    losslessly."""
     return np.ascontiguousarray(np.rot90(rgb, k))
 
 
 def box_from_quarter_turn(box: Box, k: int, hw: tuple[int, int]) -> Box:
-    """A box found in ``quarter_turn(rgb, k)`` in the coordinates of ``rgb`` (height, width ``hw``)."""
+    """A box found in ``quarter_turn(rgb, k)`` (``k`` 1, -1 or 2: upside down) in the coordinates of ``rgb``
+    (height, width ``hw``)."""
     h, w = hw
     x1, y1, x2, y2 = box
     if k == 1:  # (x, y) -> (y, w - x) turned; back: x = w - y', y = x'
         return (w - y2, x1, w - y1, x2)
+    if k == 2:  # (x, y) -> (w - x, h - y), its own inverse
+        return (w - x2, h - y2, w - x1, h - y1)
     return (y1, h - x2, y2, h - x1)  # (x, y) -> (h - y, x) turned; back: x = y', y = h - x'
 
 
@@ -193,6 +200,11 @@ class Cropper:
     photo turned a quarter towards upright and cut from the view that shows it most level, turned by the roll the
     views measure together (:func:`blend_rolls`); faces found level there and not in the photo as it lies are added
     (a photo on its side). It costs a detector run per quarter turn, only on photos with such a face.
+
+    ``search_turned`` (off by default): a photo in which the detector finds no face at all is searched again turned
+    a quarter each way and upside down (:data:`SEARCH_TURNS`), and the faces found level in the first turn that shows
+    any are cut from it: a photo on its side whose faces the detector misses as it lies. It costs up to three more
+    detector runs on every photo without a face.
     """
 
     def __init__(self, detector: Any, pre: Preprocessing, options: dict[str, Any] | None = None) -> None:
@@ -204,6 +216,7 @@ class Cropper:
         shift = opts.pop("shift", None)
         align = opts.pop("align", None)
         sideways = opts.pop("sideways", None)
+        search_turned = opts.pop("search_turned", None)
         self.pre = pre
         if isinstance(detector, Detector):  # a ready instance cannot be cloned per thread: serialise its use
             self.name, self._lock = detector.name, threading.Lock()
@@ -229,6 +242,8 @@ class Cropper:
             frame_margin, frame_shift = pre.crop_margin, 0.0
         self.margin = float(margin if margin is not None else frame_margin)
         self.shift = float(shift if shift is not None else frame_shift)
+        #: whether a photo with no face found is searched turned a quarter each way and upside down
+        self.search_turned = on_off("search_turned", search_turned, default=False)
         #: the smallest roll (degrees) turned upright before cutting; None: faces are cut as they lie
         self.align = align_setting(align)
         #: whether faces rolled by SIDEWAYS_MIN_ROLL or more are looked for again in the photo turned a quarter
@@ -381,6 +396,8 @@ class Cropper:
         Faces found level in a turned photo and not in ``rgb`` are added."""
         from agegender.inference.detectors.base import eye_roll, iou_one_to_many
 
+        if not detections and self.search_turned:
+            return self._turned_search(rgb)
         views: list[tuple[Box, float, np.ndarray, Any, float | None]] = [
             (tuple(float(v) for v in det.box), float(det.score), rgb, det, None) for det in detections]
         plans = [sideways_turns(det) for det in detections] if self.sideways else []
@@ -416,6 +433,22 @@ class Cropper:
                 entry = next(view for kk, _, _, view in seen[j] if kk == k)
                 views[j] = entry[:4] + (total - 90.0 * k,)
         return views
+
+    def _turned_search(self, rgb: np.ndarray) -> list[tuple[Box, float, np.ndarray, Any, float | None]]:
+        """The faces of a photo in which none was found as it lies, as :meth:`_face_views` gives them: those found
+        in the first of :data:`SEARCH_TURNS` that shows any face level (eye roll under :data:`LEVEL_ROLL`, in a box
+        of a level face's shape; any face for a detector without landmarks), cut from that turn."""
+        from agegender.inference.detectors.base import eye_roll
+
+        hw = rgb.shape[:2]
+        for k in SEARCH_TURNS:
+            turned = quarter_turn(rgb, k)
+            found = [det for det in self.detect(turned) if det.landmarks is None
+                     or ((roll := eye_roll(det.landmarks)) is not None and abs(roll) < LEVEL_ROLL and not is_wide(det))]
+            if found:
+                return [(box_from_quarter_turn(tuple(float(v) for v in det.box), k, hw), float(det.score), turned, det,
+                         None) for det in found]
+        return []
 
     def _cut_face(self, image: np.ndarray, det: Any, roll: float | None = None) -> np.ndarray:
         """The model-ready crop of the face ``det`` found in ``image``, turned upright with ``align`` by ``roll``

@@ -127,6 +127,8 @@ class Predictor:
     crop_align = property(lambda self: None if self.cropper.person else self.cropper.align)
     #: whether a face rolled 30° or more is looked for again in the photo turned a quarter towards upright
     crop_sideways = property(lambda self: False if self.cropper.person else self.cropper.sideways)
+    #: whether a photo with no face found is searched turned a quarter each way and upside down
+    crop_search_turned = property(lambda self: False if self.cropper.person else self.cropper.search_turned)
 
     @property
     def tta_flip(self) -> bool:
@@ -175,6 +177,7 @@ class Predictor:
                 "crop_shift": self.crop_shift,
                 "crop_align": self.crop_align,
                 "crop_sideways": self.crop_sideways,
+                "crop_search_turned": self.crop_search_turned,
             },
             "interval": self.interval,
             "min_confidence": self.min_confidence,

@@ -127,6 +127,7 @@ def build_crop_cache(
     settings = {"version": MANIFEST_VERSION, "model": str(model), "detector": detector, "size": list(size_hw),
                 "mode": predictor.mode, "margin": predictor.crop_margin, "shift": predictor.crop_shift,
                 "align": predictor.crop_align, "sideways": predictor.crop_sideways,
+                "search_turned": predictor.crop_search_turned,
                 "dataset": dataset, "reader_options": {k: _cell(v) for k, v in sorted((options or {}).items())}}
 
     manifest_path = out / "manifest.json"
@@ -138,6 +139,7 @@ def build_crop_cache(
         if isinstance(old, dict):
             old.setdefault("align", None)  # caches cut before faces were turned upright cut them as they lie
             old.setdefault("sideways", False)  # and before faces were looked for again in the photo turned
+            old.setdefault("search_turned", False)  # and before photos with no face were searched turned
         if old != settings:
             diff = sorted(k for k in set(settings) | set(old or {}) if (old or {}).get(k) != settings.get(k))
             raise AgeGenderError(f"crops: {out} holds a crop cache made with other settings ({', '.join(diff)}); "

@@ -249,3 +249,13 @@ def test_make_split_bad_config(kind, opts):
     with pytest.raises(AgeGenderError) as err:
         make_split(kind, synthetic(100), **opts)
     assert err.value.code == "bad_config"
+
+
+def test_split_like_follows_the_reference_and_holds_out_duplicates():
+    from agegender.data.splits import split_like
+
+    ref_keys = ["a", "b", "c", "d", "d", "e", "e"]
+    ref = {"train": np.array([0, 3, 5]), "val": np.array([1, 6]), "test": np.array([2, 4])}
+    parts = split_like(["e", "x", "c", "a", "d", "b"], ref_keys, ref)
+    # d is in train and test there, e in train and val: each goes to the held-out part; x has no copy: no part
+    assert {k: v.tolist() for k, v in parts.items()} == {"train": [3], "val": [0, 5], "test": [2, 4]}

@@ -208,9 +208,10 @@ def split_like(keys: Sequence[str], reference_keys: Sequence[str], reference_spl
     """(train, val, test) indices into ``keys`` that put each sample in the part its copy (the same key,
     :func:`sample_key`) is in under ``reference_split`` of ``reference_keys``; samples with no copy there are left
     out of every part (the reference's split may be by identity, and a sample it never saw could share a person with
-    any part)."""
+    any part). A key the reference has in several parts (the same image twice under two names) goes to the held-out
+    one, test before validation, so that no image held out there is trained on here."""
     part_of: dict[str, str] = {}
-    for part in ("train", "val", "test"):
+    for part in ("train", "val", "test"):  # later parts win
         for i in reference_split.get(part, []):
             part_of[reference_keys[int(i)]] = part
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}

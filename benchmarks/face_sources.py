@@ -194,6 +194,9 @@ def main() -> None:
     ap.add_argument("--by-age", action="store_true",
                     help="also print, per model and source with ages, each true-age band's faces, MAE, gender "
                          "accuracy and share estimated 18 or older")
+    ap.add_argument("--exclude-seen", action="store_true",
+                    help="leave out, for each of our models, the images it was trained or calibrated on (by the "
+                         "fingerprints its package carries; a photo held twice under two names counts as seen)")
     ap.add_argument("--tta-flip", choices=("model", "on", "off"), default="model",
                     help="flip test-time augmentation for our models: as each model's config says (default), on or off")
     args = ap.parse_args()
@@ -236,7 +239,8 @@ def main() -> None:
                 ev = peer_evaluation(peers[model], dataset, root, args.split, absolute)
             else:
                 ev = run_evaluation(model, dataset, root, split=args.split, split_config=absolute,
-                                    tta_flip=None if args.tta_flip == "model" else args.tta_flip == "on")
+                                    tta_flip=None if args.tta_flip == "model" else args.tta_flip == "on",
+                                    exclude_seen=args.exclude_seen)
             evals.append(ev)
             by_source[(label, name)] = ev
             dump[f"{model}/{name}"] = ev.report

@@ -152,6 +152,26 @@ def test_training_reports_every_head_per_source(two_sources, tmp_path):
     assert f"  - `aged`: `csv` from `{aged}`" in text and "draw weight 1" in text and "`celeb`: `csv`" in text
     assert "- aged: see the training data licence." in text and "- celeb: see the training data licence." in text
 
+    # calibrated on another config's data (its sources and splits) instead of the model's own
+    cal = {**cfg, "data": data_cfg(aged, celeb)}
+    for spec in cal["data"]["sources"]:
+        spec["split"] = {**spec["split"], "val": 0.5}
+    cal_path = tmp_path / "cal.yaml"
+    cal_path.write_text(yaml.safe_dump(cal))
+    dm = AgeGenderDataModule(cal["data"])
+    dm.prepare_samples()
+    recal = tmp_path / "recal.safetensors"
+    r = CliRunner().invoke(app, ["package", str(pkg), "-o", str(recal), "--calibration-config", str(cal_path),
+                                 "--force", "--detector", "none"])
+    assert r.exit_code == 0, r.output
+    from agegender.models.package import load_bundle
+
+    fitted = load_bundle(recal).meta["calibration"]["fitted_on"]
+    assert fitted == f"validation split of {cal_path.as_posix()} ({len(dm.split['val'])} images)"
+    r = CliRunner().invoke(app, ["package", str(pkg), "-o", str(recal), "--calibration-config",
+                                 str(tmp_path / "none.yaml")])
+    assert r.exit_code != 0 and "Traceback" not in r.output and "none.yaml" in r.output
+
 
 def copy_of(source: Path, dest: Path, keep: slice, new: int = 0, rename: bool = False, fingerprints: bool = False
             ) -> Path:

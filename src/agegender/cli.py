@@ -180,6 +180,11 @@ def package(
         help="average each crop with its mirror image by default (default: as the training config says); "
         "the calibration is fitted the same way"
     ),
+    calibration_config: Path | None = typer.Option(
+        None, "--calibration-config",
+        help="a training config whose data section (its sources and their splits) to calibrate on instead of the "
+        "model's own, e.g. the same faces cut by the model's own detector pipeline",
+    ),
 ) -> None:
     """Package a checkpoint with its preprocessing, labels, calibration and training fingerprint into one
     safetensors model file (a format that cannot carry code). Degenerate results (a tiny calibration set, a
@@ -192,8 +197,15 @@ def package(
         raise AgeGenderError(
             f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS.names())}", code="unknown_detector"
         )
+    calibration_data = None
+    if calibration_config is not None:
+        from agegender.training.config import load_config
+
+        calibration_data = load_config(str(calibration_config))["data"]
     meta = package_checkpoint(checkpoint, output, data=data, calibrate=calibrate, half=half, name=name,
                               detector=detector, age_quantile=age_quantile, force=force, tta_flip=tta_flip,
+                              calibration_data=calibration_data,
+                              calibration_name=None if calibration_config is None else calibration_config.as_posix(),
                               max_false_adult=None if max_false_adult is None or max_false_adult >= 1 else max_false_adult)
     typer.echo(json.dumps(meta, indent=2, default=str))
     for w in meta.get("warnings", []):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def package_checkpoint(
     max_false_adult: float | None = None,
     force: bool = False,
     tta_flip: bool | None = None,
+    calibration_data: Mapping[str, Any] | None = None,
+    calibration_name: str | None = None,
 ) -> dict[str, Any]:
     """Package ``checkpoint`` into ``output``; returns the metadata written (incl. calibration figures and the
     ``warnings`` raised, which are also logged).
@@ -53,7 +56,10 @@ def package_checkpoint(
     (:func:`~agegender.evaluation.calibration.fit_age_quantile`; ``max_false_adult``: the lowest-MAE estimate whose
     under-18 false-adult rate there is at most that). ``tta_flip`` sets whether predictors average each crop with its
     mirror image by default (``eval.tta_flip`` of the config; None keeps the config's), and the calibration is
-    fitted the same way. ``checkpoint`` may be a package already: it is then
+    fitted the same way. ``calibration_data`` (a config's ``data`` section, named ``calibration_name`` in the
+    package's facts) is calibrated on instead of the model's own: the same images framed as the model meets them in
+    use, say (a crop cache cut by its own detector pipeline), or a user's own validation data. ``checkpoint`` may be a
+    package already: it is then
     re-calibrated (or only re-written, without ``calibrate``) and keeps its metadata (training facts, origin,
     detector) unless told otherwise.
 
@@ -101,7 +107,7 @@ def package_checkpoint(
         r = json.loads(results.read_text())
         meta["training"] = {k: r.get(k) for k in ("train_seconds", "epochs_run", "global_step", "parameters",
                                                    "split_sizes", "read_summary")}
-    dcfg = dict(bundle.config["data"])
+    dcfg = dict(calibration_data if calibration_data is not None else bundle.config["data"])
     if data is not None:
         dcfg["root"] = str(data)
     dcfg["cache"] = False
@@ -129,7 +135,8 @@ def package_checkpoint(
                 if key in prev:
                     r[key] = prev[key]
         warnings += calibration_warnings(cal)
-        meta["calibration"] = {"fitted_on": f"validation split ({len(val)} images)", "heads": cal}
+        where = f" of {calibration_name}" if calibration_name else (" of other data" if calibration_data else "")
+        meta["calibration"] = {"fitted_on": f"validation split{where} ({len(val)} images)", "heads": cal}
     if dm is not None:
         # a cached crop stands for the original it was cut from (its source_fingerprint), so evaluate on the
         # originals still finds them

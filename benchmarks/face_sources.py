@@ -196,7 +196,8 @@ def main() -> None:
                          "accuracy and share estimated 18 or older")
     ap.add_argument("--exclude-seen", action="store_true",
                     help="leave out, for each of our models, the images it was trained or calibrated on (by the "
-                         "fingerprints its package carries; a photo held twice under two names counts as seen)")
+                         "fingerprints its package carries: a cached crop by its original; a photo held twice under two "
+                         "names counts as seen)")
     ap.add_argument("--tta-flip", choices=("model", "on", "off"), default="model",
                     help="flip test-time augmentation for our models: as each model's config says (default), on or off")
     args = ap.parse_args()

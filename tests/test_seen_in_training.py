@@ -91,3 +91,28 @@ def test_bundled_models_carry_their_training_fingerprint():
     for name, images in (("default", 50046 + 5975 - 51), ("default-body", 8075 + 1425)):
         b = load_bundle(resolve_model_path(name))
         assert b.fingerprint is not None and len(b.fingerprint) == images == b.meta["fingerprint"]["images"]
+
+
+def test_a_crop_cache_is_matched_by_its_originals(tmp_path):
+    """Crops cut by `agegender crops` carry their originals' fingerprints; evaluating the cache finds the crops
+    whose original the model was trained on, although the crops' own bytes differ."""
+    from PIL import Image
+
+    from agegender.evaluation.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    originals, rows = [], ["file,age,gender,source_fingerprint"]
+    (tmp_path / "cache" / "images").mkdir(parents=True)
+    for i in range(5):
+        original = tmp_path / f"photo{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(original)
+        originals.append(original)
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "cache" / "images" / f"{i}.jpg")
+        rows.append(f"images/{i}.jpg,{20 + i},{i % 2},{file_hashes([original])[0]}")
+    (tmp_path / "cache" / "labels.csv").write_text("\n".join(rows) + "\n")
+    b = tiny_bundle("face")
+    b.fingerprint = fingerprint(originals[:2])
+    model = save_package(b, tmp_path / "m.safetensors")
+    rep = evaluate(str(model), "csv", tmp_path / "cache")
+    assert rep["n_images"] == 5 and rep["seen_in_training"] == 2
+    assert evaluate(str(model), "csv", tmp_path / "cache", exclude_seen=True)["n_images"] == 3

@@ -72,3 +72,12 @@ def samples_fingerprint(samples: Iterable[object], *more: np.ndarray | None, thr
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         values = np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
     return _merged(values, more)
+
+
+def seen_samples_mask(known: np.ndarray, samples: Iterable[object], threads: int = 4) -> np.ndarray:
+    """For each sample, whether the image it stands for (:func:`sample_fingerprint`: a cached crop, its original) is
+    among the fingerprints ``known``."""
+    samples = list(samples)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        values = np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
+    return np.isin(values, known) & (values != 0)

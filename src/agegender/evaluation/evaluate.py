@@ -236,12 +236,13 @@ def evaluate(
 
 
 def _seen_in_training(bundle: ModelBundle, samples: Sequence[Sample], excluded: bool) -> np.ndarray | None:
-    """Which ``samples`` the model was trained or calibrated on (by file fingerprint); warns when any were."""
+    """Which ``samples`` the model was trained or calibrated on (by file fingerprint; a cached crop by that of the
+    original it was cut from, as packages record them); warns when any were."""
     if bundle.fingerprint is None:
         return None
-    from agegender.data.fingerprint import seen_mask
+    from agegender.data.fingerprint import seen_samples_mask
 
-    seen = seen_mask(bundle.fingerprint, [s.path for s in samples])
+    seen = seen_samples_mask(bundle.fingerprint, samples)
     if seen.any():
         log.warning(seen_warning(int(seen.sum()), len(samples), excluded))
     return seen

@@ -168,6 +168,12 @@ def test_training_reports_every_head_per_source(two_sources, tmp_path):
 
     fitted = load_bundle(recal).meta["calibration"]["fitted_on"]
     assert fitted == f"validation split of {cal_path.as_posix()} ({len(dm.split['val'])} images)"
+    # what it has seen: its own training and validation images and the validation images it was calibrated on
+    from agegender.data.fingerprint import samples_fingerprint
+
+    own = load_bundle(pkg).fingerprint
+    assert set(load_bundle(recal).fingerprint.tolist()) == set(
+        samples_fingerprint([dm.samples[i] for i in dm.split["val"]], own).tolist())
     r = CliRunner().invoke(app, ["package", str(pkg), "-o", str(recal), "--calibration-config",
                                  str(tmp_path / "none.yaml")])
     assert r.exit_code != 0 and "Traceback" not in r.output and "none.yaml" in r.output

@@ -391,7 +391,8 @@ class AgeGenderDataModule(L.LightningDataModule):
         """``split: {kind: same_as, root: OTHER, split: {...}}``: each sample in the part its copy in OTHER (the same
         dataset read the same way, e.g. a crop cache of the same photos cut another way) is in under OTHER's split,
         so a model trained on one copy can go on training, and be compared, on the other without its held-out
-        images leaking (:func:`~agegender.data.splits.split_like`). Samples with no copy in OTHER are left out."""
+        images leaking (:func:`~agegender.data.splits.split_like`). OTHER is read whole (the source's ``filter`` and
+        ``limit`` apply to this copy only). Samples with no copy in OTHER are left out."""
         from agegender.data.splits import sample_key, split_like
 
         unknown = sorted(set(split_cfg) - {"kind", "root", "split"})

@@ -140,7 +140,10 @@ def package_checkpoint(
     if dm is not None:
         # a cached crop stands for the original it was cut from (its source_fingerprint), so evaluate on the
         # originals still finds them
-        seen = [dm.samples[i] for part in ("train", "val") for i in dm.split.get(part, [])]
+        # calibrated on another config's data: only its validation part has been seen (the model's own training
+        # images are in the fingerprint it already carries)
+        parts = ("val",) if calibration_data is not None else ("train", "val")
+        seen = [dm.samples[i] for part in parts for i in dm.split.get(part, [])]
         bundle.fingerprint = samples_fingerprint(seen, bundle.fingerprint, parent.fingerprint if parent else None)
         meta["fingerprint"] = {"images": len(bundle.fingerprint), "method": METHOD,
                                "of": "the training and validation splits" + (" and those of the model it was "

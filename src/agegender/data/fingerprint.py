@@ -66,18 +66,20 @@ def sample_fingerprint(sample: object) -> int:
     return file_hash(sample.path)  # type: ignore[attr-defined]
 
 
+def sample_fingerprints(samples: Iterable[object], threads: int = 4) -> np.ndarray:
+    """:func:`sample_fingerprint` of each sample, in order (int64)."""
+    samples = list(samples)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # file hashing releases the GIL; reads overlap
+        return np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
+
+
 def samples_fingerprint(samples: Iterable[object], *more: np.ndarray | None, threads: int = 4) -> np.ndarray:
     """:func:`fingerprint` of samples, each by :func:`sample_fingerprint`."""
-    samples = list(samples)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        values = np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
-    return _merged(values, more)
+    return _merged(sample_fingerprints(samples, threads), more)
 
 
 def seen_samples_mask(known: np.ndarray, samples: Iterable[object], threads: int = 4) -> np.ndarray:
     """For each sample, whether the image it stands for (:func:`sample_fingerprint`: a cached crop, its original) is
     among the fingerprints ``known``."""
-    samples = list(samples)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        values = np.fromiter(pool.map(sample_fingerprint, samples), dtype=np.int64, count=len(samples))
+    values = sample_fingerprints(samples, threads)
     return np.isin(values, known) & (values != 0)

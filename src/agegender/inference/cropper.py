@@ -138,6 +138,12 @@ def is_wide(det: Any) -> bool:
     return x2 - x1 >= WIDE_BOX * max(y2 - y1, 1e-6)
 
 
+def is_level(det: Any, roll: float) -> bool:
+    """Whether a face counts as level where it was found: eye roll under :data:`LEVEL_ROLL`, in a box of a level
+    face's shape (not :func:`is_wide`)."""
+    return abs(roll) < LEVEL_ROLL and not is_wide(det)
+
+
 def trusted(det: Any, roll: float) -> bool:
     """Whether a face's eye roll can be believed: not a small one in a wide box (a face on its side whose
     landmarks read it level; a face rolled 30° or more has a wide box too)."""
@@ -421,10 +427,9 @@ class Cropper:
                 if j >= 0 and ious[j] >= 0.3:  # a face already found
                     if j < len(plans) and k in plans[j]:
                         # a face whose roll could not be read as it lies is taken only from a view showing it level
-                        ok = trusted(det, roll) and (bool(seen[j] and seen[j][0][2])
-                                                     or (abs(roll) < LEVEL_ROLL and not is_wide(det)))
+                        ok = trusted(det, roll) and (bool(seen[j] and seen[j][0][2]) or is_level(det, roll))
                         seen[j].append((k, roll, ok, (back, float(det.score), turned, det, None)))
-                elif abs(roll) < LEVEL_ROLL and not is_wide(det):  # missed as it lies, level here
+                elif is_level(det, roll):  # missed as it lies, level here
                     views.append((back, float(det.score), turned, det, None))
         for j, plan in enumerate(plans):
             picked = blend_rolls([(k, r, ok) for k, r, ok, _ in seen[j]]) if plan else None
@@ -436,15 +441,15 @@ class Cropper:
 
     def _turned_search(self, rgb: np.ndarray) -> list[tuple[Box, float, np.ndarray, Any, float | None]]:
         """The faces of a photo in which none was found as it lies, as :meth:`_face_views` gives them: those found
-        in the first of :data:`SEARCH_TURNS` that shows any face level (eye roll under :data:`LEVEL_ROLL`, in a box
-        of a level face's shape; any face for a detector without landmarks), cut from that turn."""
+        in the first of :data:`SEARCH_TURNS` that shows any face level (:func:`is_level`; any face for a detector
+        without landmarks), cut from that turn."""
         from agegender.inference.detectors.base import eye_roll
 
         hw = rgb.shape[:2]
         for k in SEARCH_TURNS:
             turned = quarter_turn(rgb, k)
             found = [det for det in self.detect(turned) if det.landmarks is None
-                     or ((roll := eye_roll(det.landmarks)) is not None and abs(roll) < LEVEL_ROLL and not is_wide(det))]
+                     or ((roll := eye_roll(det.landmarks)) is not None and is_level(det, roll))]
             if found:
                 return [(box_from_quarter_turn(tuple(float(v) for v in det.box), k, hw), float(det.score), turned, det,
                          None) for det in found]

@@ -195,6 +195,8 @@ def tiny_config(path: Path, roots: dict[str, Path], gender_net: Path | None = No
         if kind not in roots:
             pytest.fail(f"{path.name}: no tiny generator for source dataset {kind!r}; add one to MAKERS")
         src.update(root=str(roots[kind]), limit=None)
+        if (src.get("split") or {}).get("kind") == "same_as":  # the copy it follows: the same tiny dataset
+            src["split"] = {**src["split"], "root": str(roots[kind])}
     if d.get("resize"):
         d["resize"] = (size if isinstance(size, int) else min(size)) + 8
     if d.get("teacher"):  # distillation: a teacher file over every tiny image of the sources

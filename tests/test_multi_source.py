@@ -161,11 +161,18 @@ def test_training_reports_every_head_per_source(two_sources, tmp_path):
     dm = AgeGenderDataModule(cal["data"])
     dm.prepare_samples()
     recal = tmp_path / "recal.safetensors"
-    r = CliRunner().invoke(app, ["package", str(pkg), "-o", str(recal), "--calibration-config", str(cal_path),
+    own_cal = tmp_path / "own_cal.safetensors"  # first calibrated on its own validation images
+    r = CliRunner().invoke(app, ["package", str(pkg), "-o", str(own_cal), "--force", "--detector", "none"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["package", str(own_cal), "-o", str(recal), "--calibration-config", str(cal_path),
                                  "--force", "--detector", "none"])
     assert r.exit_code == 0, r.output
     from agegender.models.package import load_bundle
 
+    # the "before" figures describe the images it was calibrated on now, not those of the first fit
+    first = load_bundle(own_cal).meta["calibration"]["heads"]["gender"]
+    again = load_bundle(recal).meta["calibration"]["heads"]["gender"]
+    assert again["nll_before"] != first["nll_before"] and again["n"] != first["n"]
     fitted = load_bundle(recal).meta["calibration"]["fitted_on"]
     assert fitted == f"validation split of {cal_path.as_posix()} ({len(dm.split['val'])} images)"
     # what it has seen: its own training and validation images and the validation images it was calibrated on

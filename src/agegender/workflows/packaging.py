@@ -126,9 +126,11 @@ def package_checkpoint(
                 raise PackagingError(f"{msg}; use a larger data.split.val, --no-calibrate, or --force", code="bad_data")
             warnings.append(msg)
         cal = calibrate_bundle(bundle, val, age_quantile=age_quantile, max_false_adult=max_false_adult)
-        # re-calibrating a package: its weights are the ones first calibrated, so the "before" figures of
-        # that first fit (the uncalibrated network) still describe it; the new fit starts from its temperatures
-        first = ((old.get("calibration") or {}).get("heads") or {})
+        # re-calibrating a package on its own validation data: its weights are the ones first calibrated, so the
+        # "before" figures of that first fit (the uncalibrated network) still describe it. On other data (another
+        # config's, or another folder) they would describe other images: the new fit's own "before" figures stand.
+        own_data = calibration_data is None and data is None
+        first = ((old.get("calibration") or {}).get("heads") or {}) if own_data else {}
         for head, r in cal.items():
             prev = first.get(head) or {}
             for key in ("temperature_before", "nll_before", "ece_before"):

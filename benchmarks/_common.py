@@ -13,6 +13,9 @@ from agegender.errors import AgeGenderError
 REPO = Path(__file__).resolve().parents[1]
 #: what stands in for a missing bundled model: the default model's own training config
 DEFAULT_STANDIN = str(REPO / "configs" / "default" / "face.yaml")
+#: the face models' sources as the bundled pipeline cuts them (CenterFace, faces turned upright) with the parts the
+#: bundled face models were trained, calibrated and tested on: what the per-source benchmarks score by default
+FACE_RECIPE = str(REPO / "configs" / "default" / "face_recut.yaml")
 
 
 def build_standin(spec: str, folder: str | Path) -> Path:

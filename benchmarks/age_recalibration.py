@@ -6,7 +6,7 @@ age (UTKFace, All-Age-Faces): isotonic regression (least squares, scikit-learn) 
 regression on fixed knots (least absolute deviation, scikit-learn's ``QuantileRegressor``), and scores each on
 every source's test split beside the raw estimates: MAE, CS@5 and the share of minors estimated 18 or older.
 
-    python benchmarks/age_recalibration.py [--model default] [--config configs/default/face_from_dlib.yaml]
+    python benchmarks/age_recalibration.py [--model default] [--config configs/default/face_recut.yaml]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine
+from _common import FACE_RECIPE, REPO, machine
 from face_sources import recipe_sources
 
 #: knots of the piecewise-linear map, in years of the model's estimate
@@ -57,7 +57,7 @@ def maps(est: np.ndarray, true: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_from_dlib.yaml"))
+    ap.add_argument("--config", default=FACE_RECIPE)
     args = ap.parse_args()
     val, test = ages(args.model, "val", args.config), ages(args.model, "test", args.config)
     if not val:

@@ -15,7 +15,7 @@ the share of minors estimated 18 or older, gender accuracy and the recall of wom
 the labels), then the sources pooled.
 
     python benchmarks/degraded_faces.py --models default,runs/x/model.safetensors [--split val|test]
-        [--degradations clean,oldprint] [--config configs/default/face_wild.yaml]
+        [--degradations clean,oldprint] [--config configs/default/face_recut.yaml]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine
+from _common import FACE_RECIPE, REPO, machine
 from face_sources import read_crop, recipe_sources
 
 from agegender.data.transforms import SEPIA as _SEPIA  # the training augmentation's toning matrix
@@ -92,7 +92,7 @@ def row(label: str, source: str, deg: str, f: dict[str, float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="default", help="comma-separated bundled names or package paths")
-    ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
+    ap.add_argument("--config", default=FACE_RECIPE)
     ap.add_argument("--split", default="val", choices=("test", "val"))
     ap.add_argument("--degradations", default=",".join(DEGRADATIONS))
     args = ap.parse_args()

@@ -14,7 +14,7 @@ A model ``MODEL@BACKEND[-PRECISION]`` (e.g. ``default@onnx``, ``default@openvino
 runtime's rounding costs (the plain name runs the package in PyTorch float32, as ``agegender evaluate`` does).
 
     python benchmarks/face_sources.py --models default,runs/face_wild/model.safetensors,faceapi:package \\
-        [--config configs/default/face_wild.yaml] [--split test|val] [--json OUT.json] [--by-age]
+        [--config configs/default/face_recut.yaml] [--split test|val] [--json OUT.json] [--by-age]
 
 ``--by-age`` adds a table per true-age band (faces, MAE, gender accuracy, share estimated 18 or older): where the
 misses are.
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine, runtime_spec
+from _common import FACE_RECIPE, REPO, machine, runtime_spec
 
 #: (column title, metric key, scale, format)
 COLUMNS = (
@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument("--models", default="default",
                     help="comma-separated bundled names or package paths; faceapi:DIR for face-api.js's net; "
                          "MODEL@BACKEND[-PRECISION] (e.g. default@openvino-bf16) for one of ours through that runtime")
-    ap.add_argument("--config", default=str(REPO / "configs" / "default" / "face_wild.yaml"))
+    ap.add_argument("--config", default=FACE_RECIPE)
     ap.add_argument("--split", default="test", choices=("test", "val"))
     ap.add_argument("--json", help="also write every report here")
     ap.add_argument("--by-age", action="store_true",

@@ -14,7 +14,7 @@ speed check finds them faster than ONNX Runtime's float32 (CPUs without AMX): th
 (``agegender export --int8-calibration``), calibrated on ``--per-source`` random training faces of each source of
 the recipe ``--config`` (its split, as ``agegender evaluate --split train`` would take them):
 
-    python tools/export_bundled_onnx.py --int8 --config configs/default/face_from_dlib.yaml --per-source 128
+    python tools/export_bundled_onnx.py --int8 --config configs/default/face_recut.yaml --per-source 128
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*")
     ap.add_argument("--int8", action="store_true", help="write the int8 twins")
-    ap.add_argument("--config", default="configs/default/face_from_dlib.yaml", help="recipe of the calibration faces")
+    ap.add_argument("--config", default="configs/default/face_recut.yaml", help="recipe of the calibration faces")
     ap.add_argument("--per-source", type=int, default=128, help="calibration faces per source")
     args = ap.parse_args(argv)
     if args.int8:

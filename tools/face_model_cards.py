@@ -27,16 +27,18 @@ TEACHER_NOTE = ("distilled from dlib's ResNet face descriptor (CC0, from the PyP
                 "(`model.distill`); both are made by `tools/gender_teacher/` and used in training only, so the "
                 "shipped network is the same EfficientNet-Lite0")
 
-CROPS_NOTE = ("the crop caches of All-Age-Faces and CelebA, framed by `default`'s detector pipeline: `agegender crops "
+CROPS_NOTE = ("trained on crop caches of All-Age-Faces and CelebA cut by BlazeFace as the faces lay: `agegender crops "
               "csv ../faces-extra/aaf --output ../faces-extra/crops/aaf --detector blazeface --detector-option align=off` "
-              "and the same for "
-              "`celeba` (docs/training.md)")
+              "and the same for `celeba`; calibrated and scored on the same photos cut as `predict` cuts them "
+              "(CenterFace, faces turned upright: `agegender crops csv ../faces-extra/aaf --output "
+              "../faces-extra/crops-cf/aaf`, each crop in the part its photo has in the training caches, "
+              "`configs/default/face_recut.yaml`; docs/training.md)")
 
 WILD_NOTE = ("half the training faces degraded as old prints and poor cameras degrade photos (`data.augment: wild`: "
              "faded, monochrome or sepia tones, blur, down-scaling, noise, JPEG; docs/training.md)")
 
-DATA_LIMIT = ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by the bundled "
-              "detector pipeline, half of them degraded in training as old prints and poor cameras degrade photos: "
+DATA_LIMIT = ("Trained on UTKFace's aligned 200×200 crops and on All-Age-Faces and CelebA faces framed by BlazeFace "
+              "(calibrated on the same photos as the bundled pipeline frames them), half of them degraded in training as old prints and poor cameras degrade photos: "
               "mostly frontal faces with the eyes level (a tilted face is turned upright by the detector's eye "
               "landmarks before it is read: docs/results.md, \"Rolled heads\"); profile faces, occlusion, heavy "
               "make-up and low light are barely covered.")
@@ -72,8 +74,10 @@ MODELS = {
         "package": "agegender package runs/patient/checkpoints/best.ckpt --output "
         "src/agegender/weights/default-face.safetensors --name default-face --detector centerface --max-false-adult 1 "
         "--no-tta-flip, then agegender package src/agegender/weights/default-face.safetensors --output "
-        "default-face.safetensors --name default-face --detector centerface --max-false-adult 0.08 --no-tta-flip (the "
-        "weights unchanged: the age estimate and under-age guard refitted)",
+        "default-face.safetensors --name default-face --detector centerface --max-false-adult 0.08 "
+        "--no-tta-flip --calibration-config configs/default/face_recut.yaml (the weights unchanged: the "
+        "temperatures, the age estimate and the under-age guard refitted on the validation crops as the bundled "
+        "detector pipeline cuts them)",
         "eval_name": "default",
         "data_limit": DATA_LIMIT,
     },
@@ -121,7 +125,9 @@ MODELS = {
         "src/agegender/weights/default-fast.safetensors --name default-fast --detector centerface "
         "--max-false-adult 0.106 --no-tta-flip, then agegender package src/agegender/weights/default-fast.safetensors "
         "--output default-fast.safetensors --name default-fast --detector centerface --max-false-adult 0.08 "
-        "--no-tta-flip (the weights unchanged: the age estimate and under-age guard refitted)",
+        "--no-tta-flip --calibration-config configs/default/face_recut.yaml (the weights unchanged: the "
+        "temperatures, the age estimate and the under-age guard refitted on the validation crops as the bundled "
+        "detector pipeline cuts them)",
         "eval_name": "default-fast",
         "data_limit": DATA_LIMIT,
     },
@@ -167,7 +173,9 @@ MODELS = {
         "src/agegender/weights/default-accurate.safetensors --name default-accurate --detector centerface "
         "--max-false-adult 1 --no-tta-flip, then agegender package src/agegender/weights/default-accurate.safetensors "
         "--output default-accurate.safetensors --name default-accurate --detector centerface --max-false-adult 0.08 "
-        "--no-tta-flip (the weights unchanged: the age estimate and under-age guard refitted)",
+        "--no-tta-flip --calibration-config configs/default/face_recut.yaml (the weights unchanged: the "
+        "temperatures, the age estimate and the under-age guard refitted on the validation crops as the bundled "
+        "detector pipeline cuts them)",
         "eval_name": "default-accurate",
         "data_limit": DATA_LIMIT,
     },

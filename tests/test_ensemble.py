@@ -168,3 +168,39 @@ def test_the_ensembles_fitted_age_estimate_survives_its_package(members, tmp_pat
     x = torch.randn(4, 3, *ens.preprocess["input_size"])
     with torch.no_grad():
         torch.testing.assert_close(again.model.decode(again.model(x))["age"], ens.model.decode(ens.model(x))["age"])
+
+
+def test_averaged_package_has_the_members_mean_weights_and_one_network(members, tmp_path):
+    from agegender.models.ensemble import average_packages
+
+    soup = average_packages(members)
+    a, b = (load_bundle(p).model.state_dict() for p in members)
+    got = soup.model.state_dict()
+    for w in ("heads.gender.net.0.weight", "heads.age.net.0.bias"):
+        torch.testing.assert_close(got[w], (a[w].float() + b[w].float()) / 2)
+    assert soup.config["model"].get("composition") != "ensemble"  # one network, not two
+    assert [m["source"] for m in soup.meta["averaged"]] == [str(p) for p in members]
+    path = save_package(soup, tmp_path / "soup.safetensors")
+    again = load_bundle(path)
+    torch.testing.assert_close(again.model.state_dict()[w], got[w])
+
+
+def test_only_one_architecture_can_be_averaged(members, tmp_path):
+    from agegender.models.ensemble import average_packages
+
+    body = write_tiny_package(tmp_path / "body.safetensors", "body", seed=3)
+    with pytest.raises(AgeGenderError, match="one architecture|do not match") as err:
+        average_packages([members[0], body])
+    assert err.value.code == "bad_model"
+
+
+def test_the_tool_averages_from_the_command_line(members, tmp_path):
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "ensemble_package.py"
+    out = tmp_path / "soup.safetensors"
+    r = subprocess.run([sys.executable, str(tool), *map(str, members), "-o", str(out), "--average"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "averaged" in r.stdout and load_bundle(out).meta["averaged"]

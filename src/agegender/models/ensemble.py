@@ -147,6 +147,39 @@ def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
     return bundle
 
 
+def average_packages(paths: Sequence[str | Path]) -> ModelBundle:
+    """One network whose weights are the mean of the members' (a "model soup", Wortsman et al. 2022, eq. 1: the
+    uniform soup): members of one architecture fine-tuned from the same start, so their weights lie in one basin.
+    The result costs one network, not several; calibrate it like any package afterwards (its temperatures, age
+    estimate and guard are the first member's until then). The result is the first member's network: each of its
+    weights is averaged (a weight another member lacks is an error; weights only the others have, such as a
+    training-only projection, are left out), and its integer buffers (batch-norm step counts) are kept."""
+    from agegender.models.package import ModelBundle, load_bundle
+
+    bundles = [load_bundle(p) for p in paths]
+    first = bundles[0]
+    states = [b.model.state_dict() for b in bundles]
+    for p, b, sd in zip(paths[1:], bundles[1:], states[1:]):
+        if b.config["model"].get("trunk") != first.config["model"].get("trunk") or b.dims != first.dims:
+            raise AgeGenderError(f"{p}: its network differs from {paths[0]}'s; only models of one architecture can "
+                                 "be averaged (tools/ensemble_package.py combines different ones)", code="bad_model")
+        odd = sorted(k for k in states[0] if k not in sd or sd[k].shape != states[0][k].shape)
+        if odd:
+            raise AgeGenderError(f"{p}: its weights do not match {paths[0]}'s ({odd[0]} and {len(odd) - 1} more)",
+                                 code="bad_model")
+    mean = {k: (torch.stack([sd[k].float() for sd in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in states[0].items()}
+    first.model.load_state_dict(mean)
+    meta = {k: v for k, v in first.meta.items() if k != "calibration"}
+    meta["averaged"] = [{"source": str(p), "name": b.meta.get("name")} for p, b in zip(paths, bundles)]
+    bundle = ModelBundle(first.model.eval(), copy.deepcopy(first.config), dict(first.dims), dict(first.preprocess),
+                         dict(first.labels), meta)
+    prints = [b.fingerprint for b in bundles if b.fingerprint is not None]
+    if prints:
+        bundle.fingerprint = np.unique(np.concatenate(prints)).astype(np.int64)
+    return bundle
+
+
 def _framing(preprocess: Mapping[str, Any]) -> tuple[Any, Any]:
     """What a member's crop shows: the margin around the detected box and the resize-then-centre-crop ratio."""
     size, resize = input_size(preprocess), preprocess.get("resize")

@@ -129,7 +129,9 @@ def package_checkpoint(
         # re-calibrating a package on its own validation data: its weights are the ones first calibrated, so the
         # "before" figures of that first fit (the uncalibrated network) still describe it. On other data (another
         # config's, or another folder) they would describe other images: the new fit's own "before" figures stand.
-        own_data = calibration_data is None and data is None
+        own_root = str(bundle.config["data"].get("root") or "")
+        own_data = calibration_data is None and (data is None or (
+            bool(own_root) and Path(data).resolve() == Path(own_root).resolve()))
         first = ((old.get("calibration") or {}).get("heads") or {}) if own_data else {}
         for head, r in cal.items():
             prev = first.get(head) or {}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FACE_RECIPE, REPO, machine
+from _common import FACE_RECIPE, machine
 from face_sources import recipe_sources
 
 #: knots of the piecewise-linear map, in years of the model's estimate

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FACE_RECIPE, REPO, machine
+from _common import FACE_RECIPE, machine
 from face_sources import read_crop, recipe_sources
 
 from agegender.data.transforms import SEPIA as _SEPIA  # the training augmentation's toning matrix

@@ -44,6 +44,13 @@ def _merged(values: np.ndarray, more: Iterable[np.ndarray | None]) -> np.ndarray
     return out[out != 0]
 
 
+def merge_fingerprints(*arrays: np.ndarray | None) -> np.ndarray | None:
+    """The sorted, unique union of fingerprint arrays (those of several models combined into one); None if none is
+    given."""
+    given = [a for a in arrays if a is not None]
+    return _merged(np.empty(0, dtype=np.int64), given) if given else None
+
+
 def fingerprint(paths: Iterable[str | os.PathLike], *more: np.ndarray | None) -> np.ndarray:
     """The sorted, unique fingerprints of ``paths``, merged with earlier fingerprints ``more`` (e.g. those of the
     model a run was initialised from)."""

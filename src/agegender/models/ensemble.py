@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from agegender.data.fingerprint import merge_fingerprints
 from agegender.errors import AgeGenderError
 from agegender.models.input_adapter import InputAdapter, input_size
 from agegender.models.multitask import decode_heads
@@ -136,14 +136,12 @@ def assemble_packages(paths: Sequence[str | Path]) -> ModelBundle:
     config["name"] = "ensemble of " + ", ".join(str(b.config.get("name")) for b in bundles)
     config["description"] = f"An ensemble of {len(bundles)} models: " + "; ".join(
         str(b.meta.get("description") or b.config.get("description") or b.name) for b in bundles)
-    prints = [b.fingerprint for b in bundles if b.fingerprint is not None]
     meta = {k: v for k, v in first.meta.items() if k != "calibration"}
     meta["description"] = config["description"]
     meta["members"] = [{"source": str(p), "name": b.meta.get("name"), "config": b.config.get("name")}
                        for p, b in zip(paths, bundles)]
     bundle = ModelBundle(model, config, dict(first.dims), dict(first.preprocess), dict(first.labels), meta)
-    if prints:
-        bundle.fingerprint = np.unique(np.concatenate(prints)).astype(np.int64)
+    bundle.fingerprint = merge_fingerprints(*(b.fingerprint for b in bundles))
     return bundle
 
 
@@ -174,9 +172,7 @@ def average_packages(paths: Sequence[str | Path]) -> ModelBundle:
     meta["averaged"] = [{"source": str(p), "name": b.meta.get("name")} for p, b in zip(paths, bundles)]
     bundle = ModelBundle(first.model.eval(), copy.deepcopy(first.config), dict(first.dims), dict(first.preprocess),
                          dict(first.labels), meta)
-    prints = [b.fingerprint for b in bundles if b.fingerprint is not None]
-    if prints:
-        bundle.fingerprint = np.unique(np.concatenate(prints)).astype(np.int64)
+    bundle.fingerprint = merge_fingerprints(*(b.fingerprint for b in bundles))
     return bundle
 
 

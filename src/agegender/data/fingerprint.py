@@ -59,8 +59,12 @@ def fingerprint(paths: Iterable[str | os.PathLike], *more: np.ndarray | None) ->
 
 def seen_mask(known: np.ndarray, paths: Iterable[str | os.PathLike]) -> np.ndarray:
     """For each of ``paths``, whether its bytes are among the fingerprints ``known``."""
-    hashes = file_hashes(paths)
-    return np.isin(hashes, known) & (hashes != 0)
+    return _among(file_hashes(paths), known)
+
+
+def _among(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Whether each fingerprint is in ``known`` (0, an unreadable file, never is)."""
+    return np.isin(values, known) & (values != 0)
 
 
 def sample_fingerprint(sample: object) -> int:
@@ -88,5 +92,4 @@ def samples_fingerprint(samples: Iterable[object], *more: np.ndarray | None, thr
 def seen_samples_mask(known: np.ndarray, samples: Iterable[object], threads: int = 4) -> np.ndarray:
     """For each sample, whether the image it stands for (:func:`sample_fingerprint`: a cached crop, its original) is
     among the fingerprints ``known``."""
-    values = sample_fingerprints(samples, threads)
-    return np.isin(values, known) & (values != 0)
+    return _among(sample_fingerprints(samples, threads), known)

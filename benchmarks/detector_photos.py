@@ -13,10 +13,13 @@ turned or shrunk photo is given decoded).
 ``--rolls`` turns every photo by each angle in turn (even-numbered photos clockwise, odd ones anticlockwise, on a
 canvas grown to hold the whole photo, edge pixels repeated): every training source ships its faces with the eyes
 level, and the photos people take do not. ``--scales`` shrinks every photo by each factor in turn first (OpenCV's
-pixel-area resize), so the faces are small as in group photos.
+pixel-area resize), so the faces are small as in group photos. ``--degradations`` passes every photo through each of
+``degraded_faces.py``'s fixed degradations in turn (``mono``, ``sepia``, ``soft``, ``oldprint``: as old scanned prints
+and poor cameras give them), applied to the whole photo before the detector sees it.
 
     python benchmarks/detector_photos.py [--model default[,default-fast]] [--detectors blazeface,centerface]
         [--split val] [--sources aaf,celeba] [--limit 600] [--rolls 0,20,30] [--scales 1,0.25]
+        [--degradations clean,oldprint]
 
 A detector may carry options after a colon, separated by ``+``: ``centerface:margin=-0.03+shift=0.05`` (detector
 options, or the crop framing ``margin`` / ``shift`` / ``align``, e.g. ``centerface:align=off``).
@@ -37,6 +40,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine
+from degraded_faces import DEGRADATIONS
 
 
 def originals(crop_root: Path) -> dict[str, Path]:
@@ -74,7 +78,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=600, help="photos per source at most (every k-th, 0: all)")
     ap.add_argument("--rolls", default="0", help="comma-separated angles in degrees to turn the photos by")
     ap.add_argument("--scales", default="1", help="comma-separated factors (at most 1) to shrink the photos by")
+    ap.add_argument("--degradations", default="clean", help=f"comma-separated, of {', '.join(DEGRADATIONS)}")
     args = ap.parse_args()
+    degradations = [d.strip() for d in args.degradations.split(",") if d.strip()]
+    unknown = [d for d in degradations if d not in DEGRADATIONS]
+    if unknown:
+        sys.exit(f"error: unknown degradation(s) {unknown}; pick from {', '.join(DEGRADATIONS)}")
     rolls = [float(r) for r in args.rolls.split(",") if r.strip()]
     scales = [float(f) for f in args.scales.split(",") if f.strip()]
     if any(not 0 < f <= 1 for f in scales):
@@ -121,19 +130,20 @@ def main() -> None:
         per_source[name] = rows[::step][: args.limit or None]
     print(f"machine: {machine()}")
     print(f"{args.split} split of {', '.join(f'{n} ({len(r)} photos)' for n, r in per_source.items())}")
-    print("| model | detector | source | scale | roll ° | photos | no face % | gender % | women % | men % | age MAE | "
+    print("| model | detector | source | degradation | scale | roll ° | photos | no face % | gender % | women % | men % | age MAE | "
           "minors called adult % | ms/photo |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for model in [m.strip() for m in args.model.split(",") if m.strip()]:
         for det in [d.strip() for d in args.detectors.split(",") if d.strip()]:
             name, _, opts = det.partition(":")
             options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in opts.split("+") if o)}
             predictor = agegender.load(model, detector=name, detector_options=options)
-            for scale in scales:
-                for roll in rolls:
-                    for source, rows in per_source.items():
-                        print(f"| {model} | {det} | {source} | {scale:g} | {roll:g} | "
-                              + score(predictor, rows, roll, scale), flush=True)
+            for deg in degradations:
+                for scale in scales:
+                    for roll in rolls:
+                        for source, rows in per_source.items():
+                            print(f"| {model} | {det} | {source} | {deg} | {scale:g} | {roll:g} | "
+                                  + score(predictor, rows, roll, scale, deg), flush=True)
 
 
 def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
@@ -144,14 +154,18 @@ def shrink(rgb: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(rgb, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA)
 
 
-def score(predictor, rows: list, roll: float, scale: float) -> str:
-    """The table cells of one model, detector, scale and roll on one source's photos."""
+def score(predictor, rows: list, roll: float, scale: float, degradation: str = "clean") -> str:
+    """The table cells of one model, detector, degradation, scale and roll on one source's photos."""
     from agegender.data.images import load_image
 
     missed, right, ages, minors, times = 0, [], [], [], []
     by_sex: dict[int, list[bool]] = {0: [], 1: []}
     for k, (photo, age, gender) in enumerate(rows):
-        image = turn(shrink(load_image(photo), scale), roll if k % 2 == 0 else -roll) if roll or scale < 1 else photo
+        if roll or scale < 1 or degradation != "clean":
+            rgb = DEGRADATIONS[degradation](shrink(load_image(photo), scale))
+            image = turn(rgb, roll if k % 2 == 0 else -roll)
+        else:
+            image = photo
         t = time.perf_counter()
         result = predictor.predict_image(image)
         times.append(1000 * (time.perf_counter() - t))

@@ -196,6 +196,40 @@ def test_photo_degradation_tones_and_steps_alone():
     assert jpeg_only.shape == img.shape and not torch.equal(jpeg_only, img)
 
 
+def test_photo_degradation_scale_range_sets_how_much_detail_is_lost():
+    """A smaller down-scaling factor keeps less detail: on random pixels the image scaled to 1/8 and back differs
+    from the original more than one scaled to 0.9; the range comes from data.degradation through train_transform."""
+    img = _chw(random_image(96, 96, seed=2))
+
+    def loss(lo: float, hi: float) -> float:
+        step = PhotoDegradation(p=1.0, tone=0.0, blur=0.0, downscale=1.0, noise=0.0, jpeg=0.0, scale=(lo, hi))
+        torch.manual_seed(0)
+        return float((step(img).float() - img.float()).abs().mean())
+
+    assert loss(0.125, 0.125) > loss(0.9, 0.9) + 10
+    tf = train_transform(48, augment="wild", degradation={"scale": [0.12, 0.7], "p": 0.9})
+    step = next(t for t in tf.transforms if isinstance(t, PhotoDegradation))
+    assert step.scale == (0.12, 0.7) and step.p == 0.9
+    default = next(t for t in train_transform(48, augment="wild").transforms if isinstance(t, PhotoDegradation))
+    assert default.scale == (0.3, 0.7)
+
+
+@pytest.mark.parametrize(
+    ("augment", "degradation", "message"),
+    [
+        ("wild", {"scales": [0.1, 0.5]}, "unknown data.degradation key"),
+        ("wild", {"scale": [0.5, 0.1]}, "0 < low <= high <= 1"),
+        ("wild", {"scale": [0.0, 0.5]}, "0 < low <= high <= 1"),
+        ("wild", {"scale": 0.5}, "bad data.degradation"),
+        ("strong", {"scale": [0.2, 0.5]}, "applies to augment 'wild'"),
+    ],
+)
+def test_bad_degradation_options_are_one_line_errors(augment, degradation, message):
+    with pytest.raises(AgeGenderError, match=message) as e:
+        train_transform(48, augment=augment, degradation=degradation)
+    assert e.value.code == "bad_config" and "\n" not in str(e.value)
+
+
 def test_wild_augment_is_reproducible_under_a_seed():
     tf = train_transform(48, augment="wild")
     img = random_image(60, 60)

@@ -102,6 +102,7 @@ def train_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     augment: str = "standard",
+    degradation: Mapping[str, Any] | None = None,
 ) -> v2.Compose:
     """Training pipeline: image → augmented, normalised float tensor (C, H, W).
 
@@ -114,9 +115,14 @@ def train_transform(
       down-scaling, noise and JPEG artefacts, as old prints and poor cameras give them).
 
     ``input_size`` is an int (square) or (height, width); ``len(mean)`` sets the channels (1 = grey).
+    ``degradation`` (config ``data.degradation``) holds keyword arguments of :class:`PhotoDegradation` for
+    ``"wild"``, e.g. ``{scale: [0.12, 0.7]}`` to shrink faces further.
     """
     if augment not in AUGMENTS:
         raise AgeGenderError(f"augment {augment!r} must be one of {', '.join(AUGMENTS)}", code="bad_config")
+    if degradation and augment != "wild":
+        raise AgeGenderError(f"data.degradation applies to augment 'wild', not {augment!r}: set data.augment: wild "
+                             "or remove data.degradation", code="bad_config")
     if augment == "none":
         return eval_transform(input_size, mean, std)
     h, w = size_hw(input_size)
@@ -131,7 +137,7 @@ def train_transform(
     if augment in ("strong", "wild"):
         steps.append(v2.RandAugment(num_ops=2, magnitude=9))
     if augment == "wild":
-        steps.append(PhotoDegradation())
+        steps.append(PhotoDegradation.from_config(degradation))
     steps += _normalise(mean, std)
     if augment in ("strong", "wild"):
         steps.append(v2.RandomErasing(p=0.25, scale=(0.02, 0.2)))
@@ -149,12 +155,31 @@ class PhotoDegradation:
     with its own probability, so the degradations mix.
 
     Blur, down-scaling and JPEG move age estimates most: a blurred face reads younger (skin detail is an age
-    cue). ``benchmarks/degraded_faces.py`` measures a model on degraded validation images.
+    cue). ``benchmarks/degraded_faces.py`` measures a model on degraded validation images. ``scale`` is the
+    range of the down-scaling factor (of the training image's side; the image is scaled back up after).
     """
 
     def __init__(self, p: float = 0.5, tone: float = 0.35, blur: float = 0.4, downscale: float = 0.4,
-                 noise: float = 0.2, jpeg: float = 0.4) -> None:
+                 noise: float = 0.2, jpeg: float = 0.4, scale: Sequence[float] = (0.3, 0.7)) -> None:
+        lo, hi = (float(v) for v in scale)
+        if not 0 < lo <= hi <= 1:
+            raise AgeGenderError(f"degradation scale {list(scale)} must be [low, high] with 0 < low <= high <= 1",
+                                 code="bad_config")
         self.p, self.tone, self.blur, self.downscale, self.noise, self.jpeg = p, tone, blur, downscale, noise, jpeg
+        self.scale = (lo, hi)
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any] | None) -> PhotoDegradation:
+        """From ``data.degradation`` (None or {}: the defaults); an unknown key is a one-line error."""
+        options = dict(options or {})
+        known = ("p", "tone", "blur", "downscale", "noise", "jpeg", "scale")
+        if unknown := sorted(set(options) - set(known)):
+            raise AgeGenderError(f"unknown data.degradation key(s) {', '.join(unknown)}; known: {', '.join(known)}",
+                                 code="bad_config")
+        try:
+            return cls(**options)
+        except (TypeError, ValueError) as e:
+            raise AgeGenderError(f"bad data.degradation {options}: {e}", code="bad_config") from None
 
     @staticmethod
     def _u(lo: float, hi: float) -> float:
@@ -183,7 +208,7 @@ class PhotoDegradation:
         if torch.rand(()) < self.blur:
             t = F.gaussian_blur(t, [5, 5], [self._u(0.4, 1.6)] * 2)
         if torch.rand(()) < self.downscale:
-            s = self._u(0.3, 0.7)
+            s = self._u(*self.scale)
             small = F.resize(t, [max(8, round(h * s)), max(8, round(w * s))], antialias=True)
             t = F.resize(small, [h, w], antialias=False)
         if torch.rand(()) < self.noise:
@@ -194,7 +219,7 @@ class PhotoDegradation:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(p={self.p}, tone={self.tone}, blur={self.blur}, downscale={self.downscale}, "
-                f"noise={self.noise}, jpeg={self.jpeg})")
+                f"noise={self.noise}, jpeg={self.jpeg}, scale={list(self.scale)})")
 
 
 def _jpeg(t: torch.Tensor, quality: int) -> torch.Tensor:

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
         "mean": None,  # default: the trunk's
         "std": None,
         "augment": "standard",
+        # keyword arguments of agegender.data.transforms.PhotoDegradation for augment: wild, e.g. {scale: [0.12, 0.7]}
+        "degradation": None,
         "batch_size": 32,
         "eval_batch_size": 128,
         "num_workers": 2,

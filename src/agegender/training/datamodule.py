@@ -439,7 +439,8 @@ class AgeGenderDataModule(L.LightningDataModule):
 
     def _loader(self, part: str, train: bool) -> DataLoader:
         tf = (
-            train_transform(self.input_hw, self.mean, self.std, self.cfg.get("augment", "standard"))
+            train_transform(self.input_hw, self.mean, self.std, self.cfg.get("augment", "standard"),
+                            self.cfg.get("degradation"))
             if train
             else eval_transform(self.input_hw, self.mean, self.std)
         )

@@ -42,7 +42,7 @@ from _common import FACE_RECIPE, REPO, machine
 
 FEMALE = 1  # agegender.labels.GENDERS = ("male", "female")
 CHILD = 16  # "children": true age under this
-#: figure -> (label, is an accuracy (error = 1 - value), format scale)
+#: figure -> (column title, whether it is an accuracy (higher is better, shown in %))
 FIGURES = {
     "gender": ("gender %", True),
     "women": ("women %", True),

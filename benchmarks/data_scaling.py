@@ -55,18 +55,15 @@ _describer = None
 
 
 def _init_worker() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
     global _describer
-    import dlib
-    import face_recognition_models
+    sys.path.insert(0, str(REPO / "tools" / "gender_teacher"))
+    from descriptors import Describer  # the gender teacher's dlib descriptor (5 landmarks, 150-px chip)
 
-    md = Path(face_recognition_models.__file__).parent / "models"
-    _describer = (dlib, dlib.shape_predictor(str(md / "shape_predictor_5_face_landmarks.dat")),
-                  dlib.face_recognition_model_v1(str(md / "dlib_face_recognition_resnet_model_v1.dat")))
+    _describer = Describer()
 
 
 def _describe(item: tuple[str, tuple | None]) -> np.ndarray | None:
-    """The 128-D descriptor of one face (path, box or None), or None if it cannot be read."""
+    """The 128-D descriptor of one face (path, box or None), the whole crop as its box; None if unreadable."""
     from face_sources import read_crop
 
     from agegender.labels import Sample
@@ -75,12 +72,8 @@ def _describe(item: tuple[str, tuple | None]) -> np.ndarray | None:
     img = read_crop(Sample(path=path, box=box))
     if img is None:
         return None
-    dlib, sp, fr = _describer
-    img = np.ascontiguousarray(img)
     h, w = img.shape[:2]
-    shape = sp(img, dlib.rectangle(0, 0, w - 1, h - 1))
-    chip = dlib.get_face_chip(img, shape, size=150, padding=0.25)
-    return np.asarray(fr.compute_face_descriptor(chip), dtype=np.float32)
+    return _describer.describe(np.ascontiguousarray(img), (0, 0, w - 1, h - 1))[0]
 
 
 def descriptors(name: str, samples: list, cache_dir: Path, jobs: int) -> np.ndarray:
@@ -203,11 +196,10 @@ def main() -> None:
     split_of = np.full(len(dm.samples), "", dtype=object)
     for part in ("train", "val", "test"):
         split_of[np.asarray(dm.split[part], dtype=int)] = part
-    x = np.concatenate([descriptors(n, [dm.samples[i] for i in np.flatnonzero(dm.source_index == k)],
-                                    Path(args.cache), args.jobs) for k, n in enumerate(names)])
-    order = np.concatenate([np.flatnonzero(dm.source_index == k) for k in range(len(names))])
-    x_all = np.empty_like(x)
-    x_all[order] = x
+    x_all = np.empty((len(dm.samples), 128), dtype=np.float32)
+    for k, n in enumerate(names):
+        idx = np.flatnonzero(dm.source_index == k)
+        x_all[idx] = descriptors(n, [dm.samples[i] for i in idx], Path(args.cache), args.jobs)
     gender = np.array([-1 if s.gender is None else int(s.gender) for s in dm.samples])
     age = np.array([np.nan if s.age is None else float(s.age) for s in dm.samples])
     ok = np.isfinite(x_all).all(axis=1)

@@ -87,14 +87,21 @@ class Describer:
         self.fr = dlib.face_recognition_model_v1(os.path.join(md, "dlib_face_recognition_resnet_model_v1.dat"))
         self.hog = dlib.get_frontal_face_detector()
         self._cropper = None
-        self.crop_map: dict[str, tuple[str, str]] = {}
-        for name in ("aaf", "celeba"):
-            extra = os.path.normpath(os.path.join(MAIN, "..", "faces-extra"))
-            croot, oroot = os.path.join(extra, "crops", name), os.path.join(extra, name)
-            with open(os.path.join(croot, "labels.csv"), newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    key = os.path.realpath(os.path.join(croot, "images", row["file"]))
-                    self.crop_map[key] = (os.path.join(oroot, row["source_file"]), row["framing"])
+        self._crop_map: dict[str, tuple[str, str]] | None = None
+
+    @property
+    def crop_map(self) -> dict[str, tuple[str, str]]:
+        """aaf/celeba crop path (resolved) -> (its original photo, its framing), read on first use."""
+        if self._crop_map is None:
+            self._crop_map = {}
+            for name in ("aaf", "celeba"):
+                extra = os.path.normpath(os.path.join(MAIN, "..", "faces-extra"))
+                croot, oroot = os.path.join(extra, "crops", name), os.path.join(extra, name)
+                with open(os.path.join(croot, "labels.csv"), newline="", encoding="utf-8") as f:
+                    for row in csv.DictReader(f):
+                        key = os.path.realpath(os.path.join(croot, "images", row["file"]))
+                        self._crop_map[key] = (os.path.join(oroot, row["source_file"]), row["framing"])
+        return self._crop_map
 
     @property
     def cropper(self):
